@@ -1,0 +1,148 @@
+"""``selfnas`` command line: a thin layer over :mod:`selfnas.api`.
+
+User mistakes (:class:`selfnas.errors.SelfnasError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from selfnas.errors import SelfnasError
+
+app = typer.Typer(
+    name="selfnas",
+    help="Neural architecture search with self-supervised learning: searched without labels, judged with labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+Opt = typer.Option
+
+
+def _train_overrides(**flags: object) -> list[str]:
+    mapping = {
+        "data": "data.name", "data_root": "data.root", "download": "data.download",
+        "train_limit": "data.train_limit", "method": "method.name", "backbone": "model.backbone",
+        "epochs": "optim.epochs", "batch_size": "optim.batch_size", "lr": "optim.lr",
+        "seed": "run.seed", "device": "run.device", "compile": "run.compile",
+    }
+    out = []
+    for key, value in flags.items():
+        if value is None or value is False:
+            continue
+        out.append(f"{mapping[key]}={json.dumps(value) if isinstance(value, str) else value}")
+    return out
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
+    out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/train-<time>)")] = None,
+    data: Annotated[str | None, Opt(help="dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH")] = None,
+    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    download: Annotated[bool, Opt(help="let torchvision datasets download (needs internet)")] = False,
+    train_limit: Annotated[int | None, Opt(help="use at most this many training images")] = None,
+    method: Annotated[str | None, Opt(help="simsiam | simclr | moco | byol")] = None,
+    backbone: Annotated[str | None, Opt(help="backbone name (see `selfnas backbones`)")] = None,
+    epochs: Annotated[float | None, Opt(help="training epochs (fractions allowed)")] = None,
+    batch_size: Annotated[int | None, Opt(help="images per step")] = None,
+    lr: Annotated[float | None, Opt(help="base learning rate per 256 images")] = None,
+    seed: Annotated[int | None, Opt(help="random seed")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
+    compile: Annotated[bool, Opt("--compile", help="torch.compile the model")] = False,
+    set_: Annotated[list[str] | None, Opt("--set", "-s", help="override any config key: optim.lr=0.1")] = None,
+    resume: Annotated[bool, Opt(help="continue the run in --out where it stopped")] = False,
+    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar; one line per epoch")] = False,
+) -> None:
+    """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe)."""
+    from selfnas.api import train as api_train
+    from selfnas.config import build_config
+
+    overrides = _train_overrides(
+        data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
+        backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        compile=compile,
+    ) + list(set_ or [])
+    cfg = None if resume else build_config(config, overrides)
+    result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
+                       overrides=overrides if resume else (), argv=sys.argv)
+    _print_result(result)
+
+
+@app.command("eval")
+def eval_(
+    target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one")],
+    data: Annotated[str | None, Opt(help="labeled dataset to evaluate on (default: the run's)")] = None,
+    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
+    linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
+) -> None:
+    """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
+    from selfnas.eval.evaluate import evaluate
+
+    _print_result(evaluate(target, data=data, data_root=data_root, device=device, linear=linear))
+
+
+@app.command()
+def datasets() -> None:
+    """List the dataset names and whether their files are here."""
+    from selfnas.data import DATASETS
+
+    table = Table("name", "description")
+    for name in DATASETS.names():
+        table.add_row(name, DATASETS.describe(name))
+    console.print(table)
+
+
+@app.command()
+def backbones() -> None:
+    """List the backbone names."""
+    from selfnas.models.backbones import BACKBONES
+
+    table = Table("name", "description")
+    for name in BACKBONES.names():
+        table.add_row(name, BACKBONES.describe(name))
+    console.print(table)
+
+
+def _print_result(result: dict) -> None:
+    if "knn" not in result:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title=f"evaluation on {result.get('data')}")
+    table.add_column("metric")
+    splits = sorted(result["knn"])
+    for split in splits:
+        table.add_column(split, justify="right")
+    table.add_row("kNN top-1 (k=200)", *(f"{100 * result['knn'][s]:.2f}%" for s in splits))
+    if "linear" in result:
+        table.add_row(
+            f"linear probe (wd {result['linear']['weight_decay']:g})",
+            *(f"{100 * result['linear'][s]:.2f}%" if s in result["linear"] else "-" for s in splits),
+        )
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except SelfnasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

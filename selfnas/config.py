@@ -1,0 +1,146 @@
+"""Validated run configuration: TOML or YAML files plus ``key.sub=value`` CLI overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from selfnas.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    name: str = Field("fashion-mnist", description="dataset spec: name, imagefolder:PATH, npy:PATH, name@SIZE")
+    root: str | None = Field(None, description="directory holding the dataset files")
+    download: bool = Field(False, description="allow torchvision datasets to download (needs internet)")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of train carved out as validation")
+    train_limit: int | None = Field(None, ge=1, description="use at most this many training images")
+
+
+class ModelConfig(_Strict):
+    backbone: str = "resnet_small"
+    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodConfig(_Strict):
+    name: Literal["simsiam", "simclr", "moco", "byol"] = "simsiam"
+    proj_hidden: int = Field(512, ge=1, le=65536)
+    proj_out: int = Field(128, ge=1, le=65536)
+    pred_hidden: int = Field(64, ge=1, le=65536)
+    projector: dict[str, Any] | None = Field(None, description="head spec JSON; default: the method's own")
+    predictor: dict[str, Any] | None = None
+    hparams: dict[str, float | int] = Field(
+        default_factory=dict, description="method hyper-parameters: temperature, momentum, queue_size"
+    )
+
+
+class OptimConfig(_Strict):
+    epochs: float = Field(10, gt=0, le=10000)
+    batch_size: int = Field(256, ge=2, le=65536)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float | None = Field(None, gt=0, le=100, description="base LR per 256 images; default per method")
+    weight_decay: float | None = Field(None, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    warmup_epochs: float = Field(1.0, ge=0)
+
+
+class RunConfig(_Strict):
+    seed: int = Field(0, ge=0, lt=2**31)
+    device: str = "auto"
+    amp: bool = Field(True, description="bf16 autocast on CUDA")
+    channels_last: bool = True
+    compile: bool = False
+    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    log_every: int = Field(20, ge=1, description="steps between metric lines")
+    knn_every: int = Field(1, ge=0, description="epochs between kNN monitors on the validation split; 0 = off")
+    knn_bank: int = Field(10000, ge=1, description="train images in the kNN monitor's memory bank")
+    eval_at_end: bool = True
+    threads: int | None = Field(None, ge=1, le=1024)
+
+
+class TrainConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("data")
+    @classmethod
+    def _data_name(cls, v: DataConfig) -> DataConfig:
+        if not v.name.strip():
+            raise ValueError("data.name must not be empty")
+        return v
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{where}: {err['msg']}"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``a.b.c=value`` in place; the value is parsed as YAML (numbers, bools, lists)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    key, raw = override.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {override!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def build_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
+) -> TrainConfig:
+    """File (optional) -> overrides -> validated :class:`TrainConfig`; errors are one line."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        data.update(read_config_file(path))
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_first_error(exc)}") from None
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

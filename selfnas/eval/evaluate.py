@@ -1,0 +1,142 @@
+"""Evaluate a pretrained run: kNN and linear probe of frozen backbone features.
+
+The probe's weight decay is chosen by cross-validation on the train split only;
+accuracy is reported on the held-out validation and test splits. Nothing is selected
+on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfnas.config import TrainConfig, build_config, read_config_file
+from selfnas.data import load_dataset
+from selfnas.data.augment import TwoViewAugment, augment_preset
+from selfnas.data.types import DatasetSplits, ImageSet
+from selfnas.device import resolve_device
+from selfnas.errors import DatasetError, RunDirError
+from selfnas.eval.features import extract_features
+from selfnas.eval.knn import knn_accuracy
+from selfnas.eval.linear import linear_probe, predict, train_logreg
+from selfnas.io import append_jsonl, atomic_write_json
+from selfnas.rundir import RunDir
+from selfnas.ssl.base import SSLMethod
+from selfnas.train.builder import build_method
+from selfnas.train.checkpoint import load_weights
+
+
+def find_run(target: str | Path) -> tuple[RunDir, Path]:
+    """A run directory or a weights file inside one -> (run, weights file)."""
+    target = Path(target)
+    if target.is_dir():
+        run = RunDir(target)
+        for weights in (run.model, run.checkpoint):
+            if weights.exists():
+                return run, weights
+        raise RunDirError(f"{target} holds no weights (model.safetensors or checkpoints/); train it first")
+    if target.is_file() and target.suffix == ".safetensors":
+        for parent in target.parents:
+            if (parent / "config.yaml").exists():
+                return RunDir(parent), target
+        raise RunDirError(f"no config.yaml found above {target}; pass the run directory")
+    raise RunDirError(f"{target} is neither a run directory nor a .safetensors file")
+
+
+def load_run_config(run: RunDir) -> TrainConfig:
+    return build_config(base=read_config_file(run.config))
+
+
+def load_model(run: RunDir, weights: Path, in_channels: int) -> SSLMethod:
+    """Rebuild the run's SSL model from its config and load ``weights`` into it."""
+    config = load_run_config(run)
+    model = build_method(config, in_channels)
+    if weights.name == "model.safetensors":
+        load_weights(weights, model)
+    else:
+        from safetensors.torch import load_file
+
+        state = {k[len("model."):]: v for k, v in load_file(str(weights)).items() if k.startswith("model.")}
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def evaluate_features(
+    backbone: torch.nn.Module,
+    data: DatasetSplits,
+    device: torch.device,
+    knn_k: int = 200,
+    seed: int = 0,
+    linear: bool = True,
+) -> dict[str, Any]:
+    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits."""
+    train = data.train
+    if not train.labeled:
+        raise DatasetError(
+            f"{data.name} has no labels, so kNN / linear evaluation is impossible; "
+            "name a labeled dataset with --data"
+        )
+    normalize = TwoViewAugment(*augment_preset("simsiam", train.size, train.channels), data.mean, data.std).normalize
+    held_out: dict[str, ImageSet] = {n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None}
+    if not held_out:
+        raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
+    t0 = time.perf_counter()
+    f_train = extract_features(backbone, train.images, normalize, device=device)
+    feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
+    result: dict[str, Any] = {"data": data.name, "n_train": len(train), "feature_dim": int(f_train.shape[1])}
+    k = train.num_classes
+    result["knn"] = {
+        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=k, k=knn_k)
+        for n, f in feats.items()
+    }
+    if linear:
+        report_on = "test" if "test" in feats else "val"
+        probe = linear_probe(
+            f_train, train.labels, feats[report_on], held_out[report_on].labels, num_classes=k, seed=seed
+        )
+        linear_acc = {report_on: probe.accuracy}
+        if report_on == "test" and "val" in feats:
+            mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
+            w, b = train_logreg((f_train - mean) / std, train.labels, k, probe.weight_decay)
+            pred = predict(w, b, (feats["val"] - mean) / std)
+            linear_acc["val"] = float((pred == held_out["val"].labels).float().mean())
+        result["linear"] = {
+            **linear_acc,
+            "weight_decay": probe.weight_decay,
+            "cv": {str(wd): s for wd, s in probe.cv_scores.items()},
+        }
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def evaluate(
+    target: str | Path,
+    data: str | None = None,
+    data_root: str | None = None,
+    device: str = "auto",
+    linear: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run."""
+    run, weights = find_run(target)
+    config = load_run_config(run)
+    spec = data or config.data.name
+    splits = load_dataset(
+        spec,
+        root=data_root if data_root is not None else config.data.root,
+        download=config.data.download,
+        val_fraction=config.data.val_fraction,
+        seed=config.run.seed,
+    )
+    dev = resolve_device(device)
+    model = load_model(run, weights, splits.train.channels).to(dev)
+    result = evaluate_features(model.backbone, splits, dev, seed=config.run.seed, linear=linear)
+    result["weights"] = weights.name
+    if write:
+        atomic_write_json(run.eval, result)
+        append_jsonl(run.metrics, {"kind": "eval", **{k: v for k, v in result.items() if k != "linear"},
+                                   "linear": result.get("linear", {})})
+    return result

@@ -1,0 +1,42 @@
+"""What produced a run: command, seed and versions, with no user, host or home path."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+
+def _scrub(arg: str) -> str:
+    home = str(Path.home())
+    return arg.replace(home, "~") if home not in ("/", "") else arg
+
+
+def selfnas_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfnas")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def collect_provenance(seed: int, argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        argv[0] = Path(argv[0]).name  # the console script, not its absolute path
+    return {
+        "command": [_scrub(a) for a in argv],
+        "seed": seed,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "selfnas": selfnas_version(),
+        },
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }

@@ -1,0 +1,94 @@
+"""The run directory: one layout that every command writes and reads.
+
+    RUN/
+      config.yaml          resolved config (all defaults filled in)
+      provenance.json      command, seed, versions of Python / torch / torchvision / selfnas
+      status.json          state (running | finished | failed | interrupted), step, message, warnings
+      metrics.jsonl        one JSON object per line: kind=step | epoch | eval
+      checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
+      model.safetensors    final weights of the whole SSL model (backbone + heads)
+      eval.json            kNN and linear-probe results on the held-out splits
+      plots/*.png          curves
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from selfnas.errors import RunDirError
+from selfnas.io import atomic_write_json, atomic_write_text
+
+RUN_MARKERS = ("config.yaml", "status.json")
+
+
+class RunDir:
+    """Paths and small helpers for one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    provenance = property(lambda self: self.path / "provenance.json")
+    status = property(lambda self: self.path / "status.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint = property(lambda self: self.path / "checkpoints" / "last.safetensors")
+    model = property(lambda self: self.path / "model.safetensors")
+    eval = property(lambda self: self.path / "eval.json")
+    plots = property(lambda self: self.path / "plots")
+
+    def is_run(self) -> bool:
+        return any((self.path / m).exists() for m in RUN_MARKERS)
+
+    @classmethod
+    def prepare(cls, path: str | Path, resume: bool = False, overwrite: bool = False) -> RunDir:
+        """Open ``path`` for a new run, or for resuming one.
+
+        An existing run is refused unless ``resume`` or ``overwrite``; ``overwrite`` only
+        deletes directories that look like selfnas runs, never arbitrary folders.
+        """
+        run = cls(path)
+        if resume and overwrite:
+            raise RunDirError("--resume and --overwrite exclude each other; pick one")
+        if resume:
+            if not run.config.exists():
+                raise RunDirError(f"{run.path} holds no run to resume (no config.yaml); drop --resume")
+            return run
+        if run.path.exists() and not run.path.is_dir():
+            raise RunDirError(f"{run.path} exists and is not a directory; choose another --out")
+        if run.path.exists() and any(run.path.iterdir()):
+            if not run.is_run():
+                raise RunDirError(f"{run.path} is a non-empty folder that is not a selfnas run; choose another --out")
+            if not overwrite:
+                raise RunDirError(f"run directory {run.path} exists; pass --resume to continue it or --overwrite")
+            shutil.rmtree(run.path)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            probe = run.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"cannot write to {run.path}: {exc.strerror}; choose another --out") from None
+        return run
+
+    def write_status(self, state: str, **fields: Any) -> None:
+        current = self.read_status()
+        current.update(fields)
+        current["state"] = state
+        current["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        atomic_write_json(self.status, current)
+
+    def read_status(self) -> dict[str, Any]:
+        import json
+
+        if not self.status.exists():
+            return {}
+        try:
+            return json.loads(self.status.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return {}
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self.path / name, text)

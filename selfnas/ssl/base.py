@@ -1,0 +1,88 @@
+"""The one small interface every SSL method implements."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from selfnas.models.heads import HeadSpec, build_head
+
+
+@dataclass
+class SSLOutput:
+    """What a training step needs from a method.
+
+    loss: scalar. embedding: N x D projector output of view 1 (for the collapse monitor).
+    """
+
+    loss: torch.Tensor
+    embedding: torch.Tensor
+
+
+class SSLMethod(nn.Module):
+    """Backbone + projector (+ predictor); ``forward(x1, x2)`` returns an :class:`SSLOutput`.
+
+    Subclasses set ``name`` and implement ``forward``. Methods with a momentum
+    (target) network override :meth:`on_step_end`, called after every optimizer step
+    with ``progress`` = fraction of training done, in [0, 1].
+    """
+
+    name: str = ""
+
+    def __init__(self, backbone: nn.Module, projector: HeadSpec, predictor: HeadSpec | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = build_head(projector, backbone.out_dim)
+        self.predictor = build_head(predictor, projector.out_dim) if predictor is not None else None
+        self.projector_spec = projector
+        self.predictor_spec = predictor
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """N x C x H x W -> N x D projector output of the online network."""
+        return self.projector(self.backbone(x))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
+        raise NotImplementedError
+
+    def on_step_end(self, progress: float) -> None:
+        """Hook after each optimizer step (momentum updates)."""
+
+
+class MomentumTarget(nn.Module):
+    """An EMA copy of some online modules (BYOL's target, MoCo's key encoder).
+
+    Only weights are averaged; buffers (BatchNorm statistics) are copied. The copy never
+    receives gradients. ``momentum(progress)`` follows BYOL's cosine ramp from ``base`` to 1
+    when ``cosine`` is set, else stays at ``base``.
+    """
+
+    def __init__(self, online: nn.Module, base: float, cosine: bool) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(online)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.base = base
+        self.cosine = cosine
+
+    def momentum(self, progress: float) -> float:
+        if not self.cosine:
+            return self.base
+        return 1.0 - (1.0 - self.base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+    @torch.no_grad()
+    def update(self, online: nn.Module, progress: float) -> None:
+        m = self.momentum(progress)
+        target_params = list(self.net.parameters())
+        online_params = list(online.parameters())
+        torch._foreach_mul_(target_params, m)
+        torch._foreach_add_(target_params, online_params, alpha=1.0 - m)
+        for tb, ob in zip(self.net.buffers(), online.buffers(), strict=True):
+            tb.copy_(ob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net(x)

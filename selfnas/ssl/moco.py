@@ -1,0 +1,60 @@
+"""MoCo v2 (Chen et al., 2020): momentum key encoder and a queue of negative keys."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfnas.models.heads import HeadSpec
+from selfnas.ssl.base import MomentumTarget, SSLMethod, SSLOutput
+from selfnas.ssl.losses import info_nce
+
+
+class MoCo(SSLMethod):
+    """Symmetric InfoNCE of queries against momentum keys and a queue of ``queue_size`` negatives.
+
+    The key encoder is an EMA (``momentum`` 0.99) of backbone + projector. Keys of both views
+    are enqueued after each step. Single-process BatchNorm replaces shuffle-BN: the two
+    views are encoded in separate passes so their statistics don't leak between them.
+    """
+
+    name = "moco"
+
+    def __init__(
+        self,
+        backbone,
+        projector: HeadSpec,
+        predictor: HeadSpec | None,
+        temperature: float = 0.2,
+        momentum: float = 0.99,
+        queue_size: int = 4096,
+    ):
+        super().__init__(backbone, projector, None)
+        self.temperature = temperature
+        self.key_encoder = MomentumTarget(nn.Sequential(self.backbone, self.projector), momentum, cosine=False)
+        queue = F.normalize(torch.randn(queue_size, projector.out_dim), dim=1)
+        self.register_buffer("queue", queue)  # K x D normalized keys
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._pending_keys: torch.Tensor | None = None
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
+        q1, q2 = self.encode(x1), self.encode(x2)  # N x D each
+        k1, k2 = self.key_encoder(x1), self.key_encoder(x2)  # N x D, no grad
+        queue = self.queue.clone()  # the enqueue after the step must not alter autograd inputs
+        loss = (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)) / 2
+        if self.training:
+            self._pending_keys = F.normalize(torch.cat([k1, k2]).float(), dim=1)
+        return SSLOutput(loss, q1.detach())
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        self.key_encoder.update(nn.Sequential(self.backbone, self.projector), progress)
+        if self._pending_keys is None:
+            return
+        keys, self._pending_keys = self._pending_keys, None
+        size = self.queue.shape[0]
+        keys = keys[:size]
+        idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size
+        self.queue[idx] = keys.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)

@@ -1,0 +1,25 @@
+"""SimCLR (Chen et al., 2020): contrast each view against all others in the batch."""
+
+from __future__ import annotations
+
+import torch
+
+from selfnas.models.heads import HeadSpec
+from selfnas.ssl.base import SSLMethod, SSLOutput
+from selfnas.ssl.losses import nt_xent
+
+
+class SimCLR(SSLMethod):
+    """NT-Xent over the 2N projected views, ``temperature`` 0.5 by default."""
+
+    name = "simclr"
+
+    def __init__(self, backbone, projector: HeadSpec, predictor: HeadSpec | None, temperature: float = 0.5):
+        super().__init__(backbone, projector, None)
+        self.temperature = temperature
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
+        n = x1.shape[0]
+        z = self.encode(torch.cat([x1, x2]))  # 2N x D
+        z1, z2 = z[:n], z[n:]
+        return SSLOutput(nt_xent(z1, z2, self.temperature), z1.detach())

@@ -1,0 +1,36 @@
+"""Config -> SSL model: backbone from the registry, heads from specs, method by name."""
+
+from __future__ import annotations
+
+from selfnas.config import TrainConfig
+from selfnas.models.backbones import create_backbone
+from selfnas.models.heads import HeadSpec, default_heads
+from selfnas.ssl.base import SSLMethod
+from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+
+
+def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
+    """The configured heads: explicit specs where given, else the method's hand-crafted ones."""
+    m = config.method
+    projector, predictor = default_heads(m.name, m.proj_hidden, m.proj_out, m.pred_hidden)
+    if m.projector is not None:
+        projector = HeadSpec.from_json(m.projector)
+    if m.predictor is not None:
+        predictor = HeadSpec.from_json(m.predictor)
+    if not METHOD_DEFAULTS[m.name].needs_predictor:
+        predictor = None
+    return projector, predictor
+
+
+def build_method(config: TrainConfig, in_channels: int) -> SSLMethod:
+    backbone = create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
+    projector, predictor = head_specs(config)
+    return create_method(config.method.name, backbone, projector, predictor, **config.method.hparams)
+
+
+def resolved_lr(config: TrainConfig) -> tuple[float, float]:
+    """(peak LR scaled linearly by batch/256, weight decay), with per-method defaults."""
+    defaults = METHOD_DEFAULTS[config.method.name]
+    base = config.optim.lr if config.optim.lr is not None else defaults.base_lr
+    wd = config.optim.weight_decay if config.optim.weight_decay is not None else defaults.weight_decay
+    return base * config.optim.batch_size / 256, wd
