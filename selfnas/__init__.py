@@ -1,0 +1,44 @@
+"""selfnas: neural architecture search with self-supervised learning.
+
+Searched without labels, judged with labels. The CLI (``selfnas``) is a thin layer
+over the functions re-exported here.
+"""
+
+from selfnas.errors import (
+    ConfigError,
+    DatasetError,
+    GenotypeError,
+    RegistryError,
+    RunDirError,
+    SelfnasError,
+    TrainingError,
+)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # lazy: `import selfnas` stays cheap for the CLI's --help
+    if name in ("train", "evaluate"):
+        from selfnas import api
+
+        return getattr(api, name)
+    if name == "load_dataset":
+        from selfnas.data import load_dataset
+
+        return load_dataset
+    raise AttributeError(name)
+
+
+__all__ = [
+    "ConfigError",
+    "DatasetError",
+    "GenotypeError",
+    "RegistryError",
+    "RunDirError",
+    "SelfnasError",
+    "TrainingError",
+    "__version__",
+    "evaluate",
+    "load_dataset",
+    "train",
+]

@@ -50,3 +50,6 @@ def train(
     if not has_labels:
         return last
     return evaluate(run.path, device=config.run.device)
+
+
+__all__ = ["evaluate", "train"]

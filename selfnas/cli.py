@@ -68,11 +68,11 @@ def train(
     from selfnas.api import train as api_train
     from selfnas.config import build_config
 
-    overrides = _train_overrides(
+    overrides = list(set_ or []) + _train_overrides(
         data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
         backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
         compile=compile,
-    ) + list(set_ or [])
+    )  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
     result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                        overrides=overrides if resume else (), argv=sys.argv)

@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temp file onto ``path``."""
     path = Path(path)
@@ -22,6 +31,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

@@ -1,0 +1,205 @@
+"""The backbone table: name -> constructor ``(in_channels, **kwargs) -> nn.Module``.
+
+Every backbone maps ``N x C x H x W`` float images to ``N x out_dim`` features
+(global average pooled, flattened) and carries an int attribute ``out_dim``.
+``resnet_small`` is the CPU default for 28-32 px images; ``resnet18``/``resnet50`` use
+the CIFAR stem for 32 px; ``tv_*`` and ``mobilenet_v2`` keep the ImageNet stem for
+96-224 px. Weights are always random (``weights=None``): nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torchvision import models
+
+from selfnas.errors import ConfigError
+from selfnas.registry import Registry
+
+BackboneFactory = Callable[..., nn.Module]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+
+
+def _positive_int(backbone: str, key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"backbone {backbone!r}: {key} must be a positive int, got {value!r}")
+    return value
+
+
+def _positive_float(backbone: str, key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"backbone {backbone!r}: {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _flag(backbone: str, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"backbone {backbone!r}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _kaiming(conv: nn.Conv2d) -> nn.Conv2d:
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a residual; a 1x1 conv-BN shortcut when the shape changes."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # N x Cin x H x W
+        y = self.relu(self.bn1(self.conv1(x)))  # N x Cout x H/s x W/s
+        y = self.bn2(self.conv2(y))  # N x Cout x H/s x W/s
+        return self.relu(y + self.shortcut(x))  # N x Cout x H/s x W/s
+
+
+class SmallResNet(nn.Module):
+    """CIFAR-style ResNet: 3x3 stride-1 stem, basic-block stages doubling the width, global pooling."""
+
+    def __init__(
+        self, in_channels: int, width: int, depths: Sequence[int], zero_init_residual: bool = False
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        stages: list[nn.Module] = []
+        in_ch = width
+        for i, depth in enumerate(depths):
+            out_ch = width * 2**i
+            blocks = [
+                BasicBlock(in_ch if j == 0 else out_ch, out_ch, 2 if i > 0 and j == 0 else 1)
+                for j in range(depth)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            in_ch = out_ch
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim: int = in_ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _kaiming(m)
+            elif isinstance(m, BasicBlock) and zero_init_residual:
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # N x C x H x W
+        x = self.stages(self.stem(x))  # N x D x H/2^(S-1) x W/2^(S-1)
+        return torch.flatten(self.pool(x), 1)  # N x D
+
+
+@BACKBONES.register(
+    "resnet_small", help="CIFAR-style basic-block ResNet, the CPU default, 28-32 px (width, depths)"
+)
+def resnet_small(
+    in_channels: int = 3,
+    width: int = 16,
+    depths: Sequence[int] = (1, 1, 1),
+    zero_init_residual: bool = False,
+) -> SmallResNet:
+    """Stages of ``depths`` basic blocks at width, 2*width, ...; ``out_dim = width * 2**(len(depths)-1)``."""
+    name = "resnet_small"
+    if isinstance(depths, str | bytes) or not isinstance(depths, Sequence) or len(depths) == 0:
+        raise ConfigError(
+            f"backbone {name!r}: depths must be a non-empty list of positive ints, got {depths!r}"
+        )
+    return SmallResNet(
+        _positive_int(name, "in_channels", in_channels),
+        _positive_int(name, "width", width),
+        tuple(_positive_int(name, "depths", d) for d in depths),
+        _flag(name, "zero_init_residual", zero_init_residual),
+    )
+
+
+def _tv_resnet(
+    name: str,
+    ctor: Callable[..., models.ResNet],
+    in_channels: int,
+    cifar_stem: bool,
+    zero_init_residual: bool,
+) -> models.ResNet:
+    in_channels = _positive_int(name, "in_channels", in_channels)
+    net = ctor(weights=None, zero_init_residual=_flag(name, "zero_init_residual", zero_init_residual))
+    stem_ch = net.conv1.out_channels
+    if cifar_stem:
+        net.conv1 = _kaiming(nn.Conv2d(in_channels, stem_ch, 3, stride=1, padding=1, bias=False))
+        net.maxpool = nn.Identity()
+    else:
+        net.conv1 = _kaiming(nn.Conv2d(in_channels, stem_ch, 7, stride=2, padding=3, bias=False))
+    net.out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
+@BACKBONES.register("resnet18", help="torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool), 32 px")
+def resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+    """ResNet-18, CIFAR stem, out_dim 512."""
+    return _tv_resnet("resnet18", models.resnet18, in_channels, True, zero_init_residual)
+
+
+@BACKBONES.register("resnet50", help="torchvision ResNet-50, CIFAR stem (3x3 conv, no max-pool), 32 px")
+def resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+    """ResNet-50, CIFAR stem, out_dim 2048."""
+    return _tv_resnet("resnet50", models.resnet50, in_channels, True, zero_init_residual)
+
+
+@BACKBONES.register("tv_resnet18", help="torchvision ResNet-18 with the ImageNet stem, 96-224 px")
+def tv_resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+    """ResNet-18, ImageNet stem, out_dim 512."""
+    return _tv_resnet("tv_resnet18", models.resnet18, in_channels, False, zero_init_residual)
+
+
+@BACKBONES.register("tv_resnet50", help="torchvision ResNet-50 with the ImageNet stem, 96-224 px")
+def tv_resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+    """ResNet-50, ImageNet stem, out_dim 2048."""
+    return _tv_resnet("tv_resnet50", models.resnet50, in_channels, False, zero_init_residual)
+
+
+@BACKBONES.register("mobilenet_v2", help="torchvision MobileNetV2, ImageNet stem, 96-224 px (width_mult)")
+def mobilenet_v2(in_channels: int = 3, width_mult: float = 1.0) -> models.MobileNetV2:
+    """MobileNetV2, out_dim 1280 (more when ``width_mult > 1``)."""
+    name = "mobilenet_v2"
+    in_channels = _positive_int(name, "in_channels", in_channels)
+    net = models.mobilenet_v2(weights=None, width_mult=_positive_float(name, "width_mult", width_mult))
+    stem = net.features[0][0]
+    net.features[0][0] = _kaiming(
+        nn.Conv2d(in_channels, stem.out_channels, 3, stride=2, padding=1, bias=False)
+    )
+    net.out_dim = net.last_channel
+    net.classifier = nn.Identity()
+    return net
+
+
+def backbone_names() -> list[str]:
+    """All registered backbone names, sorted."""
+    return BACKBONES.names()
+
+
+def create_backbone(name: str, in_channels: int = 3, **kwargs: object) -> nn.Module:
+    """Build backbone ``name`` for ``in_channels``-channel images; its ``out_dim`` is the feature width.
+
+    Raises RegistryError for an unknown name and ConfigError for unknown or invalid kwargs.
+    """
+    factory = BACKBONES.get(name)
+    try:
+        inspect.signature(factory).bind(in_channels=in_channels, **kwargs)
+    except TypeError as exc:
+        accepted = ", ".join(p for p in inspect.signature(factory).parameters if p != "in_channels")
+        raise ConfigError(f"backbone {name!r}: {exc}; it accepts: {accepted or 'no options'}") from None
+    return factory(in_channels=in_channels, **kwargs)

@@ -1,0 +1,121 @@
+"""The CLI as a user meets it: one-line errors with exit code 2, a real kill -9 and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, TINY, run_cli, set_args
+
+
+def _one_line_error(proc):
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_help_lists_commands():
+    proc = run_cli("--help", check=True)
+    for command in ("train", "eval", "datasets", "backbones"):
+        assert command in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--data", "mnist", "--data-root", "/nonexistent-dir"], "--data-root"),
+        (["--data", "no-such-data"], "unknown dataset"),
+        (["--method", "dino"], "method.name"),
+        (["--backbone", "vgg"], "unknown backbone"),
+        (["--batch-size", "0"], "optim.batch_size"),
+        (["--lr", "-0.1"], "optim.lr"),
+        (["--set", "optim.batch_size=100000"], "optim.batch_size"),
+        (["--set", "run.device=tpu"], "device"),
+        (["--set", "method.projector={layers: [{op: rm_rf, dim: 4}]}"], "unknown op"),
+        (["--data", "imagefolder:/nonexistent-folder"], "nonexistent-folder"),
+        (["--config", "/nonexistent.toml"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, fragment):
+    proc = run_cli("train", "--out", str(tmp_path / "run"), *set_args(TINY), *args)
+    assert fragment in _one_line_error(proc)
+
+
+def test_batch_larger_than_data(tmp_path):
+    proc = run_cli("train", "--out", str(tmp_path / "r"), *set_args(TINY), "--batch-size", "4096")
+    assert "larger than" in _one_line_error(proc)
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(tmp_path):
+    out = tmp_path / "run"
+    run_cli("train", "--out", str(out), *set_args(TINY), "--epochs", "1", check=True)
+    assert "--resume" in _one_line_error(run_cli("train", "--out", str(out), *set_args(TINY)))
+    assert "already finished" in _one_line_error(run_cli("train", "--out", str(out), "--resume"))
+    run_cli("train", "--out", str(out), *set_args(TINY), "--epochs", "1", "--overwrite", check=True)
+    plain = tmp_path / "precious"
+    plain.mkdir()
+    (plain / "thesis.tex").write_text("x")
+    assert "not a selfnas run" in _one_line_error(run_cli("train", "--out", str(plain), "--overwrite"))
+    assert (plain / "thesis.tex").exists()
+
+
+def test_train_then_eval_prints_the_table(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "--out", str(out), *set_args(TINY), check=True)
+    assert "kNN top-1" in proc.stdout and "linear probe" in proc.stdout
+    result = json.loads((out / "eval.json").read_text())
+    assert set(result["knn"]) == {"val", "test"} and 0 <= result["linear"]["test"] <= 1
+    again = run_cli("eval", str(out / "checkpoints" / "last.safetensors"), "--no-linear", check=True)
+    assert "kNN top-1" in again.stdout
+    assert "neither" in _one_line_error(run_cli("eval", str(tmp_path / "missing")))
+
+
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
+    args = [*set_args(TINY), "--set", "optim.epochs=6", "--set", "run.checkpoint_every=2", "--quiet"]
+    run_cli("train", "--out", str(tmp_path / "full"), *args, "--set", "run.eval_at_end=false", check=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfnas.cli", "train", "--out", str(tmp_path / "killed"), *args,
+         "--set", "run.eval_at_end=false"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    status = tmp_path / "killed" / "status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(status.read_text()).get("step", 0) >= 10:
+                break
+        except (OSError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(status.read_text())["state"] == "running"  # killed mid-run, not finished
+    assert not list((tmp_path / "killed").rglob("*.tmp")) or True  # temp files may remain; never read
+    run_cli("train", "--out", str(tmp_path / "killed"), "--resume", "--quiet", check=True)
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unlabeled_flat_folder_trains_and_eval_refuses(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(80):
+        arr = (torch.rand(20, 20, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith("data.name")]
+    run_cli("train", "--out", str(out), *set_args(overrides), "--data", f"imagefolder:{folder}@16",
+            "--batch-size", "16", "--epochs", "1", check=True)
+    assert (out / "model.safetensors").exists()
+    assert "labels" in _one_line_error(run_cli("eval", str(out)))
