@@ -65,8 +65,7 @@ def train(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar; one line per epoch")] = False,
 ) -> None:
     """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe)."""
-    from selfnas.api import train as api_train
-    from selfnas.config import build_config
+    from selfnas.config import build_config  # validate before the heavy torch imports
 
     overrides = list(set_ or []) + _train_overrides(
         data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
@@ -74,9 +73,34 @@ def train(
         compile=compile,
     )  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
+    from selfnas.api import train as api_train
+
     result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                        overrides=overrides if resume else (), argv=sys.argv)
     _print_result(result)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, Opt("--out", "-o", help="run directory")] = Path("runs/quickstart"),
+    set_: Annotated[list[str] | None, Opt("--set", "-s", help="override any config key")] = None,
+    resume: Annotated[bool, Opt(help="continue an interrupted quickstart")] = False,
+    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q")] = False,
+) -> None:
+    """The embedded default, end to end: SimSiam on Fashion-MNIST (CPU, minutes), then kNN + linear probe."""
+    from importlib.resources import files
+
+    from selfnas.config import build_config
+
+    overrides = list(set_ or [])
+    cfg = None if resume else build_config(Path(str(files("selfnas") / "configs" / "quickstart.yaml")), overrides)
+    from selfnas.api import train as api_train
+
+    result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
+                       overrides=overrides if resume else (), argv=sys.argv)
+    _print_result(result)
+    console.print(f"run directory: {out}")
 
 
 @app.command("eval")

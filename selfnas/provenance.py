@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 
 def _scrub(arg: str) -> str:
@@ -16,13 +15,18 @@ def _scrub(arg: str) -> str:
     return arg.replace(home, "~") if home not in ("/", "") else arg
 
 
-def selfnas_version() -> str:
+def _version(package: str) -> str:
+    # metadata, not `import torchvision`: that import alone costs ~2 s
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("selfnas")
+        return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def selfnas_version() -> str:
+    return _version("selfnas")
 
 
 def collect_provenance(seed: int, argv: list[str] | None = None) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def collect_provenance(seed: int, argv: list[str] | None = None) -> dict[str, An
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": _version("torchvision"),
             "selfnas": selfnas_version(),
         },
         "platform": f"{platform.system()}-{platform.machine()}",

@@ -139,10 +139,10 @@ def blur_kernel_size(side: int) -> int:
     return max(3, int(0.1 * side) | 1)
 
 
-def _hue_basis() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """RGB-space 3 x 3 matrices with ``hue(a) = L + cos(a) C + sin(a) T``: a YIQ rotation by ``a``.
-
-    The sign makes a positive ``a`` shift hues the way torchvision's ``adjust_hue`` does.
+def _colour_basis() -> torch.Tensor:
+    """5 x 3 x 3 RGB-space matrices: identity, grayscale (luma in every row) and L, C, T with
+    ``hue(a) = L + cos(a) C + sin(a) T``, a YIQ rotation by ``a`` that shifts hues the way
+    torchvision's ``adjust_hue`` does for positive ``a``.
     """
     yiq = torch.tensor(
         [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
@@ -150,10 +150,11 @@ def _hue_basis() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     )
     rgb = torch.linalg.inv(yiq)
     turn = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
-    return rgb[:, :1] @ yiq[:1], rgb[:, 1:] @ yiq[1:], rgb[:, 1:] @ turn @ yiq[1:]
+    hue = [rgb[:, :1] @ yiq[:1], rgb[:, 1:] @ yiq[1:], rgb[:, 1:] @ turn @ yiq[1:]]
+    return torch.stack([torch.eye(3, dtype=torch.float64), yiq[:1].expand(3, 3), *hue]).float()
 
 
-_HUE_BASIS = _hue_basis()
+_COLOUR_BASIS = _colour_basis()
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,9 @@ def _sample(
     jitter, b, c, s, h, gray, blur, sigma, solarize = u[:, _CROP_COLS:].unbind(1)
     jitter = jitter < config.jitter_p
     factors = torch.stack([_factor(b, config.brightness), _factor(c, config.contrast)], dim=1)
-    sat = torch.where(jitter, _factor(s, config.saturation), 1.0).double()[:, None, None]
-    eye = torch.eye(3, dtype=torch.float64, device=u.device)
-    luma = torch.tensor(_LUMA, dtype=torch.float64, device=u.device).expand(3, 3)
-    angle = (2 * math.pi * config.hue * (2 * h - 1)).double()[:, None, None]
-    basis_l, basis_c, basis_t = (m.to(u.device) for m in _HUE_BASIS)
+    sat = torch.where(jitter, _factor(s, config.saturation), 1.0)[:, None, None]
+    angle = (2 * math.pi * config.hue * (2 * h - 1))[:, None, None]
+    eye, luma, basis_l, basis_c, basis_t = _COLOUR_BASIS.to(u.device)
     rotation = basis_l + angle.cos() * basis_c + angle.sin() * basis_t
     radius = blur_kernel_size(side) // 2
     offsets = torch.arange(-radius, radius + 1, device=u.device, dtype=u.dtype)
@@ -239,9 +238,9 @@ def _sample(
     return _Params(
         theta=theta,
         factors=torch.where(jitter[:, None], factors, 1.0),
-        saturation=(sat * eye + (1 - sat) * luma).float(),
-        hue=torch.where(jitter[:, None, None], rotation, eye).float(),
-        gray=torch.where((gray < config.grayscale_p)[:, None, None], luma, eye).float(),
+        saturation=sat * eye + (1 - sat) * luma,
+        hue=torch.where(jitter[:, None, None], rotation, eye),
+        gray=torch.where((gray < config.grayscale_p)[:, None, None], luma, eye),
         kernel=torch.where((blur < config.blur_p)[:, None], kernel, delta),
         solarize=torch.where(solarize < config.solarize_p, 0.5, 2.0),
     )
@@ -252,14 +251,20 @@ def _factor(u: torch.Tensor, strength: float) -> torch.Tensor:
     return _uniform(u, (max(0.0, 1 - strength), 1 + strength))
 
 
-def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample colour matrix: B x 3 x 3 applied to B x 3 x H x W, clamped to [0, 1]."""
+def _mix(matrix: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Per-sample colour matrix B x 3 x 3 applied to ``x`` B x 3 x H x W, clamped, written to ``out``."""
     b, c, h, w = x.shape
-    return torch.bmm(matrix, x.reshape(b, c, h * w)).reshape(b, c, h, w).clamp_(0, 1)
+    torch.bmm(matrix, x.view(b, c, h * w), out=out.view(b, c, h * w))
+    return out.clamp_(0, 1)
 
 
-def _jitter(config: AugmentConfig, x: torch.Tensor, p: _Params) -> torch.Tensor:
-    """Brightness, contrast, saturation, hue (fixed order), clamped after each; modifies ``x``."""
+def _jitter(
+    config: AugmentConfig, x: torch.Tensor, spare: torch.Tensor, p: _Params
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brightness, contrast, saturation, hue (fixed order), clamped after each.
+
+    Works in place in ``x`` and the same-shaped ``spare``; returns (result, the other buffer).
+    """
     bright, contrast = p.factors[:, :, None, None, None].unbind(1)  # each B x 1 x 1 x 1
     colour = x.shape[1] == 3
     if config.brightness > 0:
@@ -270,10 +275,10 @@ def _jitter(config: AugmentConfig, x: torch.Tensor, p: _Params) -> torch.Tensor:
             means = _LUMA[0] * means[:, 0] + _LUMA[1] * means[:, 1] + _LUMA[2] * means[:, 2]
         x.mul_(contrast).add_((1 - contrast) * means.view(-1, 1, 1, 1)).clamp_(0, 1)
     if colour and config.saturation > 0:
-        x = _mix(p.saturation, x)
+        x, spare = _mix(p.saturation, x, spare), x
     if colour and config.hue > 0:
-        x = _mix(p.hue, x)
-    return x
+        x, spare = _mix(p.hue, x, spare), x
+    return x, spare
 
 
 def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -305,14 +310,16 @@ def apply(
     p = _sample(config, b, h, w, side, generator).to(images.device)
     grid = _crop_grid(p.theta, side)
     x = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    spare = torch.empty_like(x)  # ops ping-pong between x and spare instead of allocating (CPU page faults)
     if config.jitter_p > 0:
-        x = _jitter(config, x, p)
+        x, spare = _jitter(config, x, spare, p)
     if c == 3 and config.grayscale_p > 0:
-        x = _mix(p.gray, x)
+        x, spare = _mix(p.gray, x, spare), x
     if config.blur_p > 0:
         x = _blur(x, p.kernel)
     if config.solarize_p > 0:
-        x = torch.where(x >= p.solarize[:, None, None, None], 1 - x, x)
+        inverted = torch.neg(x, out=spare).add_(1)
+        x = torch.where(x >= p.solarize[:, None, None, None], inverted, x, out=x)
     return x
 
 

@@ -9,12 +9,14 @@ the CIFAR stem for 32 px; ``tv_*`` and ``mobilenet_v2`` keep the ImageNet stem f
 
 from __future__ import annotations
 
+# torchvision is imported inside the factories: importing it pulls in torch._dynamo (~2 s),
+# which the CPU default backbone and the CLI's error paths never need.
+
 import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torchvision import models
 
 from selfnas.errors import ConfigError
 from selfnas.registry import Registry
@@ -127,13 +129,19 @@ def resnet_small(
     )
 
 
+def _tv(name: str) -> Callable[..., nn.Module]:
+    from torchvision import models
+
+    return getattr(models, name)
+
+
 def _tv_resnet(
     name: str,
-    ctor: Callable[..., models.ResNet],
+    ctor: Callable[..., nn.Module],
     in_channels: int,
     cifar_stem: bool,
     zero_init_residual: bool,
-) -> models.ResNet:
+) -> nn.Module:
     in_channels = _positive_int(name, "in_channels", in_channels)
     net = ctor(weights=None, zero_init_residual=_flag(name, "zero_init_residual", zero_init_residual))
     stem_ch = net.conv1.out_channels
@@ -148,35 +156,35 @@ def _tv_resnet(
 
 
 @BACKBONES.register("resnet18", help="torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool), 32 px")
-def resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+def resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
     """ResNet-18, CIFAR stem, out_dim 512."""
-    return _tv_resnet("resnet18", models.resnet18, in_channels, True, zero_init_residual)
+    return _tv_resnet("resnet18", _tv("resnet18"), in_channels, True, zero_init_residual)
 
 
 @BACKBONES.register("resnet50", help="torchvision ResNet-50, CIFAR stem (3x3 conv, no max-pool), 32 px")
-def resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+def resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
     """ResNet-50, CIFAR stem, out_dim 2048."""
-    return _tv_resnet("resnet50", models.resnet50, in_channels, True, zero_init_residual)
+    return _tv_resnet("resnet50", _tv("resnet50"), in_channels, True, zero_init_residual)
 
 
 @BACKBONES.register("tv_resnet18", help="torchvision ResNet-18 with the ImageNet stem, 96-224 px")
-def tv_resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+def tv_resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
     """ResNet-18, ImageNet stem, out_dim 512."""
-    return _tv_resnet("tv_resnet18", models.resnet18, in_channels, False, zero_init_residual)
+    return _tv_resnet("tv_resnet18", _tv("resnet18"), in_channels, False, zero_init_residual)
 
 
 @BACKBONES.register("tv_resnet50", help="torchvision ResNet-50 with the ImageNet stem, 96-224 px")
-def tv_resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> models.ResNet:
+def tv_resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
     """ResNet-50, ImageNet stem, out_dim 2048."""
-    return _tv_resnet("tv_resnet50", models.resnet50, in_channels, False, zero_init_residual)
+    return _tv_resnet("tv_resnet50", _tv("resnet50"), in_channels, False, zero_init_residual)
 
 
 @BACKBONES.register("mobilenet_v2", help="torchvision MobileNetV2, ImageNet stem, 96-224 px (width_mult)")
-def mobilenet_v2(in_channels: int = 3, width_mult: float = 1.0) -> models.MobileNetV2:
+def mobilenet_v2(in_channels: int = 3, width_mult: float = 1.0) -> nn.Module:
     """MobileNetV2, out_dim 1280 (more when ``width_mult > 1``)."""
     name = "mobilenet_v2"
     in_channels = _positive_int(name, "in_channels", in_channels)
-    net = models.mobilenet_v2(weights=None, width_mult=_positive_float(name, "width_mult", width_mult))
+    net = _tv("mobilenet_v2")(weights=None, width_mult=_positive_float(name, "width_mult", width_mult))
     stem = net.features[0][0]
     net.features[0][0] = _kaiming(
         nn.Conv2d(in_channels, stem.out_channels, 3, stride=2, padding=1, bias=False)

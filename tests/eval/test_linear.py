@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from selfnas.errors import DatasetError
-from selfnas.eval.linear import linear_probe, predict, train_logreg
+from selfnas.eval.linear import linear_probe, predict, standardize, train_logreg
 
 SMALL_GRID = (0.0, 1e-3, 1e-1)
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """These fits are tiny: waking a second OpenMP thread per op cost ~20x wall time on a 2-core VM."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _blobs(
@@ -21,6 +31,13 @@ def _blobs(
     centres = separation * torch.eye(num_classes, dim)
     labels = torch.randint(0, num_classes, (n,), generator=gen)
     return centres[labels] + torch.randn(n, dim, generator=gen), labels
+
+
+def test_standardize_uses_fit_statistics_only() -> None:
+    fit = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    fit_z, other_z = standardize(fit, torch.tensor([[5.0, 7.0]]))
+    torch.testing.assert_close(fit_z, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+    torch.testing.assert_close(other_z, torch.tensor([[3.0, 2.0]]))  # constant column: centred only
 
 
 def test_train_logreg_matches_sklearn() -> None:
@@ -38,17 +55,29 @@ def test_train_logreg_matches_sklearn() -> None:
     assert torch.equal(predict(weight, bias, feats), ours.argmax(dim=1))
 
 
+def test_warm_start_reaches_the_same_optimum() -> None:
+    feats, labels = _blobs(300, 5, 3, 1.5, seed=0)
+    cold = train_logreg(feats, labels, 3, 1e-3, max_iter=200)
+    warm = train_logreg(feats, labels, 3, 1e-3, max_iter=200, init=train_logreg(feats, labels, 3, 1.0))
+    torch.testing.assert_close(
+        torch.softmax(feats @ warm[0] + warm[1], dim=1),
+        torch.softmax(feats @ cold[0] + cold[1], dim=1),
+        atol=1e-4,
+        rtol=0.0,
+    )
+
+
 def test_separable_blobs_probe_well() -> None:
     train, train_labels = _blobs(600, 20, 10, 6.0, seed=0)
     test, test_labels = _blobs(400, 20, 10, 6.0, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, 10, folds=3, max_iter=30)
+    result = linear_probe(train, train_labels, test, test_labels, 10, folds=3, max_iter=20)
     assert result.accuracy > 0.95
 
 
 def test_noise_probes_at_chance() -> None:
     train, train_labels = _blobs(400, 10, 4, 0.0, seed=0)
     test, test_labels = _blobs(2000, 10, 4, 0.0, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, 4, weight_decays=SMALL_GRID, max_iter=30)
+    result = linear_probe(train, train_labels, test, test_labels, 4, weight_decays=SMALL_GRID, max_iter=15)
     assert abs(result.accuracy - 0.25) < 0.05
 
 
@@ -60,7 +89,7 @@ def test_cv_scores_cover_the_grid_and_pick_its_best() -> None:
         torch.randint(0, 2, (100,), generator=gen),
     )
     grid = (0.0, 1e-2, 1.0, 10.0)
-    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=grid, folds=4, max_iter=30)
+    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=grid, folds=4, max_iter=10)
     assert set(result.cv_scores) == set(grid)
     assert result.weight_decay in grid
     assert result.cv_scores[result.weight_decay] == max(result.cv_scores.values())
@@ -70,7 +99,7 @@ def test_cv_scores_cover_the_grid_and_pick_its_best() -> None:
 def test_cv_ties_go_to_the_larger_weight_decay() -> None:
     train, train_labels = _blobs(100, 4, 2, 20.0, seed=0)  # every decay classifies perfectly
     test, test_labels = _blobs(50, 4, 2, 20.0, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=SMALL_GRID, max_iter=20)
+    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=SMALL_GRID, max_iter=10)
     assert set(result.cv_scores.values()) == {1.0}
     assert result.weight_decay == max(SMALL_GRID)
 
@@ -79,7 +108,7 @@ def test_deterministic_under_seed() -> None:
     train, train_labels = _blobs(200, 8, 3, 1.0, seed=0)
     test, test_labels = _blobs(100, 8, 3, 1.0, seed=1)
     runs = [
-        linear_probe(train, train_labels, test, test_labels, 3, weight_decays=SMALL_GRID, seed=7, max_iter=30)
+        linear_probe(train, train_labels, test, test_labels, 3, weight_decays=SMALL_GRID, seed=7, max_iter=10)
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
@@ -92,7 +121,7 @@ def test_rare_class_falls_back_to_plain_kfold() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = linear_probe(
-            train, train_labels, test, test_labels, 4, weight_decays=SMALL_GRID, max_iter=20
+            train, train_labels, test, test_labels, 4, weight_decays=SMALL_GRID, max_iter=10
         )
     assert 0.0 <= result.accuracy <= 1.0
 
@@ -101,9 +130,9 @@ def test_inference_mode_features_are_accepted() -> None:
     with torch.inference_mode():
         train, train_labels = _blobs(100, 4, 2, 4.0, seed=0)
         test, test_labels = _blobs(50, 4, 2, 4.0, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=(1e-3,), max_iter=20)
+    result = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=(1e-3,), max_iter=10)
     with torch.inference_mode():
-        same = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=(1e-3,), max_iter=20)
+        same = linear_probe(train, train_labels, test, test_labels, 2, weight_decays=(1e-3,), max_iter=10)
     assert result == same and result.accuracy > 0.9
 
 
