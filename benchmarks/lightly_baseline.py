@@ -17,13 +17,15 @@ class TwoViews(Dataset):
     def __init__(self, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         size = images.shape[-1]
         self.images = images
-        self.transform = v2.Compose([
-            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(0.4, 0.4)], p=0.8),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ])
+        self.transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomApply([v2.ColorJitter(0.4, 0.4)], p=0.8),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean, std),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -66,8 +68,12 @@ def train_baseline(
     """SGD training as in lightly's SimSiam example; stops at max_steps or max_seconds."""
     torch.manual_seed(seed)
     loader = DataLoader(
-        TwoViews(images, mean, std), batch_size=batch_size, shuffle=True, drop_last=True,
-        num_workers=workers, persistent_workers=workers > 0,
+        TwoViews(images, mean, std),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
     )
     opt = torch.optim.SGD(model.parameters(), lr=lr * batch_size / 256, momentum=0.9, weight_decay=5e-4)
     model.train()

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import torch
+from lightly_baseline import LightlySimSiam, train_baseline
 
 from selfnas.config import build_config
 from selfnas.data import load_dataset
@@ -22,16 +23,21 @@ from selfnas.models.backbones import create_backbone
 from selfnas.rundir import RunDir
 from selfnas.train.trainer import Trainer
 
-from lightly_baseline import LightlySimSiam, train_baseline
-
 
 def run_selfnas(data, steps: int, batch_size: int, device: str) -> dict[str, float]:
     n = steps * batch_size
-    cfg = build_config(overrides=[
-        "optim.epochs=1", f"optim.batch_size={batch_size}", f"data.train_limit={n}",
-        "run.knn_every=0", "run.eval_at_end=false", f"run.log_every={steps}", f"run.checkpoint_every={10**6}",
-        f"run.device={device}",
-    ])
+    cfg = build_config(
+        overrides=[
+            "optim.epochs=1",
+            f"optim.batch_size={batch_size}",
+            f"data.train_limit={n}",
+            "run.knn_every=0",
+            "run.eval_at_end=false",
+            f"run.log_every={steps}",
+            f"run.checkpoint_every={10**6}",
+            f"run.device={device}",
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         sub = data.train.subset(torch.arange(n))
         from dataclasses import replace
@@ -49,7 +55,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=2, help="alternate the two this many times; report the best")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="alternate the two this many times; report the best"
+    )
     args = ap.parse_args()
     data = load_dataset("fashion-mnist", seed=0)
     ours, base = [], []
@@ -58,21 +66,35 @@ def main() -> None:
         torch.manual_seed(0)
         model = LightlySimSiam(create_backbone("resnet_small", in_channels=1))
         imgs = data.train.images[: args.steps * args.batch_size]
-        base.append(train_baseline(model, imgs, data.mean, data.std, args.batch_size, max_steps=args.steps,
-                                   workers=args.workers))
+        base.append(
+            train_baseline(
+                model, imgs, data.mean, data.std, args.batch_size, max_steps=args.steps, workers=args.workers
+            )
+        )
     best_ours = max(r["pairs_per_s"] for r in ours)
     best_base = max(r["pairs_per_s"] for r in base)
-    print(json.dumps({
-        "benchmark": "train_throughput",
-        "method": "simsiam", "backbone": "resnet_small", "data": "fashion-mnist",
-        "batch_size": args.batch_size, "steps": args.steps, "device": args.device,
-        "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "baseline": f"lightly heads+loss, torchvision v2 per-sample aug, DataLoader workers={args.workers}",
-        "selfnas_pairs_per_s": round(best_ours, 1),
-        "baseline_pairs_per_s": round(best_base, 1),
-        "ratio": round(best_ours / best_base, 3),
-        "runs": {"selfnas": ours, "baseline": base},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "method": "simsiam",
+                "backbone": "resnet_small",
+                "data": "fashion-mnist",
+                "batch_size": args.batch_size,
+                "steps": args.steps,
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+                "baseline": "lightly heads+loss, torchvision v2 per-sample aug, "
+                f"DataLoader workers={args.workers}",
+                "selfnas_pairs_per_s": round(best_ours, 1),
+                "baseline_pairs_per_s": round(best_base, 1),
+                "ratio": round(best_ours / best_base, 3),
+                "runs": {"selfnas": ours, "baseline": base},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

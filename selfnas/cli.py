@@ -18,7 +18,7 @@ from selfnas.errors import SelfnasError
 
 app = typer.Typer(
     name="selfnas",
-    help="Neural architecture search with self-supervised learning: searched without labels, judged with labels.",
+    help="Architecture search with self-supervised learning: searched without labels, judged with labels.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,10 +30,18 @@ Opt = typer.Option
 
 def _train_overrides(**flags: object) -> list[str]:
     mapping = {
-        "data": "data.name", "data_root": "data.root", "download": "data.download",
-        "train_limit": "data.train_limit", "method": "method.name", "backbone": "model.backbone",
-        "epochs": "optim.epochs", "batch_size": "optim.batch_size", "lr": "optim.lr",
-        "seed": "run.seed", "device": "run.device", "compile": "run.compile",
+        "data": "data.name",
+        "data_root": "data.root",
+        "download": "data.download",
+        "train_limit": "data.train_limit",
+        "method": "method.name",
+        "backbone": "model.backbone",
+        "epochs": "optim.epochs",
+        "batch_size": "optim.batch_size",
+        "lr": "optim.lr",
+        "seed": "run.seed",
+        "device": "run.device",
+        "compile": "run.compile",
     }
     out = []
     for key, value in flags.items():
@@ -47,7 +55,9 @@ def _train_overrides(**flags: object) -> list[str]:
 def train(
     config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
     out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/train-<time>)")] = None,
-    data: Annotated[str | None, Opt(help="dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH")] = None,
+    data: Annotated[
+        str | None, Opt(help="dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH")
+    ] = None,
     data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
     download: Annotated[bool, Opt(help="let torchvision datasets download (needs internet)")] = False,
     train_limit: Annotated[int | None, Opt(help="use at most this many training images")] = None,
@@ -59,7 +69,9 @@ def train(
     seed: Annotated[int | None, Opt(help="random seed")] = None,
     device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
     compile: Annotated[bool, Opt("--compile", help="torch.compile the model")] = False,
-    set_: Annotated[list[str] | None, Opt("--set", "-s", help="override any config key: optim.lr=0.1")] = None,
+    set_: Annotated[
+        list[str] | None, Opt("--set", "-s", help="override any config key: optim.lr=0.1")
+    ] = None,
     resume: Annotated[bool, Opt(help="continue the run in --out where it stopped")] = False,
     overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar; one line per epoch")] = False,
@@ -68,15 +80,31 @@ def train(
     from selfnas.config import build_config  # validate before the heavy torch imports
 
     overrides = list(set_ or []) + _train_overrides(
-        data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
-        backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        data=data,
+        data_root=data_root,
+        download=download,
+        train_limit=train_limit,
+        method=method,
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
         compile=compile,
     )  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import train as api_train
 
-    result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
-                       overrides=overrides if resume else (), argv=sys.argv)
+    result = api_train(
+        cfg,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        quiet=quiet,
+        overrides=overrides if resume else (),
+        argv=sys.argv,
+    )
     _print_result(result)
 
 
@@ -94,11 +122,22 @@ def quickstart(
     from selfnas.config import build_config
 
     overrides = list(set_ or [])
-    cfg = None if resume else build_config(Path(str(files("selfnas") / "configs" / "quickstart.yaml")), overrides)
+    cfg = (
+        None
+        if resume
+        else build_config(Path(str(files("selfnas") / "configs" / "quickstart.yaml")), overrides)
+    )
     from selfnas.api import train as api_train
 
-    result = api_train(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
-                       overrides=overrides if resume else (), argv=sys.argv)
+    result = api_train(
+        cfg,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        quiet=quiet,
+        overrides=overrides if resume else (),
+        argv=sys.argv,
+    )
     _print_result(result)
     console.print(f"run directory: {out}")
 

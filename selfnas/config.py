@@ -17,7 +17,9 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    name: str = Field("fashion-mnist", description="dataset spec: name, imagefolder:PATH, npy:PATH, name@SIZE")
+    name: str = Field(
+        "fashion-mnist", description="dataset spec: name, imagefolder:PATH, npy:PATH, name@SIZE"
+    )
     root: str | None = Field(None, description="directory holding the dataset files")
     download: bool = Field(False, description="allow torchvision datasets to download (needs internet)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of train carved out as validation")
@@ -59,7 +61,9 @@ class RunConfig(_Strict):
     compile: bool = False
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     log_every: int = Field(20, ge=1, description="steps between metric lines")
-    knn_every: int = Field(1, ge=0, description="epochs between kNN monitors on the validation split; 0 = off")
+    knn_every: int = Field(
+        1, ge=0, description="epochs between kNN monitors on the validation split; 0 = off"
+    )
     knn_bank: int = Field(10000, ge=1, description="train images in the kNN monitor's memory bank")
     eval_at_end: bool = True
     threads: int | None = Field(None, ge=1, le=1024)
@@ -128,7 +132,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def build_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """File (optional) -> overrides -> validated :class:`TrainConfig`; errors are one line."""
     data: dict[str, Any] = dict(base or {})

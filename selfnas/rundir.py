@@ -1,14 +1,14 @@
 """The run directory: one layout that every command writes and reads.
 
-    RUN/
-      config.yaml          resolved config (all defaults filled in)
-      provenance.json      command, seed, versions of Python / torch / torchvision / selfnas
-      status.json          state (running | finished | failed | interrupted), step, message, warnings
-      metrics.jsonl        one JSON object per line: kind=step | epoch | eval
-      checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
-      model.safetensors    final weights of the whole SSL model (backbone + heads)
-      eval.json            kNN and linear-probe results on the held-out splits
-      plots/*.png          curves
+RUN/
+  config.yaml          resolved config (all defaults filled in)
+  provenance.json      command, seed, versions of Python / torch / torchvision / selfnas
+  status.json          state (running | finished | failed | interrupted), step, message, warnings
+  metrics.jsonl        one JSON object per line: kind=step | epoch | eval
+  checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
+  model.safetensors    final weights of the whole SSL model (backbone + heads)
+  eval.json            kNN and linear-probe results on the held-out splits
+  plots/*.png          curves
 """
 
 from __future__ import annotations
@@ -60,9 +60,13 @@ class RunDir:
             raise RunDirError(f"{run.path} exists and is not a directory; choose another --out")
         if run.path.exists() and any(run.path.iterdir()):
             if not run.is_run():
-                raise RunDirError(f"{run.path} is a non-empty folder that is not a selfnas run; choose another --out")
+                raise RunDirError(
+                    f"{run.path} is a non-empty folder that is not a selfnas run; choose another --out"
+                )
             if not overwrite:
-                raise RunDirError(f"run directory {run.path} exists; pass --resume to continue it or --overwrite")
+                raise RunDirError(
+                    f"run directory {run.path} exists; pass --resume to continue it or --overwrite"
+                )
             shutil.rmtree(run.path)
         try:
             run.path.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,11 @@ def run_cli(*args: str, timeout: float = 300, check: bool = False) -> subprocess
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "selfnas.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"selfnas {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -83,9 +83,21 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     run_cli("train", "--out", str(tmp_path / "full"), *args, "--set", "run.eval_at_end=false", check=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "selfnas.cli", "train", "--out", str(tmp_path / "killed"), *args,
-         "--set", "run.eval_at_end=false"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "selfnas.cli",
+            "train",
+            "--out",
+            str(tmp_path / "killed"),
+            *args,
+            "--set",
+            "run.eval_at_end=false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     status = tmp_path / "killed" / "status.json"
     deadline = time.time() + 120
@@ -115,7 +127,18 @@ def test_unlabeled_flat_folder_trains_and_eval_refuses(tmp_path):
         Image.fromarray(arr).save(folder / f"{i}.png")
     out = tmp_path / "run"
     overrides = [o for o in TINY if not o.startswith("data.name")]
-    run_cli("train", "--out", str(out), *set_args(overrides), "--data", f"imagefolder:{folder}@16",
-            "--batch-size", "16", "--epochs", "1", check=True)
+    run_cli(
+        "train",
+        "--out",
+        str(out),
+        *set_args(overrides),
+        "--data",
+        f"imagefolder:{folder}@16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        check=True,
+    )
     assert (out / "model.safetensors").exists()
     assert "labels" in _one_line_error(run_cli("eval", str(out)))

@@ -22,7 +22,9 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 NxCxHxW, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 NxCxHxW, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.images.shape[1] not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels, got {self.images.shape[1]}")
         if self.labels is not None and self.labels.shape != (self.images.shape[0],):

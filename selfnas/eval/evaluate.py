@@ -21,7 +21,7 @@ from selfnas.device import resolve_device
 from selfnas.errors import DatasetError, RunDirError
 from selfnas.eval.features import extract_features
 from selfnas.eval.knn import knn_accuracy
-from selfnas.eval.linear import linear_probe, predict, train_logreg
+from selfnas.eval.linear import linear_probe, predict, standardize, train_logreg
 from selfnas.io import append_jsonl, atomic_write_json
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
@@ -59,7 +59,7 @@ def load_model(run: RunDir, weights: Path, in_channels: int) -> SSLMethod:
     else:
         from safetensors.torch import load_file
 
-        state = {k[len("model."):]: v for k, v in load_file(str(weights)).items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in load_file(str(weights)).items() if k.startswith("model.")}
         model.load_state_dict(state, strict=True)
     return model
 
@@ -79,8 +79,12 @@ def evaluate_features(
             f"{data.name} has no labels, so kNN / linear evaluation is impossible; "
             "name a labeled dataset with --data"
         )
-    normalize = TwoViewAugment(*augment_preset("simsiam", train.size, train.channels), data.mean, data.std).normalize
-    held_out: dict[str, ImageSet] = {n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None}
+    normalize = TwoViewAugment(
+        *augment_preset("simsiam", train.size, train.channels), data.mean, data.std
+    ).normalize
+    held_out: dict[str, ImageSet] = {
+        n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None
+    }
     if not held_out:
         raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
     t0 = time.perf_counter()
@@ -99,9 +103,9 @@ def evaluate_features(
         )
         linear_acc = {report_on: probe.accuracy}
         if report_on == "test" and "val" in feats:
-            mean, std = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
-            w, b = train_logreg((f_train - mean) / std, train.labels, k, probe.weight_decay)
-            pred = predict(w, b, (feats["val"] - mean) / std)
+            x_train, x_val = standardize(f_train, feats["val"])
+            w, b = train_logreg(x_train, train.labels, k, probe.weight_decay)
+            pred = predict(w, b, x_val)
             linear_acc["val"] = float((pred == held_out["val"].labels).float().mean())
         result["linear"] = {
             **linear_acc,
@@ -137,6 +141,12 @@ def evaluate(
     result["weights"] = weights.name
     if write:
         atomic_write_json(run.eval, result)
-        append_jsonl(run.metrics, {"kind": "eval", **{k: v for k, v in result.items() if k != "linear"},
-                                   "linear": result.get("linear", {})})
+        append_jsonl(
+            run.metrics,
+            {
+                "kind": "eval",
+                **{k: v for k, v in result.items() if k != "linear"},
+                "linear": result.get("linear", {}),
+            },
+        )
     return result

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from selfnas.errors import DatasetError
 
@@ -121,6 +120,8 @@ def linear_probe(
         raise DatasetError(f"the linear probe needs at least {folds} training samples for {folds}-fold CV")
 
     stratify = int(counts[counts > 0].min()) >= folds
+    from sklearn.model_selection import KFold, StratifiedKFold  # lazy: ~1.5 s import
+
     splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     fold_acc: dict[float, list[float]] = {wd: [] for wd in grid}
     for fit_np, val_np in splitter.split(np.zeros(len(y)), y.numpy()):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 # torchvision is imported inside the factories: importing it pulls in torch._dynamo (~2 s),
 # which the CPU default backbone and the CLI's error paths never need.
-
 import inspect
 from collections.abc import Callable, Sequence
 

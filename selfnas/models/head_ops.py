@@ -66,7 +66,10 @@ def _pool(kind: str) -> HeadOpFactory:
 
 def _linear_bn(act: type[nn.Module] | None, affine: bool = True, bias: bool = False) -> HeadOpFactory:
     def make(in_dim: int, out_dim: int) -> nn.Module:
-        layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=bias), nn.BatchNorm1d(out_dim, affine=affine)]
+        layers: list[nn.Module] = [
+            nn.Linear(in_dim, out_dim, bias=bias),
+            nn.BatchNorm1d(out_dim, affine=affine),
+        ]
         if act is not None:
             layers.append(act(inplace=True) if act in (nn.ReLU, nn.SiLU, nn.Hardswish, nn.ELU) else act())
         return nn.Sequential(*layers)

@@ -31,7 +31,7 @@ class HeadLayer:
 class HeadSpec:
     """A head as a chain of layers, e.g. SimSiam's projector::
 
-        HeadSpec(layers=(HeadLayer('linear_bn_relu', 512), HeadLayer('linear_bn_noaffine', 128)))
+    HeadSpec(layers=(HeadLayer('linear_bn_relu', 512), HeadLayer('linear_bn_noaffine', 128)))
     """
 
     layers: tuple[HeadLayer, ...]
@@ -57,7 +57,9 @@ class HeadSpec:
                 raise GenotypeError(f"head layer {i} must be an object with exactly the keys 'op' and 'dim'")
             op, dim = layer["op"], layer["dim"]
             if not isinstance(op, str) or op not in HEAD_OPS:
-                raise GenotypeError(f"head layer {i}: unknown op {str(op)[:40]!r}; known: {', '.join(HEAD_OPS)}")
+                raise GenotypeError(
+                    f"head layer {i}: unknown op {str(op)[:40]!r}; known: {', '.join(HEAD_OPS)}"
+                )
             if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_HEAD_DIM:
                 raise GenotypeError(f"head layer {i}: 'dim' must be an integer in 1..{MAX_HEAD_DIM}")
             parsed.append(HeadLayer(op, dim))

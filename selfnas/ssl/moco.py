@@ -32,7 +32,9 @@ class MoCo(SSLMethod):
     ):
         super().__init__(backbone, projector, None)
         self.temperature = temperature
-        self.key_encoder = MomentumTarget(nn.Sequential(self.backbone, self.projector), momentum, cosine=False)
+        self.key_encoder = MomentumTarget(
+            nn.Sequential(self.backbone, self.projector), momentum, cosine=False
+        )
         queue = F.normalize(torch.randn(queue_size, projector.out_dim), dim=1)
         self.register_buffer("queue", queue)  # K x D normalized keys
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))

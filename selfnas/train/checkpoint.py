@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, safe_open
+from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from selfnas.errors import RunDirError
@@ -40,7 +40,8 @@ def load_weights(path: str | Path, module: nn.Module) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RunDirError(
-            f"weights {path} do not fit this model ({len(missing)} missing, {len(unexpected)} unexpected keys); "
+            f"weights {path} do not fit this model "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys); "
             "was it made with another config?"
         )
 
@@ -55,7 +56,11 @@ def save_checkpoint(
             if not torch.is_tensor(value):
                 value = torch.tensor(value)
             tensors[f"optim.{index}.{key}"] = value
-    metadata = {"format": FORMAT, "optim_groups": json.dumps(opt_state["param_groups"]), "extra": json.dumps(extra)}
+    metadata = {
+        "format": FORMAT,
+        "optim_groups": json.dumps(opt_state["param_groups"]),
+        "extra": json.dumps(extra),
+    }
     tensors = _contiguous(tensors)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
@@ -70,7 +75,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         raise RunDirError(f"checkpoint {path} is unreadable ({exc}); start again with --overwrite") from None
     if metadata.get("format") != FORMAT:
         raise RunDirError(f"checkpoint {path} is not a {FORMAT} file; start again with --overwrite")
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state, strict=True)
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

@@ -79,8 +79,12 @@ class Trainer:
         self.device = resolve_device(config.run.device)
         c = config.data
         self.data = data or load_dataset(
-            c.name, root=c.root, download=c.download, val_fraction=c.val_fraction,
-            seed=config.run.seed, train_limit=c.train_limit,
+            c.name,
+            root=c.root,
+            download=c.download,
+            val_fraction=c.val_fraction,
+            seed=config.run.seed,
+            train_limit=c.train_limit,
         )
         train = self.data.train
         self.images = train.images.to(self.device)  # N x C x H x W uint8, resident on the device
@@ -96,7 +100,7 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
         groups = [
@@ -165,7 +169,7 @@ class Trainer:
                 batch = self.images[perm[pos : pos + bs]]  # B x C x H x W uint8
                 g = torch.Generator().manual_seed(_stream_seed(cfg.run.seed, 2, step))
                 x1, x2 = self.augment(batch, g)
-                if cfg.run.channels_last and self.device.type == "cuda":
+                if cfg.run.channels_last:
                     x1 = x1.contiguous(memory_format=torch.channels_last)
                     x2 = x2.contiguous(memory_format=torch.channels_last)
                 lr = warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
@@ -178,7 +182,9 @@ class Trainer:
                 self.optimizer.step()
                 self.model.on_step_end((step + 1) / plan.total_steps)
                 # accumulate on the device: the host reads it only at log / checkpoint points
-                loss_sum = out.loss.detach().float() + (loss_sum if loss_sum is not None else acc.get("loss", 0.0))
+                loss_sum = out.loss.detach().float() + (
+                    loss_sum if loss_sum is not None else acc.get("loss", 0.0)
+                )
                 acc["n"] = acc.get("n", 0) + 1
                 pairs_window += bs
                 done = step + 1
@@ -194,8 +200,12 @@ class Trainer:
                     std = normalized_std(out.embedding)
                     dt = time.perf_counter() - t_window
                     last = {
-                        "kind": "step", "step": done, "epoch": done / plan.steps_per_epoch,
-                        "loss": acc["loss"] / acc["n"], "lr": lr, "z_std": std,
+                        "kind": "step",
+                        "step": done,
+                        "epoch": done / plan.steps_per_epoch,
+                        "loss": acc["loss"] / acc["n"],
+                        "lr": lr,
+                        "z_std": std,
                         "z_std_ratio": collapse_ratio(std, out.embedding.shape[1]),
                         "pairs_per_s": pairs_window / max(dt, 1e-9),
                     }
@@ -208,7 +218,9 @@ class Trainer:
                 if end_of_epoch:
                     self._end_epoch(done, last, progress)
                 if ckpt_now:
-                    save_checkpoint(self.run.checkpoint, self.model, self.optimizer, {"step": done, "acc": acc})
+                    save_checkpoint(
+                        self.run.checkpoint, self.model, self.optimizer, {"step": done, "acc": acc}
+                    )
                     self.run.write_status("running", step=done)
         except KeyboardInterrupt:
             self.run.write_status("interrupted", message="interrupted; continue with --resume")
@@ -247,7 +259,8 @@ class Trainer:
     def _fail_nan(self, step: int) -> None:
         where = (
             f"the last good checkpoint is kept at {self.run.checkpoint}"
-            if self.run.checkpoint.exists() else "no checkpoint was written yet"
+            if self.run.checkpoint.exists()
+            else "no checkpoint was written yet"
         )
         message = (
             f"loss became NaN/inf at step {step + 1}; {where}; lower optim.lr and continue with --resume"

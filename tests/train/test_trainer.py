@@ -40,7 +40,10 @@ def test_every_method_trains_and_writes_the_run_dir(tmp_path, tiny_overrides, me
 def test_deterministic_under_seed(tmp_path, tiny_overrides):
     _, a = _fit(tmp_path, tiny_overrides, "a")
     _, b = _fit(tmp_path, tiny_overrides, "b")
-    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "a" / "model.safetensors")),
+        load_file(str(tmp_path / "b" / "model.safetensors")),
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a["loss"] == b["loss"]
     _, c = _fit(tmp_path, [*tiny_overrides, "run.seed=1"], "c")
@@ -72,7 +75,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_overrides, mo
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
     def losses(name):
-        return [(r["step"], r["loss"], r.get("knn_val")) for r in read_jsonl(tmp_path / name / "metrics.jsonl")]
+        return [
+            (r["step"], r["loss"], r.get("knn_val")) for r in read_jsonl(tmp_path / name / "metrics.jsonl")
+        ]
 
     assert losses("full") == losses("killed")
 
@@ -98,7 +103,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, tiny_o
     assert json.loads(run.status.read_text())["state"] == "failed"
     assert run.checkpoint.exists() and not run.model.exists()
     # the kept checkpoint holds finite weights
-    assert all(torch.isfinite(t).all() for t in load_file(str(run.checkpoint)).values() if t.is_floating_point())
+    assert all(
+        torch.isfinite(t).all() for t in load_file(str(run.checkpoint)).values() if t.is_floating_point()
+    )
 
 
 def test_collapse_is_measured_warned_and_recorded(tmp_path, tiny_overrides, monkeypatch):
