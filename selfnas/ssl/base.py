@@ -11,6 +11,17 @@ from torch import nn
 
 from selfnas.models.heads import HeadSpec, build_head
 
+#: a head is given as a spec (hand-crafted or found) or as a ready module (a search supernet)
+Head = HeadSpec | nn.Module
+
+
+def head_out_dim(head: Head) -> int:
+    return head.out_dim if isinstance(head, HeadSpec) else int(head.out_dim)
+
+
+def _build(head: Head, in_dim: int) -> nn.Module:
+    return build_head(head, in_dim) if isinstance(head, HeadSpec) else head
+
 
 @dataclass
 class SSLOutput:
@@ -33,16 +44,20 @@ class SSLMethod(nn.Module):
 
     name: str = ""
 
-    def __init__(self, backbone: nn.Module, projector: HeadSpec, predictor: HeadSpec | None) -> None:
+    def __init__(self, backbone: nn.Module, projector: Head, predictor: Head | None) -> None:
         super().__init__()
         self.backbone = backbone
-        self.projector = build_head(projector, backbone.out_dim)
-        self.predictor = build_head(predictor, projector.out_dim) if predictor is not None else None
-        self.projector_spec = projector
-        self.predictor_spec = predictor
+        self.projector = _build(projector, backbone.out_dim)
+        self.predictor = _build(predictor, head_out_dim(projector)) if predictor is not None else None
+        #: set by the architecture step of a search: the backbone runs without gradients
+        self.freeze_backbone = False
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> N x D projector output of the online network."""
+        if self.freeze_backbone:
+            with torch.no_grad():
+                features = self.backbone(x)  # N x F
+            return self.projector(features)
         return self.projector(self.backbone(x))
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
@@ -55,8 +70,10 @@ class SSLMethod(nn.Module):
 class MomentumTarget(nn.Module):
     """An EMA copy of some online modules (BYOL's target, MoCo's key encoder).
 
-    Only weights are averaged; buffers (BatchNorm statistics) are copied. The copy never
-    receives gradients. ``momentum(progress)`` follows BYOL's cosine ramp from ``base`` to 1
+    Only weights are averaged; buffers (BatchNorm statistics) are copied, and so are
+    architecture parameters (named ``alpha``): the target uses the online network's current
+    architecture rather than an average of past ones. The copy never receives gradients.
+    ``momentum(progress)`` follows BYOL's cosine ramp from ``base`` to 1
     when ``cosine`` is set, else stays at ``base``.
     """
 
@@ -67,6 +84,7 @@ class MomentumTarget(nn.Module):
             p.requires_grad_(False)
         self.base = base
         self.cosine = cosine
+        self._arch = [i for i, (name, _) in enumerate(self.net.named_parameters()) if name.endswith("alpha")]
 
     def momentum(self, progress: float) -> float:
         if not self.cosine:
@@ -76,10 +94,14 @@ class MomentumTarget(nn.Module):
     @torch.no_grad()
     def update(self, online: nn.Module, progress: float) -> None:
         m = self.momentum(progress)
-        target_params = list(self.net.parameters())
-        online_params = list(online.parameters())
+        arch = set(self._arch)
+        pairs = list(zip(self.net.parameters(), online.parameters(), strict=True))
+        target_params = [t for i, (t, _) in enumerate(pairs) if i not in arch]
+        online_params = [o for i, (_, o) in enumerate(pairs) if i not in arch]
         torch._foreach_mul_(target_params, m)
         torch._foreach_add_(target_params, online_params, alpha=1.0 - m)
+        for i in self._arch:
+            pairs[i][0].copy_(pairs[i][1])
         for tb, ob in zip(self.net.buffers(), online.buffers(), strict=True):
             tb.copy_(ob)
 

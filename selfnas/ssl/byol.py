@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from selfnas.models.heads import HeadSpec
-from selfnas.ssl.base import MomentumTarget, SSLMethod, SSLOutput
+from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput
 from selfnas.ssl.losses import negative_cosine_similarity
 
 
@@ -19,7 +18,7 @@ class BYOL(SSLMethod):
 
     name = "byol"
 
-    def __init__(self, backbone, projector: HeadSpec, predictor: HeadSpec | None, momentum: float = 0.99):
+    def __init__(self, backbone, projector: Head, predictor: Head | None, momentum: float = 0.99):
         super().__init__(backbone, projector, predictor)
         self.target = MomentumTarget(nn.Sequential(self.backbone, self.projector), momentum, cosine=True)
 

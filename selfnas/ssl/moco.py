@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfnas.models.heads import HeadSpec
-from selfnas.ssl.base import MomentumTarget, SSLMethod, SSLOutput
+from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput, head_out_dim
 from selfnas.ssl.losses import info_nce
 
 
@@ -24,8 +23,8 @@ class MoCo(SSLMethod):
     def __init__(
         self,
         backbone,
-        projector: HeadSpec,
-        predictor: HeadSpec | None,
+        projector: Head,
+        predictor: Head | None,
         temperature: float = 0.2,
         momentum: float = 0.99,
         queue_size: int = 4096,
@@ -35,7 +34,7 @@ class MoCo(SSLMethod):
         self.key_encoder = MomentumTarget(
             nn.Sequential(self.backbone, self.projector), momentum, cosine=False
         )
-        queue = F.normalize(torch.randn(queue_size, projector.out_dim), dim=1)
+        queue = F.normalize(torch.randn(queue_size, head_out_dim(projector)), dim=1)
         self.register_buffer("queue", queue)  # K x D normalized keys
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._pending_keys: torch.Tensor | None = None

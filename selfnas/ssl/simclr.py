@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from selfnas.models.heads import HeadSpec
-from selfnas.ssl.base import SSLMethod, SSLOutput
+from selfnas.ssl.base import Head, SSLMethod, SSLOutput
 from selfnas.ssl.losses import nt_xent
 
 
@@ -14,7 +13,7 @@ class SimCLR(SSLMethod):
 
     name = "simclr"
 
-    def __init__(self, backbone, projector: HeadSpec, predictor: HeadSpec | None, temperature: float = 0.5):
+    def __init__(self, backbone, projector: Head, predictor: Head | None, temperature: float = 0.5):
         super().__init__(backbone, projector, None)
         self.temperature = temperature
 

@@ -47,26 +47,28 @@ def load_weights(path: str | Path, module: nn.Module) -> None:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, extra: dict[str, Any]
+    path: str | Path, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer], extra: dict[str, Any]
 ) -> None:
+    """Model, every named optimizer (``weights``, ``arch``, ...) and the counters in ``extra``."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_state = optimizer.state_dict()
-    for index, state in opt_state["state"].items():
-        for key, value in state.items():
-            if not torch.is_tensor(value):
-                value = torch.tensor(value)
-            tensors[f"optim.{index}.{key}"] = value
-    metadata = {
-        "format": FORMAT,
-        "optim_groups": json.dumps(opt_state["param_groups"]),
-        "extra": json.dumps(extra),
-    }
+    groups = {}
+    for name, optimizer in optimizers.items():
+        opt_state = optimizer.state_dict()
+        groups[name] = opt_state["param_groups"]
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                if not torch.is_tensor(value):
+                    value = torch.tensor(value)
+                tensors[f"optim.{name}.{index}.{key}"] = value
+    metadata = {"format": FORMAT, "optim_groups": json.dumps(groups), "extra": json.dumps(extra)}
     tensors = _contiguous(tensors)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer in place; return the ``extra`` counters."""
+def load_checkpoint(
+    path: str | Path, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]
+) -> dict[str, Any]:
+    """Restore model and optimizers in place; return the ``extra`` counters."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
@@ -77,10 +79,16 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         raise RunDirError(f"checkpoint {path} is not a {FORMAT} file; start again with --overwrite")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state, strict=True)
-    state: dict[int, dict[str, Any]] = {}
+    groups = json.loads(metadata["optim_groups"])
+    if set(groups) != set(optimizers):
+        raise RunDirError(
+            f"checkpoint {path} holds optimizers {sorted(groups)}, expected {sorted(optimizers)}"
+        )
+    states: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in optimizers}
     for key, value in tensors.items():
         if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["optim_groups"])})
+            _, name, index, field = key.split(".", 3)
+            states[name].setdefault(int(index), {})[field] = value
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict({"state": states[name], "param_groups": groups[name]})
     return json.loads(metadata["extra"])

@@ -87,21 +87,50 @@ class Trainer:
             train_limit=c.train_limit,
         )
         train = self.data.train
-        self.images = train.images.to(self.device)  # N x C x H x W uint8, resident on the device
-        self.plan = make_plan(config, len(train))
+        # N x C x H x W uint8, resident on the device
+        self.images = self.weight_images(train.images).to(self.device)
+        self.plan = make_plan(config, len(self.images))
         view1, view2 = augment_preset(config.method.name, train.size, train.channels)
         self.augment = TwoViewAugment(view1, view2, self.data.mean, self.data.std)
         torch.manual_seed(config.run.seed)
         self.model: SSLMethod = prepare_module(
-            build_method(config, train.channels), self.device, config.run.channels_last
+            self.build_model(train.channels), self.device, config.run.channels_last
         )
         self.step_fn = torch.compile(self.model) if config.run.compile else self.model
-        self.optimizer = self._make_optimizer()
+        self.optimizers = self.make_optimizers()
+        self.optimizer = self.optimizers["weights"]
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
+    # -- hooks a search strategy overrides ----------------------------------------------
+
+    def weight_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The images the weight steps train on (all of train here)."""
+        return images
+
+    def build_model(self, in_channels: int) -> SSLMethod:
+        return build_method(self.config, in_channels)
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"weights": self._weight_optimizer()}
+
+    def before_weight_step(self, step: int, epoch: int) -> None:
+        """Called before each weight step (a search runs its architecture step here)."""
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        """Extra fields for the epoch line of metrics.jsonl."""
+        return {}
+
+    def after_fit(self) -> None:
+        """Called once training finished, before the final weights are written."""
+
+    def progress_info(self) -> dict[str, str]:
+        return {}
+
+    # -- the weight optimizer ------------------------------------------------------------
+
+    def _weight_optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and not name.endswith("alpha"):  # architecture params have their own
                 (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
         groups = [
             {"params": decay, "weight_decay": self.plan.weight_decay},
@@ -116,7 +145,7 @@ class Trainer:
     def _start(self, resume: bool) -> dict[str, Any]:
         counters: dict[str, Any] = {"step": 0, "acc": {}}
         if resume and self.run.checkpoint.exists():
-            counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizer)
+            counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
             # drop metric lines written after the checkpoint: the replay writes them again
             kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
             atomic_write_text(self.run.metrics, "".join(_jsonl_line(r) for r in kept))
@@ -165,6 +194,7 @@ class Trainer:
                     perm = torch.randperm(len(self.images), generator=g).to(self.device)
                     perm_epoch = epoch
                 assert perm is not None
+                self.before_weight_step(step, epoch)
                 pos = (step % plan.steps_per_epoch) * bs
                 batch = self.images[perm[pos : pos + bs]]  # B x C x H x W uint8
                 g = torch.Generator().manual_seed(_stream_seed(cfg.run.seed, 2, step))
@@ -213,13 +243,16 @@ class Trainer:
                     acc = {}
                     t_window, pairs_window = time.perf_counter(), 0
                     progress.update(
-                        done, loss=f"{last['loss']:.4f}", **{"pairs/s": f"{last['pairs_per_s']:.0f}"}
+                        done,
+                        loss=f"{last['loss']:.4f}",
+                        **{"pairs/s": f"{last['pairs_per_s']:.0f}"},
+                        **self.progress_info(),
                     )
                 if end_of_epoch:
                     self._end_epoch(done, last, progress)
                 if ckpt_now:
                     save_checkpoint(
-                        self.run.checkpoint, self.model, self.optimizer, {"step": done, "acc": acc}
+                        self.run.checkpoint, self.model, self.optimizers, {"step": done, "acc": acc}
                     )
                     self.run.write_status("running", step=done)
         except KeyboardInterrupt:
@@ -227,6 +260,7 @@ class Trainer:
             raise
         finally:
             progress.close()
+        self.after_fit()
         save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
         self.run.write_status("finished", step=plan.total_steps)
         return last
@@ -242,6 +276,7 @@ class Trainer:
             if knn is not None:
                 record["knn_val"] = knn
             self.model.train()
+        record.update(self.epoch_record(epoch))
         append_jsonl(self.run.metrics, record)
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if "knn_val" in record:

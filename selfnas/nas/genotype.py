@@ -1,0 +1,108 @@
+"""Found architectures as versioned, validated JSON: never ``eval``, never pickle.
+
+A genotype file is::
+
+    {"format": "selfnas-genotype", "version": 1, "space": "heads", "method": "simsiam",
+     "projector": {"layers": [{"op": "linear_bn_relu", "dim": 64}, ...]},
+     "predictor": {"layers": [...]} | null}
+
+Loading accepts only that shape: unknown keys, wrong types, unknown op names, absurd
+sizes and oversized files are refused with one :class:`GenotypeError` line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfnas.errors import GenotypeError
+from selfnas.io import atomic_write_json
+from selfnas.models.heads import HeadSpec
+
+FORMAT = "selfnas-genotype"
+VERSION = 1
+MAX_BYTES = 1_000_000
+METHOD_NAMES = ("simsiam", "simclr", "moco", "byol")
+
+
+@dataclass(frozen=True)
+class HeadGenotype:
+    """The heads found by a head search: a projector and, for SimSiam / BYOL, a predictor."""
+
+    projector: HeadSpec
+    predictor: HeadSpec | None = None
+    method: str | None = None
+
+    space = "heads"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "space": self.space,
+            "method": self.method,
+            "projector": self.projector.to_json(),
+            "predictor": None if self.predictor is None else self.predictor.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> HeadGenotype:
+        expected = {"format", "version", "space", "method", "projector", "predictor"}
+        _check_header(data, "heads", expected)
+        method = data["method"]
+        if method is not None and method not in METHOD_NAMES:
+            raise GenotypeError(f"genotype 'method' must be one of {', '.join(METHOD_NAMES)} or null")
+        projector = HeadSpec.from_json(data["projector"])
+        predictor = None if data["predictor"] is None else HeadSpec.from_json(data["predictor"])
+        return cls(projector, predictor, method)
+
+
+def _check_header(data: Any, space: str, expected: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise GenotypeError("a genotype must be a JSON object")
+    if data.get("format") != FORMAT:
+        raise GenotypeError(f"not a selfnas genotype: 'format' must be {FORMAT!r}")
+    version = data.get("version")
+    if isinstance(version, bool) or version != VERSION:
+        raise GenotypeError(
+            f"unsupported genotype version {str(version)[:20]!r}; this selfnas reads {VERSION}"
+        )
+    if data.get("space") != space:
+        raise GenotypeError(f"genotype space {str(data.get('space'))[:40]!r} is not {space!r}")
+    keys = set(data)
+    if keys != expected:
+        extra, missing = sorted(keys - expected), sorted(expected - keys)
+        what = f"unexpected keys {extra}" if extra else f"missing keys {missing}"
+        raise GenotypeError(f"genotype has {what}"[:200])
+
+
+GENOTYPE_SPACES: dict[str, type[HeadGenotype]] = {"heads": HeadGenotype}
+
+
+def genotype_from_json(data: Any) -> HeadGenotype:
+    """Dispatch on the ``space`` field to the space's validating parser."""
+    space = data.get("space") if isinstance(data, dict) else None
+    if space not in GENOTYPE_SPACES:
+        raise GenotypeError(
+            f"unknown genotype space {str(space)[:40]!r}; known: {', '.join(GENOTYPE_SPACES)}"
+        )
+    return GENOTYPE_SPACES[space].from_json(data)
+
+
+def load_genotype(path: str | Path) -> HeadGenotype:
+    path = Path(path)
+    if not path.is_file():
+        raise GenotypeError(f"genotype file {path} not found")
+    if path.stat().st_size > MAX_BYTES:
+        raise GenotypeError(f"genotype file {path} is larger than {MAX_BYTES} bytes; not a genotype")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GenotypeError(f"genotype file {path} is not valid JSON: {exc}") from None
+    return genotype_from_json(data)
+
+
+def save_genotype(path: str | Path, genotype: HeadGenotype) -> None:
+    atomic_write_json(path, genotype.to_json())
