@@ -9,12 +9,50 @@ from typing import Any
 from selfnas.config import TrainConfig, build_config
 from selfnas.errors import ConfigError
 from selfnas.eval.evaluate import evaluate, load_run_config
+from selfnas.io import read_jsonl
+from selfnas.nas.genotype import load_genotype
 from selfnas.rundir import RunDir
+from selfnas.ssl.registry import METHOD_DEFAULTS
 from selfnas.train.trainer import Trainer, check_resumable
 
 
 def default_run_dir(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _prepare(
+    config: TrainConfig | None,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    overrides: list[str] | tuple[str, ...],
+    prefix: str,
+) -> tuple[RunDir, TrainConfig]:
+    if out is None:
+        if resume:
+            raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
+        out = default_run_dir(prefix)
+    run = RunDir.prepare(out, resume=resume, overwrite=overwrite)
+    if resume:
+        check_resumable(run)
+        config = build_config(base=load_run_config(run).model_dump(mode="json"), overrides=overrides)
+    elif config is None:
+        config = build_config(overrides=overrides)
+    return run, config
+
+
+def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
+    """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
+    genotype = load_genotype(genotype_path)
+    method = config.method.model_copy(
+        update={
+            "projector": genotype.projector.to_json(),
+            "predictor": None if genotype.predictor is None else genotype.predictor.to_json(),
+        }
+    )
+    if genotype.predictor is None and METHOD_DEFAULTS[config.method.name].needs_predictor:
+        method = method.model_copy(update={"predictor": None})  # the method's own predictor
+    return config.model_copy(update={"method": method})
 
 
 def train(
@@ -30,26 +68,39 @@ def train(
 
     With ``resume``, the run's saved config is used; ``overrides`` may still change it
     (for example a lower ``optim.lr`` after a NaN). Returns the evaluation, or the last
-    training metrics when evaluation is off.
+    training metrics when evaluation is off or the data has no labels.
     """
-    if out is None:
-        if resume:
-            raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
-        out = default_run_dir("train")
-    run = RunDir.prepare(out, resume=resume, overwrite=overwrite)
-    if resume:
-        check_resumable(run)
-        config = build_config(base=load_run_config(run).model_dump(mode="json"), overrides=overrides)
-    elif config is None:
-        config = build_config(overrides=overrides)
+    run, config = _prepare(config, out, resume, overwrite, overrides, "train")
     trainer = Trainer(config, run, quiet=quiet, argv=argv)
     last = trainer.fit(resume=resume)
-    if not config.run.eval_at_end:
-        return last
-    has_labels = trainer.data.train.labeled
-    if not has_labels:
+    if not config.run.eval_at_end or not trainer.data.train.labeled:
         return last
     return evaluate(run.path, device=config.run.device)
 
 
-__all__ = ["evaluate", "train"]
+def search(
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Search SSL heads with DARTS (NASiam); writes ``genotype.json`` and alpha plots into the run.
+
+    Returns the last epoch's record (genotype, alphas, parameter-free counts, entropy).
+    """
+    from selfnas.config import SearchConfig
+    from selfnas.nas.strategies.darts import HeadSearchTrainer
+
+    run, config = _prepare(config, out, resume, overwrite, overrides, "search")
+    if config.search is None:
+        config = config.model_copy(update={"search": SearchConfig()})
+    trainer = HeadSearchTrainer(config, run, quiet=quiet, argv=argv)
+    trainer.fit(resume=resume)
+    epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
+    return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}
+
+
+__all__ = ["evaluate", "search", "train", "with_genotype"]

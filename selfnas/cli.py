@@ -72,6 +72,9 @@ def train(
     set_: Annotated[
         list[str] | None, Opt("--set", "-s", help="override any config key: optim.lr=0.1")
     ] = None,
+    genotype: Annotated[
+        Path | None, Opt(help="genotype.json of found heads: pretrain them from scratch")
+    ] = None,
     resume: Annotated[bool, Opt(help="continue the run in --out where it stopped")] = False,
     overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar; one line per epoch")] = False,
@@ -95,6 +98,10 @@ def train(
     )  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import train as api_train
+    from selfnas.api import with_genotype
+
+    if genotype is not None and cfg is not None:
+        cfg = with_genotype(cfg, genotype)
 
     result = api_train(
         cfg,
@@ -106,6 +113,58 @@ def train(
         argv=sys.argv,
     )
     _print_result(result)
+
+
+@app.command()
+def search(
+    space: Annotated[str, Opt(help="search space: heads (NASiam projector/predictor)")] = "heads",
+    strategy: Annotated[str, Opt(help="darts")] = "darts",
+    order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
+    config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
+    out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/search-<time>)")] = None,
+    data: Annotated[str | None, Opt(help="dataset (unlabeled is fine)")] = None,
+    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    train_limit: Annotated[int | None, Opt(help="use at most this many training images")] = None,
+    method: Annotated[str | None, Opt(help="simsiam | simclr | moco | byol")] = None,
+    backbone: Annotated[str | None, Opt(help="backbone name")] = None,
+    epochs: Annotated[float | None, Opt(help="search epochs")] = None,
+    batch_size: Annotated[int | None, Opt(help="images per step")] = None,
+    seed: Annotated[int | None, Opt(help="random seed")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
+    set_: Annotated[
+        list[str] | None, Opt("--set", "-s", help="override any key: search.beta_decay=0.5")
+    ] = None,
+    resume: Annotated[bool, Opt(help="continue the search in --out where it stopped")] = False,
+    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q")] = False,
+) -> None:
+    """Search an architecture without labels; writes genotype.json (retrain it with `train --genotype`)."""
+    from selfnas.config import build_config
+
+    overrides = (
+        list(set_ or [])
+        + [f"search.space={space}", f"search.strategy={strategy}", f"search.order={order}"]
+        + _train_overrides(
+            data=data, data_root=data_root, train_limit=train_limit, method=method, backbone=backbone,
+            epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+        )
+    )  # fmt: skip
+    cfg = None if resume else build_config(config, overrides)
+    from selfnas.api import search as api_search
+
+    result = api_search(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
+                        overrides=() if not resume else [o for o in overrides if not o.startswith("search.")],
+                        argv=sys.argv)  # fmt: skip
+    table = Table(title="found heads")
+    table.add_column("head")
+    table.add_column("ops per layer")
+    table.add_column("parameter-free")
+    for head, ops in result.get("genotype", {}).items():
+        table.add_row(head, " -> ".join(ops), str(result.get("parameter_free", {}).get(head, "")))
+    console.print(table)
+    console.print(
+        f"genotype: {result['genotype_file']}  (retrain: selfnas train --genotype {result['genotype_file']})"
+    )
 
 
 @app.command()

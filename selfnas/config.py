@@ -69,12 +69,44 @@ class RunConfig(_Strict):
     threads: int | None = Field(None, ge=1, le=1024)
 
 
+HEAD_SEARCH_OPS = [
+    "identity", "max_pool_3", "avg_pool_3", "linear_bn_relu",
+    "linear_bn_silu", "linear_bn_hardswish", "linear_bn_elu", "linear_bn_mish",
+]  # fmt: skip
+
+
+class SearchConfig(_Strict):
+    """Architecture search settings (``selfnas search``)."""
+
+    space: Literal["heads"] = "heads"
+    strategy: Literal["darts"] = "darts"
+    order: Literal[1, 2] = Field(1, description="DARTS first order, or second order (unrolled)")
+    arch_lr: float = Field(1e-3, gt=0, le=1)
+    arch_weight_decay: float = Field(1e-3, ge=0, le=1)
+    projector_layers: int = Field(6, ge=1, le=32)
+    predictor_layers: int = Field(4, ge=1, le=32)
+    width: int | None = Field(
+        None, ge=1, le=65536, description="projector search width; default backbone width"
+    )
+    pred_width: int | None = Field(
+        None, ge=1, le=65536, description="predictor search width; default proj_out"
+    )
+    ops: list[str] = Field(default_factory=lambda: list(HEAD_SEARCH_OPS), min_length=1)
+    warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
+    beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
+    max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")
+    entropy_stop: float | None = Field(
+        None, gt=0, description="freeze alphas once their mean entropy (nats) falls below this"
+    )
+
+
 class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    search: SearchConfig | None = None
 
     @field_validator("data")
     @classmethod

@@ -34,12 +34,21 @@ def _falls(losses, method):
 @pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
 @pytest.mark.parametrize("method", METHODS)
 def test_method_learns_on_fashion_mnist(tmp_path, method):
-    losses, knn = _train(tmp_path, [
-        "data.name=fashion-mnist", "data.train_limit=3072", f"method.name={method}",
-        "method.hparams={queue_size: 1024}" if method == "moco" else "method.hparams={}",
-        "optim.batch_size=128", "optim.epochs=2", "optim.warmup_epochs=0.2",
-        "run.knn_bank=3072", "run.log_every=4", "run.device=cpu",
-    ])
+    losses, knn = _train(
+        tmp_path,
+        [
+            "data.name=fashion-mnist",
+            "data.train_limit=3072",
+            f"method.name={method}",
+            "method.hparams={queue_size: 1024}" if method == "moco" else "method.hparams={}",
+            "optim.batch_size=128",
+            "optim.epochs=2",
+            "optim.warmup_epochs=0.2",
+            "run.knn_bank=3072",
+            "run.log_every=4",
+            "run.device=cpu",
+        ],
+    )
     assert _falls(losses, method), losses
     assert knn[-1] > 0.5, knn  # chance is 0.1
 
@@ -61,11 +70,22 @@ def _write_folder(root, classes=4, per_class=48, size=20):
 @pytest.mark.parametrize("method", METHODS)
 def test_method_learns_on_an_image_folder(tmp_path, method):
     _write_folder(tmp_path / "imgs")
-    losses, knn = _train(tmp_path, [
-        f"data.name=imagefolder:{tmp_path / 'imgs'}@16", "data.val_fraction=0.25", f"method.name={method}",
-        "method.hparams={queue_size: 128}" if method == "moco" else "method.hparams={}",
-        "model.backbone_kwargs={width: 8, depths: [1, 1]}", "method.proj_hidden=64", "method.proj_out=32",
-        "method.pred_hidden=16", "optim.batch_size=32", "optim.epochs=4", "run.log_every=2", "run.device=cpu",
-    ])
+    losses, knn = _train(
+        tmp_path,
+        [
+            f"data.name=imagefolder:{tmp_path / 'imgs'}@16",
+            "data.val_fraction=0.25",
+            f"method.name={method}",
+            "method.hparams={queue_size: 128}" if method == "moco" else "method.hparams={}",
+            "model.backbone_kwargs={width: 8, depths: [1, 1]}",
+            "method.proj_hidden=64",
+            "method.proj_out=32",
+            "method.pred_hidden=16",
+            "optim.batch_size=32",
+            "optim.epochs=4",
+            "run.log_every=2",
+            "run.device=cpu",
+        ],
+    )
     assert _falls(losses, method), losses
     assert knn[-1] > 0.5, knn  # chance is 0.25

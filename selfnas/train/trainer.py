@@ -125,6 +125,13 @@ class Trainer:
     def progress_info(self) -> dict[str, str]:
         return {}
 
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state a subclass keeps across a resume (saved with each checkpoint)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
     # -- the weight optimizer ------------------------------------------------------------
 
     def _weight_optimizer(self) -> torch.optim.Optimizer:
@@ -146,6 +153,7 @@ class Trainer:
         counters: dict[str, Any] = {"step": 0, "acc": {}}
         if resume and self.run.checkpoint.exists():
             counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
+            self.load_extra_state(counters.get("extra", {}))
             # drop metric lines written after the checkpoint: the replay writes them again
             kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
             atomic_write_text(self.run.metrics, "".join(_jsonl_line(r) for r in kept))
@@ -252,7 +260,10 @@ class Trainer:
                     self._end_epoch(done, last, progress)
                 if ckpt_now:
                     save_checkpoint(
-                        self.run.checkpoint, self.model, self.optimizers, {"step": done, "acc": acc}
+                        self.run.checkpoint,
+                        self.model,
+                        self.optimizers,
+                        {"step": done, "acc": acc, "extra": self.extra_state()},
                     )
                     self.run.write_status("running", step=done)
         except KeyboardInterrupt:
@@ -262,6 +273,9 @@ class Trainer:
             progress.close()
         self.after_fit()
         save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
+        from selfnas.report.plots import plot_training_curves
+
+        plot_training_curves(self.run)
         self.run.write_status("finished", step=plan.total_steps)
         return last
 

@@ -1,0 +1,219 @@
+"""DARTS on the head search space (NASiam): alternate architecture and weight steps.
+
+The unlabeled train split is cut in two halves with the seed: weight steps (SGD, the
+trainer's schedule) see one, architecture steps (AdamW on the alphas) the other. An
+architecture step runs the backbone without gradients: the alphas live in the heads, so
+only the heads need a backward pass, which keeps a search epoch near the cost of a
+plain SSL epoch.
+
+Second order unrolls the *head* weights one SGD step (``w' = w - xi * grad_w L_train``)
+and corrects the architecture gradient with the finite-difference Hessian-vector product
+of DARTS (``eps = 0.01 / ||grad_w' L_val||``); the backbone is held fixed within the step.
+
+Momentum encoders (MoCo's key encoder, BYOL's target) hold a copy of the searched
+heads: their weights follow the EMA, their alphas are copied from the online network
+after every step (see :class:`selfnas.ssl.base.MomentumTarget`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from selfnas.errors import ConfigError
+from selfnas.models.backbones import create_backbone
+from selfnas.nas.genotype import HeadGenotype, save_genotype
+from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
+from selfnas.ssl.base import SSLMethod
+from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+from selfnas.train.trainer import Trainer, _stream_seed
+
+
+class HeadSearchTrainer(Trainer):
+    """A :class:`Trainer` whose model has supernet heads and whose steps alternate."""
+
+    def weight_images(self, images: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 5, 0))
+        perm = torch.randperm(len(images), generator=g)
+        half = len(images) // 2
+        self.arch_images = images[perm[half:]].to(self.device)
+        self.arch_perm_epoch = -1
+        self.arch_stopped_at: int | None = None
+        return images[perm[:half]]
+
+    def build_model(self, in_channels: int) -> SSLMethod:
+        cfg, search = self.config, self._search()
+        backbone = create_backbone(cfg.model.backbone, in_channels=in_channels, **cfg.model.backbone_kwargs)
+        projector = SearchHead(
+            HeadSearchSpace(
+                search.projector_layers,
+                search.width or backbone.out_dim,
+                cfg.method.proj_out,
+                "linear_bn_noaffine",
+                tuple(search.ops),
+            ),
+            backbone.out_dim,
+        )
+        predictor = None
+        if METHOD_DEFAULTS[cfg.method.name].needs_predictor:
+            predictor = SearchHead(
+                HeadSearchSpace(
+                    search.predictor_layers,
+                    search.pred_width or cfg.method.proj_out,
+                    cfg.method.proj_out,
+                    "linear",
+                    tuple(search.ops),
+                ),
+                cfg.method.proj_out,
+            )
+        return create_method(cfg.method.name, backbone, projector, predictor, **cfg.method.hparams)
+
+    def _search(self):
+        if self.config.search is None:
+            raise ConfigError("a search needs a [search] section in the config")
+        return self.config.search
+
+    def heads(self) -> dict[str, SearchHead]:
+        out = {"projector": self.model.projector}
+        if self.model.predictor is not None:
+            out["predictor"] = self.model.predictor
+        return out  # type: ignore[return-value]
+
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        return [h.alpha for h in self.heads().values()]
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        search = self._search()
+        arch = torch.optim.AdamW(
+            self.arch_parameters(),
+            lr=search.arch_lr,
+            weight_decay=search.arch_weight_decay,
+            betas=(0.5, 0.999),
+        )
+        return {"weights": self._weight_optimizer(), "arch": arch}
+
+    # -- the architecture step ------------------------------------------------------------
+
+    def _arch_batch(self, step: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if epoch != self.arch_perm_epoch:
+            g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 3, epoch))
+            self.arch_perm = torch.randperm(len(self.arch_images), generator=g).to(self.device)
+            self.arch_perm_epoch = epoch
+        bs = self.config.optim.batch_size
+        pos = ((step % self.plan.steps_per_epoch) * bs) % max(1, len(self.arch_images) - bs + 1)
+        batch = self.arch_images[self.arch_perm[pos : pos + bs]]
+        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 4, step))
+        return self.augment(batch, g)
+
+    def _arch_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        beta = self._search().beta_decay
+        if beta > 0:  # beta-DARTS: keep the logits from running away toward one op
+            loss = (
+                loss
+                + beta
+                * torch.stack([torch.logsumexp(a, dim=-1).mean() for a in self.arch_parameters()]).mean()
+            )
+        return loss
+
+    def before_weight_step(self, step: int, epoch: int) -> None:
+        search = self._search()
+        if epoch < search.warmup_epochs * 1.0 or self.arch_stopped_at is not None:
+            return
+        x1, x2 = self._arch_batch(step, epoch)
+        arch_opt = self.optimizers["arch"]
+        arch_opt.zero_grad(set_to_none=True)
+        self.model.freeze_backbone = True
+        try:
+            if search.order == 2:
+                self._unrolled_arch_grad(step, epoch, x1, x2)
+            else:
+                loss = self._arch_loss(self.model(x1, x2).loss)
+                grads = torch.autograd.grad(loss, self.arch_parameters())
+                for p, g in zip(self.arch_parameters(), grads, strict=True):
+                    p.grad = g
+        finally:
+            self.model.freeze_backbone = False
+        arch_opt.step()
+
+    def _unrolled_arch_grad(self, step: int, epoch: int, xv1: torch.Tensor, xv2: torch.Tensor) -> None:
+        """DARTS second order on the head weights (see the module docstring)."""
+        names = [
+            n
+            for n, p in self.model.named_parameters()
+            if p.requires_grad and not n.endswith("alpha") and n.startswith(("projector.", "predictor."))
+        ]
+        params = dict(self.model.named_parameters())
+        weights = [params[n] for n in names]
+        alphas = self.arch_parameters()
+        # a training batch for the inner step: the weight half, this step's augmentation
+        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 6, step))
+        idx = torch.randint(0, len(self.images), (self.config.optim.batch_size,), generator=g).to(self.device)
+        xt1, xt2 = self.augment(self.images[idx], g)
+        xi = self.optimizer.param_groups[0]["lr"]
+
+        def loss_at(ws: list[torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.model, dict(zip(names, ws, strict=True)), (a, b)).loss
+
+        g_train = torch.autograd.grad(loss_at(weights, xt1, xt2), weights)
+        unrolled = [w.detach() - xi * gw for w, gw in zip(weights, g_train, strict=True)]
+        unrolled = [u.requires_grad_(True) for u in unrolled]
+        val_loss = self._arch_loss(loss_at(unrolled, xv1, xv2))
+        grads = torch.autograd.grad(val_loss, [*alphas, *unrolled])
+        d_alpha, d_w = grads[: len(alphas)], grads[len(alphas) :]
+        eps = 0.01 / torch.sqrt(sum((d * d).sum() for d in d_w)).clamp_min(1e-12)
+        with torch.no_grad():
+            plus = [w + eps * d for w, d in zip(weights, d_w, strict=True)]
+            minus = [w - eps * d for w, d in zip(weights, d_w, strict=True)]
+        g_plus = torch.autograd.grad(loss_at(plus, xt1, xt2), alphas)
+        g_minus = torch.autograd.grad(loss_at(minus, xt1, xt2), alphas)
+        for a, da, gp, gm in zip(alphas, d_alpha, g_plus, g_minus, strict=True):
+            a.grad = da - xi * (gp - gm) / (2 * eps)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"arch_stopped_at": self.arch_stopped_at}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.arch_stopped_at = state.get("arch_stopped_at")
+
+    # -- records ------------------------------------------------------------------------
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        search = self._search()
+        heads = self.heads()
+        entropy = sum(h.entropy() for h in heads.values()) / len(heads)
+        if search.entropy_stop is not None and self.arch_stopped_at is None and entropy < search.entropy_stop:
+            self.arch_stopped_at = epoch  # early stop on alpha entropy: freeze the architecture
+        return {
+            "alphas": {n: h.weights().detach().cpu().tolist() for n, h in heads.items()},
+            "genotype": {
+                n: [layer.op for layer in h.derive(search.max_parameter_free).layers]
+                for n, h in heads.items()
+            },
+            "parameter_free": {n: h.parameter_free_count() for n, h in heads.items()},
+            "alpha_entropy": entropy,
+            "arch_frozen": self.arch_stopped_at is not None or epoch <= search.warmup_epochs,
+        }
+
+    def progress_info(self) -> dict[str, str]:
+        short = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
+        parts = []
+        for name, head in self.heads().items():
+            ops = [
+                short.get(layer.op, layer.op.replace("linear_bn_", "")) for layer in head.derive().layers[:-1]
+            ]
+            parts.append(f"{name[:4]}[{' '.join(ops)}]")
+        return {"argmax": " ".join(parts)}
+
+    def genotype(self) -> HeadGenotype:
+        cap = self._search().max_parameter_free
+        heads = self.heads()
+        predictor = heads["predictor"].derive(cap) if "predictor" in heads else None
+        return HeadGenotype(heads["projector"].derive(cap), predictor, self.config.method.name)
+
+    def after_fit(self) -> None:
+        save_genotype(self.run.path / "genotype.json", self.genotype())
+        from selfnas.report.plots import plot_alpha_evolution
+
+        plot_alpha_evolution(self.run)
