@@ -17,8 +17,8 @@ import time
 from dataclasses import replace
 
 import torch
-
 from lightly_baseline import LightlySimSiam, train_baseline
+
 from selfnas.config import build_config
 from selfnas.data import load_dataset
 from selfnas.eval.evaluate import evaluate_features

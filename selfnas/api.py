@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,17 @@ def _prepare(
     return run, config
 
 
+@contextlib.contextmanager
+def _cleanup_on_error(run: RunDir) -> Iterator[None]:
+    """Remove a run directory that an early error (bad data, bad model) left empty."""
+    try:
+        yield
+    except BaseException:
+        if run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()
+        raise
+
+
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
@@ -71,7 +84,8 @@ def train(
     training metrics when evaluation is off or the data has no labels.
     """
     run, config = _prepare(config, out, resume, overwrite, overrides, "train")
-    trainer = Trainer(config, run, quiet=quiet, argv=argv)
+    with _cleanup_on_error(run):
+        trainer = Trainer(config, run, quiet=quiet, argv=argv)
     last = trainer.fit(resume=resume)
     if not config.run.eval_at_end or not trainer.data.train.labeled:
         return last
@@ -97,7 +111,8 @@ def search(
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     if config.search is None:
         config = config.model_copy(update={"search": SearchConfig()})
-    trainer = HeadSearchTrainer(config, run, quiet=quiet, argv=argv)
+    with _cleanup_on_error(run):
+        trainer = HeadSearchTrainer(config, run, quiet=quiet, argv=argv)
     trainer.fit(resume=resume)
     epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
     return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}

@@ -142,3 +142,47 @@ def test_unlabeled_flat_folder_trains_and_eval_refuses(tmp_path):
     )
     assert (out / "model.safetensors").exists()
     assert "labels" in _one_line_error(run_cli("eval", str(out)))
+
+
+def test_search_then_retrain_the_found_heads(tmp_path):
+    search = tmp_path / "search"
+    args = [*set_args(TINY), "--set", "search.projector_layers=2", "--set", "search.predictor_layers=2"]
+    proc = run_cli("search", "--space", "heads", "--out", str(search), *args, "--quiet", check=True)
+    assert "found heads" in proc.stdout and (search / "genotype.json").exists()
+    retrain = tmp_path / "retrain"
+    run_cli(
+        "train",
+        "--genotype",
+        str(search / "genotype.json"),
+        "--out",
+        str(retrain),
+        *set_args(TINY),
+        check=True,
+    )
+    assert json.loads((retrain / "eval.json").read_text())["knn"]["test"] > 0
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (
+            '{"format": "selfnas-genotype", "version": 1, "space": "heads", "method": "simsiam", '
+            '"projector": {"layers": [{"op": "os.system(\'ls\')", "dim": 4}]}, "predictor": null}',
+            "unknown op",
+        ),
+        ("not json at all", "not valid JSON"),
+        ('{"format": "selfnas-genotype", "version": 1, "space": "heads"}', "missing keys"),
+    ],
+)
+def test_bad_genotype_file_is_one_line(tmp_path, content, fragment):
+    path = tmp_path / "g.json"
+    path.write_text(content)
+    proc = run_cli("train", "--genotype", str(path), "--out", str(tmp_path / "r"), *set_args(TINY))
+    assert fragment in _one_line_error(proc)
+    assert not (tmp_path / "r").exists()
+
+
+def test_failed_start_leaves_no_run_directory(tmp_path):
+    out = tmp_path / "run"
+    _one_line_error(run_cli("train", "--out", str(out), "--data", "mnist", "--data-root", str(tmp_path)))
+    assert not out.exists()
