@@ -186,3 +186,34 @@ def test_failed_start_leaves_no_run_directory(tmp_path):
     out = tmp_path / "run"
     _one_line_error(run_cli("train", "--out", str(out), "--data", "mnist", "--data-root", str(tmp_path)))
     assert not out.exists()
+
+
+def _tiny_yaml(path):
+    from selfnas.config import apply_override
+
+    data: dict = {}
+    for override in [*TINY, "search.projector_layers=2", "search.predictor_layers=2"]:
+        apply_override(data, override)
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_pipeline_runs_and_resumes(tmp_path):
+    cfg = _tiny_yaml(tmp_path / "tiny.yaml")
+    out = tmp_path / "qs"
+    proc = run_cli(
+        "quickstart", "--config", str(cfg), "--out", str(out), "--search-epochs", "1", "-q", check=True
+    )
+    assert "found vs hand-crafted" in proc.stdout and "found projector" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["found"]["knn"]) == {"val", "test"}
+    for stage in ("search", "found", "hand"):
+        assert json.loads((out / stage / "status.json").read_text())["state"] == "finished"
+    # a lost evaluation is redone on the next call; finished stages are not retrained
+    (out / "hand" / "eval.json").unlink()
+    before = (out / "found" / "model.safetensors").stat().st_mtime_ns
+    run_cli("quickstart", "--config", str(cfg), "--out", str(out), "--search-epochs", "1", "-q", check=True)
+    assert (out / "hand" / "eval.json").exists()
+    assert (out / "found" / "model.safetensors").stat().st_mtime_ns == before
