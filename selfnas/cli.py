@@ -224,7 +224,7 @@ def eval_(
 
 @app.command()
 def datasets() -> None:
-    """List the dataset names and whether their files are here."""
+    """List the dataset names (`name`, `name:PATH`, `name@SIZE`)."""
     from selfnas.data import DATASETS
 
     table = Table("name", "description")

@@ -78,27 +78,18 @@ def test_train_then_eval_prints_the_table(tmp_path):
     assert "neither" in _one_line_error(run_cli("eval", str(tmp_path / "missing")))
 
 
-def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
-    args = [*set_args(TINY), "--set", "optim.epochs=6", "--set", "run.checkpoint_every=2", "--quiet"]
-    run_cli("train", "--out", str(tmp_path / "full"), *args, "--set", "run.eval_at_end=false", check=True)
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path, command):
+    args = [command, *set_args(TINY), "--set", "optim.epochs=6", "--set", "run.checkpoint_every=2", "--quiet",
+            "--set", "run.eval_at_end=false"]  # fmt: skip
+    if command == "search":
+        args += ["--order", "2", "--set", "search.projector_layers=2", "--set", "search.predictor_layers=2"]
+    run_cli(*args, "--out", str(tmp_path / "full"), check=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "selfnas.cli",
-            "train",
-            "--out",
-            str(tmp_path / "killed"),
-            *args,
-            "--set",
-            "run.eval_at_end=false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [sys.executable, "-m", "selfnas.cli", *args, "--out", str(tmp_path / "killed")],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     status = tmp_path / "killed" / "status.json"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -111,11 +102,17 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads(status.read_text())["state"] == "running"  # killed mid-run, not finished
-    assert not list((tmp_path / "killed").rglob("*.tmp")) or True  # temp files may remain; never read
-    run_cli("train", "--out", str(tmp_path / "killed"), "--resume", "--quiet", check=True)
+    run_cli(command, "--out", str(tmp_path / "killed"), "--resume", "--quiet", check=True)
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    if command == "search":
+        assert (tmp_path / "full" / "genotype.json").read_text() == (
+            tmp_path / "killed" / "genotype.json"
+        ).read_text()
+    # no torn file: every JSON file in the run parses
+    for path in (tmp_path / "killed").rglob("*.json"):
+        json.loads(path.read_text())
 
 
 def test_unlabeled_flat_folder_trains_and_eval_refuses(tmp_path):

@@ -1,0 +1,123 @@
+"""What a run directory holds, gathered in one dict and told in a few lines.
+
+Only the run's own files are read (no model is built, no data is loaded), so it is
+instant on any run, finished or not.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfnas.build import genotype_file, open_run
+from selfnas.io import read_jsonl
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def eval_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The accuracies of an ``eval.json`` (kNN and linear probe per held-out split), nothing else."""
+    if not result:
+        return {}
+    linear = result.get("linear", {})
+    summary: dict[str, Any] = {
+        "data": result.get("data"),
+        "feature_dim": result.get("feature_dim"),
+        "knn": result.get("knn", {}),
+    }
+    if linear:
+        summary["linear"] = {k: v for k, v in linear.items() if k in ("val", "test")}
+        summary["linear_weight_decay"] = linear.get("weight_decay")
+    return summary
+
+
+def run_info(run_dir: str | Path) -> dict[str, Any]:
+    """Provenance, status, resolved config, eval summary, genotype (or None) and the last epoch line."""
+    run = open_run(run_dir)
+    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    found = genotype_file(run)
+    epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
+    last_epoch = {k: v for k, v in epochs[-1].items() if k != "alphas"} if epochs else {}
+    return {
+        "path": str(run.path),
+        "kind": "search" if config.get("search") else "train",
+        "status": run.read_status(),
+        "provenance": _json(run.provenance),
+        "config": config,
+        "eval": eval_summary(_json(run.eval)),
+        "genotype": _json(found) if found is not None else None,
+        "last_epoch": last_epoch,
+        "weights": run.model.is_file(),
+    }
+
+
+def _percent(scores: dict[str, Any]) -> str:
+    """``{"test": 0.7, "val": 0.6}`` -> ``val 60.00%, test 70.00%``."""
+    ordered = sorted(scores.items(), key=lambda item: (item[0] != "val", item[0]))
+    return ", ".join(f"{split} {100 * acc:.2f}%" for split, acc in ordered)
+
+
+def head_chain(head: dict[str, Any] | None) -> str:
+    """``{"layers": [{"op": "linear_bn_relu", "dim": 64}, ...]}`` -> ``linear_bn_relu(64) -> ...``."""
+    if not head:
+        return "-"
+    return " -> ".join(f"{layer['op']}({layer['dim']})" for layer in head["layers"])
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Several ``key  value`` lines; the home directory is written as ``~``."""
+    config, status, prov = info["config"], info["status"], info["provenance"]
+    data, model, method, optim = (config.get(k, {}) for k in ("data", "model", "method", "optim"))
+    state = status.get("state", "unknown")
+    if "step" in status:
+        state += f", step {status['step']}/{status.get('total_steps', '?')}"
+    rows = [
+        ("run", f"{info['path']}  ({info['kind']}, {state})"),
+        ("command", shlex.join(prov["command"]) if prov.get("command") else "-"),
+        ("seed", str(prov.get("seed", config.get("run", {}).get("seed", "-")))),
+        ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or "-"),
+        ("platform", prov.get("platform", "-")),
+        ("data", str(data.get("name", "-"))),
+        ("method", str(method.get("name", "-"))),
+        ("backbone", f"{model.get('backbone', '-')} {json.dumps(model.get('backbone_kwargs') or {})}"),
+        ("budget", f"{optim.get('epochs', 0):g} epochs x batch {optim.get('batch_size', '-')}"),
+    ]
+    last = info["last_epoch"]
+    if last:
+        line = f"epoch {last.get('epoch')}"
+        if isinstance(last.get("loss"), int | float):
+            line += f": loss {last['loss']:.4f}"
+        if "knn_val" in last:
+            line += f", kNN(val) {100 * last['knn_val']:.2f}%"
+        rows.append(("last epoch", line))
+    evaluation = info["eval"]
+    if evaluation:
+        rows.append(("kNN", _percent(evaluation["knn"])))
+        if "linear" in evaluation:
+            wd = evaluation["linear_weight_decay"]
+            rows.append(("linear probe", f"{_percent(evaluation['linear'])} (weight decay {wd:g})"))
+    heads = info["genotype"] or method  # found heads, or the explicit heads a run was trained with
+    for head in ("projector", "predictor"):
+        if heads.get(head):
+            rows.append((head, head_chain(heads[head])))
+    for warning in status.get("warnings", []):
+        rows.append(("warning", warning))
+    if status.get("message"):
+        rows.append(("message", status["message"]))
+    rows.append(("weights", "model.safetensors" if info["weights"] else "none yet"))
+    width = max(len(key) for key, _ in rows)
+    text = "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+    home = str(Path.home())
+    return text.replace(home, "~") if home not in ("/", "") else text
