@@ -18,10 +18,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: `import selfnas` stays cheap for the CLI's --help
-    if name in ("train", "evaluate"):
+    if name in ("train", "evaluate", "search"):
         from selfnas import api
 
         return getattr(api, name)
+    if name in ("build_model", "load_pretrained"):
+        from selfnas import build
+
+        return getattr(build, name)
     if name == "load_dataset":
         from selfnas.data import load_dataset
 
@@ -38,7 +42,10 @@ __all__ = [
     "SelfnasError",
     "TrainingError",
     "__version__",
+    "build_model",
     "evaluate",
+    "load_pretrained",
+    "search",
     "load_dataset",
     "train",
 ]

@@ -26,7 +26,7 @@ from selfnas.models.heads import build_head
 from selfnas.nas.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.train.builder import build_method
+from selfnas.train.builder import build_method, head_specs
 
 PARTS = ("backbone", "heads", "encoder", "full")
 T = TypeVar("T")
@@ -46,14 +46,31 @@ def genotype_file(run: RunDir) -> Path | None:
 
 
 def model_config(run: RunDir) -> TrainConfig:
-    """The run's config; for a search run, with the found heads instead of the defaults."""
+    """The run's config; for a search run, with the found heads in place of the supernet."""
     config = load_run_config(run)
-    found = genotype_file(run)
-    if config.search is None or found is None:
+    if config.search is None:
         return config
+    found = genotype_file(run)
+    if found is None:
+        raise RunDirError(
+            f"search run {run.path} has no genotype.json yet (unfinished); only part='backbone' can be built"
+        )
     from selfnas.api import with_genotype
 
     return with_genotype(config, found)
+
+
+def run_heads(run: RunDir) -> HeadGenotype | None:
+    """The run's heads: found ones (genotype.json), else the configured ones; None for a search
+    that has not written its genotype yet."""
+    found = genotype_file(run)
+    if found is not None:
+        return load_genotype(found)
+    config = load_run_config(run)
+    if config.search is not None:
+        return None
+    projector, predictor = head_specs(config)
+    return HeadGenotype(projector, predictor, config.method.name)
 
 
 def create_run_backbone(config: TrainConfig, in_channels: int) -> nn.Module:
@@ -159,7 +176,8 @@ def build_model(
     path = Path(genotype_or_run_dir)
     if path.is_file() and path.suffix == ".json":
         return _heads_from_genotype(load_genotype(path), part, feature_dim)
-    config = model_config(open_run(path))
+    run = open_run(path)
+    config = load_run_config(run) if part == "backbone" else model_config(run)
     if in_channels is None:
         in_channels = weights_in_channels(config, find_run(path)[1])
     if part == "backbone":

@@ -205,7 +205,10 @@ def quickstart(
     console.print(table)
     ops = " -> ".join(layer["op"] for layer in summary["genotype"]["projector"]["layers"])
     console.print(f"found projector: {ops}")
-    console.print(f"results: {out / 'summary.json'}")
+    from selfnas.report.write import write_report
+
+    html, _ = write_report(out)
+    console.print(f"results: {out / 'summary.json'}\nreport:  {html}", markup=False, highlight=False)
 
 
 @app.command("eval")
@@ -220,6 +223,68 @@ def eval_(
     from selfnas.eval.evaluate import evaluate
 
     _print_result(evaluate(target, data=data, data_root=data_root, device=device, linear=linear))
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="run directory, or a directory of runs (search/, found/, hand/)")
+    ],
+) -> None:
+    """Write RUN_DIR/report.html (one self-contained file, plots embedded) and a short RUN_DIR/report.md."""
+    from selfnas.report.write import write_report
+
+    html, md = write_report(run_dir)
+    console.print(f"report: {html}\nsummary: {md}", markup=False, highlight=False)
+
+
+@app.command("export")
+def export_(
+    run_dir: Annotated[Path, typer.Argument(help="run directory to export")],
+    out: Annotated[Path, Opt("--out", "-o", help="folder for the export (created if missing)")],
+) -> None:
+    """Export the pretrained backbone: TorchScript, clean safetensors, config, genotype, model card."""
+    from selfnas.export import export_run
+
+    result = export_run(run_dir, out)
+    c, s, _ = result["input_shape"]
+    console.print(f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True)
+    console.print(
+        f"load without selfnas: torch.jit.load({str(out / 'backbone.pt')!r}) maps normalised "
+        f"N x {c} x {s} x {s} images to N x {result['feature_dim']} features (see MODEL_CARD.md)",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@app.command()
+def draw(
+    target: Annotated[Path, typer.Argument(help="run directory or genotype.json")],
+    out: Annotated[
+        Path | None, Opt("--out", "-o", help="output prefix: writes PREFIX.svg and PREFIX.png")
+    ] = None,
+) -> None:
+    """Draw an architecture: a genotype's heads, or a run's backbone stages and heads."""
+    from selfnas.draw import draw as draw_target
+
+    prefix = out or (target / "plots" / "architecture" if target.is_dir() else target.with_suffix(""))
+    for path in draw_target(target, prefix):
+        console.print(str(path), soft_wrap=True, markup=False)
+
+
+@app.command()
+def info(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    as_json: Annotated[bool, Opt("--json", help="everything as JSON")] = False,
+) -> None:
+    """What a run holds: command, seed, versions, config, status, scores and found heads."""
+    from selfnas.info import format_info, run_info
+
+    result = run_info(run_dir)
+    if as_json:
+        console.print_json(json.dumps(result))
+    else:
+        console.print(format_info(result), soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

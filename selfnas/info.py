@@ -76,6 +76,15 @@ def head_chain(head: dict[str, Any] | None) -> str:
     return " -> ".join(f"{layer['op']}({layer['dim']})" for layer in head["layers"])
 
 
+def command_line(argv: list[str]) -> str:
+    """Shell-quoted command, leaving a scrubbed ``~/`` unquoted so that it still expands when pasted."""
+
+    def quote(arg: str) -> str:
+        return "~/" + shlex.quote(arg[2:]) if arg.startswith("~/") and arg[2:] else shlex.quote(arg)
+
+    return " ".join(quote(a) for a in argv)
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Several ``key  value`` lines; the home directory is written as ``~``."""
     config, status, prov = info["config"], info["status"], info["provenance"]
@@ -85,7 +94,7 @@ def format_info(info: dict[str, Any]) -> str:
         state += f", step {status['step']}/{status.get('total_steps', '?')}"
     rows = [
         ("run", f"{info['path']}  ({info['kind']}, {state})"),
-        ("command", shlex.join(prov["command"]) if prov.get("command") else "-"),
+        ("command", command_line(prov["command"]) if prov.get("command") else "-"),
         ("seed", str(prov.get("seed", config.get("run", {}).get("seed", "-")))),
         ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or "-"),
         ("platform", prov.get("platform", "-")),

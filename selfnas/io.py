@@ -31,8 +31,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         write(tmp)
+        # mkstemp makes 0600 (and some writers recreate the file): give it the usual mode
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -62,18 +62,52 @@ def plot_alpha_evolution(run: RunDir) -> list[Path]:
         layers = len(records[-1]["alphas"][head])
         plt = _figure()
         fig, axes = plt.subplots(1, layers, figsize=(2.2 * layers + 1.5, 3.4), sharey=True, squeeze=False)
+        values = [w for r in records for row in r["alphas"][head] for w in row]
+        lo, hi = min(values), max(values)  # one scale for the head, stretched so small moves show
         for layer in range(layers):
             ax = axes[0][layer]
             grid = [[r["alphas"][head][layer][i] for r in records] for i in range(len(ops))]  # ops x epochs
-            image = ax.imshow(
-                grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(max(row) for row in grid)
-            )
+            image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
             ax.set_title(f"layer {layer + 1}")
             ax.set_xlabel("epoch")
             ax.set_xticks(range(len(records)), [str(r["epoch"]) for r in records], fontsize=7)
             if layer == 0:
                 ax.set_yticks(range(len(ops)), ops, fontsize=8)
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="softmax(alpha)")
-        fig.suptitle(f"{head}: architecture weights per layer")
+        fig.suptitle(f"{head}: architecture weights per layer", y=1.04)
         paths.append(_save(fig, run.plots / f"alphas_{head}.png"))
     return paths
+
+
+def refresh_plots(run: RunDir) -> None:
+    """Redraw the curves and alpha heatmaps that are missing or older than metrics.jsonl.
+
+    Runs that stopped early (interrupted, failed, still running) never drew their plots;
+    a report draws them from what metrics.jsonl holds so far.
+    """
+    if not run.metrics.exists():
+        return
+    newest = run.metrics.stat().st_mtime
+
+    def stale(name: str) -> bool:
+        path = run.plots / name
+        return not path.exists() or path.stat().st_mtime < newest
+
+    if stale("curves.png"):
+        plot_training_curves(run)
+    searched = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch" and "alphas" in r]
+    heads = searched[-1]["alphas"] if searched else {}
+    if any(stale(f"alphas_{head}.png") for head in heads) and _names_search_ops(run):
+        plot_alpha_evolution(run)
+
+
+def _names_search_ops(run: RunDir) -> bool:
+    """Whether the run's config lists the ops of its search space (the heatmaps' rows)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(run.config.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    search = config.get("search") if isinstance(config, dict) else None
+    return isinstance(search, dict) and isinstance(search.get("ops"), list)

@@ -1,0 +1,133 @@
+"""What a report knows about a run directory, read tolerantly.
+
+A report must render for any run: finished, running, interrupted, failed, or one whose
+files are missing or unreadable. An unreadable file becomes a warning, never an
+exception. A directory may also hold sub-runs (``search/``, ``found/``, ``hand/``, or the
+runs of a study); they are read the same way, a few levels deep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfnas.errors import GenotypeError, RunDirError
+from selfnas.io import read_jsonl
+from selfnas.nas.genotype import HeadGenotype, load_genotype
+from selfnas.rundir import RunDir
+
+MAX_DEPTH = 3
+NOT_RUNS = frozenset({"plots", "checkpoints"})
+
+
+@dataclass
+class RunFacts:
+    """The files of one run directory (or of a directory of runs), parsed."""
+
+    run: RunDir
+    is_run: bool
+    status: dict[str, Any] = field(default_factory=dict)
+    config_text: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    genotype: HeadGenotype | None = None
+    problems: list[str] = field(default_factory=list)
+    children: list[RunFacts] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run.path.resolve().name
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "step"]
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == "epoch"]
+
+    @property
+    def search_epochs(self) -> list[dict[str, Any]]:
+        """Epoch records of an architecture search (they carry the alphas)."""
+        return [r for r in self.epochs if isinstance(r.get("alphas"), dict)]
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section of the resolved config, ``{}`` when absent."""
+        value = self.config.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def walk(self) -> Iterator[RunFacts]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        problems.append(f"{path.name} is unreadable or not valid JSON; ignored")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path.name} does not hold a JSON object; ignored")
+        return None
+    return data
+
+
+def _read_config(run: RunDir, facts: RunFacts) -> None:
+    if not run.config.exists():
+        return
+    try:
+        facts.config_text = run.config.read_text(encoding="utf-8")
+        parsed = yaml.safe_load(facts.config_text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        facts.problems.append("config.yaml is unreadable or not valid YAML")
+        return
+    facts.config = parsed if isinstance(parsed, dict) else {}
+
+
+def _read_genotype(run: RunDir, facts: RunFacts) -> None:
+    path = run.path / "genotype.json"
+    if not path.exists():
+        return
+    try:
+        facts.genotype = load_genotype(path)
+    except GenotypeError as exc:
+        facts.problems.append(f"genotype.json not shown: {exc}")
+
+
+def load_facts(path: str | Path, depth: int = 0) -> RunFacts:
+    """Read ``path``, a run directory or a directory holding runs.
+
+    Raises :class:`RunDirError` when ``path`` is neither (at the top level only).
+    """
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path} is not a directory; pass a run directory")
+    facts = RunFacts(run=run, is_run=run.is_run())
+    if facts.is_run:
+        facts.status = _read_json(run.status, facts.problems) or {}
+        _read_config(run, facts)
+        facts.provenance = _read_json(run.provenance, facts.problems)
+        facts.evaluation = _read_json(run.eval, facts.problems)
+        facts.records = [r for r in read_jsonl(run.metrics) if isinstance(r, dict)]
+        _read_genotype(run, facts)
+    if depth < MAX_DEPTH:
+        for child in sorted(p for p in run.path.iterdir() if p.is_dir()):
+            if child.name.startswith(".") or child.name in NOT_RUNS:
+                continue
+            sub = load_facts(child, depth + 1)
+            if sub.is_run or sub.children:
+                facts.children.append(sub)
+    if depth == 0 and not facts.is_run and not facts.children:
+        raise RunDirError(f"{run.path} is not a selfnas run (no config.yaml or status.json) and holds none")
+    return facts

@@ -1,0 +1,78 @@
+"""The short Markdown summary of a run (``RUN/report.md``): state, warnings, results, heads.
+
+Text from files is escaped so that it reads as text in a Markdown viewer: ``<``, ``>`` and
+``&`` become entities (no raw HTML), and table pipes, backticks, emphasis and link
+brackets are backslash-escaped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from selfnas.report.facts import RunFacts
+from selfnas.report.summary import (
+    chain_text,
+    comparison_table,
+    describe,
+    describe_runs,
+    eval_context,
+    eval_table,
+    found_heads,
+    progress,
+    setup_line,
+    warnings,
+)
+
+_SPECIAL = re.compile(r"([\\`*\[\]|#])")
+
+
+def md(value: object) -> str:
+    """``value`` as one line of literal Markdown text."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+
+
+def _run_lines(facts: RunFacts, level: int) -> list[str]:
+    h = "#" * min(level + 1, 6)
+    state = describe(progress(facts)) if facts.is_run else describe_runs(facts)
+    lines = [f"**State:** {md(state)}"]
+    setup = setup_line(facts)
+    if setup:
+        lines += ["", f"**Setup:** {md(setup)}"]
+    found_warnings = warnings(facts)
+    if found_warnings:
+        lines += ["", "**Warnings:**", ""] + [f"- {md(w)}" for w in found_warnings]
+    if facts.evaluation is not None:
+        header, rows = eval_table(facts.evaluation)
+        lines += [
+            "",
+            f"{h} Results",
+            "",
+            f"Frozen-backbone evaluation {md(eval_context(facts.evaluation))}",
+            "",
+        ]
+        lines += md_table(header, rows)
+    found = found_heads(facts)
+    if found is not None:
+        source, chains = found
+        lines += ["", f"{h} Found heads", "", f"{md(source)}:", ""]
+        lines += [f"- {md(name)}: {md(chain_text(layers))}" for name, layers in chains.items()]
+    if facts.children:
+        header, rows = comparison_table(facts.children)
+        lines += ["", f"{h} Runs compared", ""] + md_table(header, rows)
+    for child in facts.children:
+        lines += ["", f"{h} {md(child.name)}", ""] + _run_lines(child, level + 1)
+    return lines
+
+
+def render_markdown(facts: RunFacts) -> str:
+    """The summary of ``facts`` and its sub-runs; the plots are in report.html next to it."""
+    lines = [f"# selfnas report: {md(facts.name)}", ""] + _run_lines(facts, 1)
+    lines += ["", "Plots, the per-epoch search table and the full config: report.html", ""]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

@@ -1,0 +1,305 @@
+"""Plain-text summaries of a run that the HTML and the Markdown report share.
+
+Everything here returns plain strings built from untrusted files: the renderers escape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
+from selfnas.report.facts import RunFacts
+
+SPLIT_ORDER = ("train", "val", "test")
+SHORT_OPS = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def pct(value: Any) -> str:
+    """An accuracy in [0, 1] as ``"72.66%"``; anything else as its text, or ``-``."""
+    number = _number(value)
+    if number is not None:
+        return f"{100 * number:.2f}%"
+    return "-" if value is None else str(value)
+
+
+def num(value: Any, digits: int = 4) -> str:
+    number = _number(value)
+    if number is not None:
+        return f"{number:.{digits}g}"
+    return "-" if value is None else str(value)
+
+
+def ordered_heads(names: Any) -> list[str]:
+    """Head names in data-flow order: projector, predictor, then any other."""
+    flow = ("projector", "predictor")
+    return sorted((str(n) for n in names), key=lambda n: (flow.index(n) if n in flow else len(flow), n))
+
+
+def short_op(op: Any) -> str:
+    return SHORT_OPS.get(str(op), str(op).removeprefix("linear_bn_"))
+
+
+# -- state and progress ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run got: ``state`` from status.json, the furthest step reached, the plan."""
+
+    state: str
+    step: int | None
+    total: int | None
+    message: str | None
+    updated: str | None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.step is None or not self.total:
+            return None
+        return min(1.0, self.step / self.total)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def progress(facts: RunFacts) -> Progress:
+    status = facts.status
+    reached = [
+        s for s in [_int(status.get("step")), *(_int(r.get("step")) for r in facts.steps)] if s is not None
+    ]
+    message = status.get("message")
+    updated = status.get("updated")
+    return Progress(
+        state=str(status.get("state") or ("unknown" if facts.is_run else "runs")),
+        step=max(reached) if reached else None,
+        total=_int(status.get("total_steps")),
+        message=None if message is None else str(message),
+        updated=None if updated is None else str(updated),
+    )
+
+
+def detail(p: Progress) -> str:
+    """``"step 6 of 14 (43%): interrupted; continue with --resume"``: how far, and why it stopped."""
+    parts = []
+    if p.step is not None:
+        parts.append(
+            f"step {p.step}" + (f" of {p.total} ({100 * p.fraction:.0f}%)" if p.fraction is not None else "")
+        )
+    text = ", ".join(parts)
+    if p.message:
+        text += (": " if text else "") + p.message
+    if p.state == "running":
+        text += (" " if text else "") + (
+            f"(last status update {p.updated or 'unknown'}; if no process is writing this run, "
+            "it was killed: continue it with --resume)"
+        )
+    return text
+
+
+def describe(p: Progress) -> str:
+    """``"interrupted, step 6 of 14 (43%): interrupted; continue with --resume"``."""
+    rest = detail(p)
+    return f"{p.state}, {rest}" if rest else p.state
+
+
+def describe_runs(facts: RunFacts) -> str:
+    """``"3 runs: 2 finished, 1 interrupted"`` for a directory of runs."""
+    runs = [f for f in facts.walk() if f.is_run and f is not facts]
+    states = Counter(progress(f).state for f in runs)
+    return f"{len(runs)} runs: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+
+
+def setup_line(facts: RunFacts) -> str | None:
+    """``"simsiam on synthetic, backbone resnet_small, 2 epochs, batch 64, seed 0"``."""
+    method, data = facts.section("method").get("name"), facts.section("data").get("name")
+    if method is None and data is None:
+        return None
+    parts = [f"{method} on {data}"]
+    model, optim, run = facts.section("model"), facts.section("optim"), facts.section("run")
+    if "backbone" in model:
+        parts.append(f"backbone {model['backbone']}")
+    if "epochs" in optim:
+        parts.append(f"{num(optim['epochs'])} epochs")
+    if "batch_size" in optim:
+        parts.append(f"batch {optim['batch_size']}")
+    if "seed" in run:
+        parts.append(f"seed {run['seed']}")
+    return ", ".join(str(p) for p in parts)
+
+
+# -- warnings --------------------------------------------------------------------------
+
+
+def search_collapse(facts: RunFacts) -> list[str]:
+    """Heads whose every searched layer picks a parameter-free op (DARTS collapse)."""
+    if not facts.search_epochs:
+        return []
+    last = facts.search_epochs[-1]
+    free = last.get("parameter_free") if isinstance(last.get("parameter_free"), dict) else {}
+    out = []
+    for head, alphas in last["alphas"].items():
+        searched = len(alphas) if isinstance(alphas, list) else 0
+        if searched and _int(free.get(head)) is not None and free[head] >= searched:
+            out.append(
+                f"{head}: all {searched} searched layers pick parameter-free ops at epoch "
+                f"{last.get('epoch')} (DARTS collapse toward skip / pooling); "
+                "try search.max_parameter_free or search.beta_decay"
+            )
+    return out
+
+
+def warnings(facts: RunFacts) -> list[str]:
+    status_warnings = facts.status.get("warnings")
+    listed = [str(w) for w in status_warnings] if isinstance(status_warnings, list) else []
+    return listed + facts.problems + search_collapse(facts)
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+def _split_order(names: set[str]) -> list[str]:
+    return sorted(names, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+
+
+def _splits(evaluation: dict[str, Any]) -> set[str]:
+    knn = evaluation.get("knn") if isinstance(evaluation.get("knn"), dict) else {}
+    linear = evaluation.get("linear") if isinstance(evaluation.get("linear"), dict) else {}
+    return set(knn) | {k for k, v in linear.items() if k != "weight_decay" and _number(v) is not None}
+
+
+def eval_table(evaluation: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: kNN and linear-probe accuracy per held-out split."""
+    splits = _split_order(_splits(evaluation))
+    rows = []
+    knn = evaluation.get("knn")
+    if isinstance(knn, dict):
+        rows.append(["kNN top-1", *(pct(knn.get(s)) for s in splits)])
+    linear = evaluation.get("linear")
+    if isinstance(linear, dict):
+        label = "linear probe" + (
+            f" (weight decay {num(linear['weight_decay'])})" if "weight_decay" in linear else ""
+        )
+        rows.append([label, *(pct(linear.get(s)) for s in splits)])
+    return ["metric", *splits], rows
+
+
+def eval_context(evaluation: dict[str, Any]) -> str:
+    """``"on synthetic: 461 training images, 16 features, weights model.safetensors"``."""
+    parts = []
+    if "n_train" in evaluation:
+        parts.append(f"{evaluation['n_train']} training images")
+    if "feature_dim" in evaluation:
+        parts.append(f"{evaluation['feature_dim']} features")
+    if "weights" in evaluation:
+        parts.append(f"weights {evaluation['weights']}")
+    return f"on {evaluation.get('data', '?')}" + (": " + ", ".join(parts) if parts else "")
+
+
+def comparison_table(children: list[RunFacts]) -> tuple[list[str], list[list[str]]]:
+    """One row per sub-run: state, kNN and linear probe per split, and its heads."""
+    evals = {id(c): c.evaluation or {} for c in children}
+    splits = _split_order({s for e in evals.values() for s in _splits(e)})
+    show_heads = any(heads_of(c) for c in children)
+    header = ["run", "state", *(f"kNN {s}" for s in splits), *(f"linear {s}" for s in splits)]
+    header += ["heads"] if show_heads else []
+    rows = []
+    for child in children:
+        e = evals[id(child)]
+        knn = e.get("knn") if isinstance(e.get("knn"), dict) else {}
+        linear = e.get("linear") if isinstance(e.get("linear"), dict) else {}
+        p = progress(child)
+        state = describe_runs(child) if not child.is_run else p.state
+        if child.is_run and p.state != "finished" and p.fraction is not None:
+            state += f" ({100 * p.fraction:.0f}%)"
+        row = [child.name, state, *(pct(knn.get(s)) for s in splits), *(pct(linear.get(s)) for s in splits)]
+        if show_heads:
+            heads = heads_of(child)
+            described = "; ".join(f"{h}: {' '.join(short_op(op) for op in ops)}" for h, ops in heads.items())
+            row.append(described or ("method default" if child.is_run else "-"))
+        rows.append(row)
+    return header, rows
+
+
+# -- heads -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One op of a found head; ``kind`` is ``param``, ``free`` (parameter-free) or ``fixed``."""
+
+    op: str
+    dim: int | None
+    kind: str
+
+
+def heads_of(facts: RunFacts) -> dict[str, list[str]]:
+    """Op names per head: the found genotype, else the heads the config pins (a retrained genotype)."""
+    if facts.genotype is not None:
+        g = facts.genotype
+        heads = {"projector": g.projector, "predictor": g.predictor}
+        return {n: [layer.op for layer in h.layers] for n, h in heads.items() if h is not None}
+    method = facts.section("method")
+    out = {}
+    for name in ("projector", "predictor"):
+        spec = method.get(name)
+        if isinstance(spec, dict) and isinstance(spec.get("layers"), list):
+            out[name] = [str(layer.get("op")) for layer in spec["layers"] if isinstance(layer, dict)]
+    return out
+
+
+def found_heads(facts: RunFacts) -> tuple[str, dict[str, list[Layer]]] | None:
+    """A sentence saying where the found heads come from, and each head as a chain of layers."""
+    last = facts.search_epochs[-1] if facts.search_epochs else None
+    if facts.genotype is not None:
+        g = facts.genotype
+        source = "Found architecture (genotype.json)"
+        heads = {
+            name: [(layer.op, layer.dim) for layer in spec.layers]
+            for name, spec in (("projector", g.projector), ("predictor", g.predictor))
+            if spec is not None
+        }
+    elif last is not None and isinstance(last.get("genotype"), dict):
+        source = (
+            f"Architecture so far: the argmax of the alphas after epoch {last.get('epoch')} "
+            "(no genotype.json: the search has not finished)"
+        )
+        picks = last["genotype"]
+        heads = {
+            name: [(str(op), None) for op in picks[name]]
+            for name in ordered_heads(picks)
+            if isinstance(picks[name], list)
+        }
+    else:
+        return None
+    search = facts.section("search")
+    chains = {}
+    for name, layers in heads.items():
+        alphas = last["alphas"].get(name) if last is not None else None
+        searched = len(alphas) if isinstance(alphas, list) else search.get(f"{name}_layers")
+        stem = isinstance(searched, int) and len(layers) - searched == 2
+        chains[name] = [
+            Layer(op, dim, _kind(op, i == len(layers) - 1 or (stem and i == 0)))
+            for i, (op, dim) in enumerate(layers)
+        ]
+    return source, chains
+
+
+def _kind(op: str, fixed: bool) -> str:
+    if fixed:
+        return "fixed"
+    return "free" if op in PARAMETER_FREE_HEAD_OPS else "param"
+
+
+def chain_text(layers: list[Layer]) -> str:
+    """``"linear_bn_elu(16) → avg_pool_3(16) → linear_bn_noaffine(16)"``."""
+    return " → ".join(layer.op + (f"({layer.dim})" if layer.dim is not None else "") for layer in layers)

@@ -1,0 +1,29 @@
+"""``write_report``: RUN/report.html (one self-contained file) and RUN/report.md, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfnas.io import atomic_write_text
+from selfnas.report.facts import load_facts
+from selfnas.report.markdown import render_markdown
+from selfnas.report.plots import refresh_plots
+from selfnas.report.sections import render_html
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Report on a run directory, or on a directory of runs; returns (report.html, report.md).
+
+    Works for finished, running, interrupted and failed runs alike; plots that are missing
+    or older than metrics.jsonl are redrawn into each run's plots/ first. Raises
+    :class:`selfnas.errors.RunDirError` when ``run_dir`` is not a run and holds none.
+    """
+    facts = load_facts(run_dir)
+    for run in facts.walk():
+        if run.is_run:
+            refresh_plots(run.run)
+    path = facts.run.path
+    return (
+        atomic_write_text(path / "report.html", render_html(facts)),
+        atomic_write_text(path / "report.md", render_markdown(facts)),
+    )

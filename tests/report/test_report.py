@@ -1,0 +1,202 @@
+"""Reports render for every kind of run directory: self-contained, images embedded, text escaped."""
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selfnas.config import build_config
+from selfnas.errors import RunDirError
+from selfnas.eval.evaluate import evaluate
+from selfnas.io import atomic_write_json, read_jsonl
+from selfnas.nas.strategies.darts import HeadSearchTrainer
+from selfnas.report.write import write_report
+from selfnas.rundir import RunDir
+from selfnas.train.trainer import Trainer
+from tests.conftest import TINY
+
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"
+SEARCH = ["search.projector_layers=2", "search.predictor_layers=1", "run.knn_every=0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """A finished, evaluated training run and a finished head search, both tiny."""
+    root = tmp_path_factory.mktemp("runs")
+    Trainer(build_config(overrides=TINY), RunDir.prepare(root / "train"), quiet=True).fit()
+    evaluate(root / "train", device="cpu")
+    HeadSearchTrainer(
+        build_config(overrides=[*TINY, *SEARCH]), RunDir.prepare(root / "search"), quiet=True
+    ).fit()
+    return root
+
+
+def copy(runs: Path, name: str, dest: Path) -> Path:
+    return Path(shutil.copytree(runs / name, dest))
+
+
+def report(path: Path) -> tuple[str, str]:
+    html_path, md_path = write_report(path)
+    assert (html_path, md_path) == (path / "report.html", path / "report.md")
+    html, md = html_path.read_text(), md_path.read_text()
+    assert_self_contained(html)
+    return html, md
+
+
+class Tags(HTMLParser):
+    """The tags of a document and their attributes, as a browser's parser sees them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_self_contained(html: str) -> None:
+    tags = Tags(html).tags
+    refs = [a[k] or "" for _, a in tags for k in ("src", "href") if k in a]
+    assert refs and all(r.startswith(("data:", "#")) for r in refs), [r[:40] for r in refs]
+    assert not [t for t, _ in tags if t in ("script", "iframe", "object", "embed", "link", "base")]
+    assert not [k for _, a in tags for k in a if k.startswith("on")]  # no event handlers
+    assert "http://" not in html and "https://" not in html and "url(" not in html
+    assert "Content-Security-Policy" in html
+
+
+def images(html: str) -> int:
+    return html.count('src="data:image/png;base64,')
+
+
+def test_training_run(runs, tmp_path):
+    run = copy(runs, "train", tmp_path / "train")
+    shutil.rmtree(run / "plots")  # drawn again from metrics.jsonl
+    html, md = report(run)
+    result = json.loads((run / "eval.json").read_text())
+    test_knn = f"{100 * result['knn']['test']:.2f}%"
+    assert "finished" in html and "step 14 of 14 (100%)" in html
+    assert test_knn in html and test_knn in md and "linear probe" in html
+    assert images(html) == 1 and (run / "plots" / "curves.png").exists()
+    assert "<pre>data:\n  name: synthetic" in html and "torchvision" in html
+    assert "Head search" not in html
+    assert md.startswith("# selfnas report: train\n") and "**State:** finished, step 14 of 14 (100%)" in md
+
+
+def test_head_search(runs, tmp_path):
+    run = copy(runs, "search", tmp_path / "search")
+    for png in (run / "plots").glob("alphas_*.png"):
+        png.unlink()
+    html, md = report(run)
+    genotype = json.loads((run / "genotype.json").read_text())
+    ops = [layer["op"] for layer in genotype["projector"]["layers"]]
+    assert "Found architecture (genotype.json)" in html and "<svg" in html
+    assert all(f">{op}</text>" in html for op in ops)
+    assert " → ".join(f"{op}(16)" for op in ops) in md
+    assert images(html) == 3  # curves, projector and predictor heatmaps
+    epochs = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert "alpha entropy" in html and f"{epochs[-1]['alpha_entropy']:.4g}" in html
+    assert "param-free projector" in html and "Results" not in html
+
+
+@pytest.mark.parametrize(
+    ("state", "message", "expected"),
+    [
+        ("interrupted", "interrupted; continue with --resume", "step 6 of 14 (43%): interrupted; continue"),
+        ("failed", "loss became NaN/inf at step 7", "step 6 of 14 (43%): loss became NaN/inf at step 7"),
+        ("running", None, "it was killed: continue it with --resume"),
+    ],
+    ids=["interrupted", "failed", "running"],
+)
+def test_runs_that_stopped_early_say_how_far_they_got(runs, tmp_path, state, message, expected):
+    run = copy(runs, "train", tmp_path / "stopped")
+    kept = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] != "eval" and r["step"] <= 6]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    for name in ("eval.json", "model.safetensors"):
+        (run / name).unlink()
+    shutil.rmtree(run / "plots")
+    status = {"state": state, "step": 6, "total_steps": 14, "updated": "2026-01-01T00:00:00Z"}
+    atomic_write_json(run / "status.json", status | ({"message": message} if message else {}))
+    html, md = report(run)
+    assert f'class="badge {state}">{state}<' in html and expected in html and expected in md
+    assert 'style="width:42.9%"' in html  # the progress bar
+    assert images(html) == 1 and "Results" not in html
+
+
+def test_bare_run_without_metrics(runs, tmp_path):
+    run = tmp_path / "bare"
+    run.mkdir()
+    shutil.copy(runs / "train" / "config.yaml", run)
+    atomic_write_json(run / "status.json", {"state": "running", "step": 0, "total_steps": 14})
+    html, md = report(run)
+    assert "step 0 of 14 (0%)" in html and "<pre>" in html and images(html) == 0
+    assert "**State:** running, step 0 of 14 (0%)" in md
+
+
+def test_directory_of_runs_compares_them(runs, tmp_path):
+    root = tmp_path / "study"
+    copy(runs, "search", root / "search")
+    found = copy(runs, "train", root / "found")
+    copy(runs, "train", root / "hand")
+    result = json.loads((found / "eval.json").read_text())
+    result["knn"]["test"] = 0.5
+    atomic_write_json(found / "eval.json", result)
+    html, md = report(root)
+    assert "3 runs: 3 finished" in html and "Runs compared" in html and "Runs compared" in md
+    table = html[html.index("Runs compared") :]
+    assert table.index(">found<") < table.index(">hand<") < table.index(">search<")
+    assert "50.00%" in table and "method default" in table
+    assert all(f'class="subrun"><h2>{name}</h2>' in html for name in ("found", "hand", "search"))
+    assert images(html) == 5 and "<svg" in html
+    assert "## hand" in md and "### Found heads" in md
+
+
+def test_interrupted_search_shows_the_current_argmax(runs, tmp_path):
+    run = copy(runs, "search", tmp_path / "search")
+    (run / "genotype.json").unlink()
+    records = read_jsonl(run / "metrics.jsonl")
+    records[-1]["genotype"]["projector"][0] = HOSTILE
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_json(run / "status.json", {"state": "interrupted", "step": 5, "total_steps": 6})
+    html, md = report(run)
+    assert "no genotype.json: the search has not finished" in html and "<svg" in html
+    assert HOSTILE not in html and ESCAPED in html and HOSTILE not in md
+
+
+def test_hostile_strings_are_escaped(runs, tmp_path):
+    run = copy(runs, "train", tmp_path / HOSTILE.replace("/", "|"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["name"] = HOSTILE
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    atomic_write_json(
+        run / "status.json",
+        {"state": "failed", "step": 3, "total_steps": 14, "message": HOSTILE, "warnings": [HOSTILE]},
+    )
+    provenance = json.loads((run / "provenance.json").read_text())
+    provenance["command"] = ["selfnas", "train", "--set", HOSTILE]
+    atomic_write_json(run / "provenance.json", provenance)
+    result = json.loads((run / "eval.json").read_text())
+    result["data"], result["knn"][HOSTILE] = HOSTILE, HOSTILE
+    atomic_write_json(run / "eval.json", result)
+    html, md = report(run)
+    assert HOSTILE not in html and HOSTILE.replace("/", "|") not in html
+    assert html.count(ESCAPED) >= 6  # message, warning, config, command, eval data, eval split
+    assert "<script" not in md and "<img" not in md
+
+
+def test_unreadable_files_become_warnings(runs, tmp_path):
+    run = copy(runs, "train", tmp_path / "train")
+    (run / "eval.json").write_text("{not json")
+    (run / "config.yaml").write_text("data: [unclosed")
+    html, md = report(run)
+    assert "eval.json is unreadable or not valid JSON" in html and "config.yaml is unreadable" in md
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path / "empty" / "plots").mkdir(parents=True)
+    with pytest.raises(RunDirError, match="not a selfnas run"):
+        write_report(tmp_path / "empty")
