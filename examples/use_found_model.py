@@ -1,6 +1,6 @@
 """Embed images with a pretrained (found) backbone from a run directory.
 
-    python examples/use_found_model.py [RUN_DIR]      # default: runs/quickstart (`selfnas quickstart`)
+    python examples/use_found_model.py [RUN_DIR]   # default: runs/quickstart/found
 
 Loads the backbone with its trained weights as a plain ``nn.Module``, takes 8 test images
 of the run's own dataset (Fashion-MNIST for the quickstart), normalises them as in
@@ -31,6 +31,6 @@ def main(run_dir: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1] if len(sys.argv) > 1 else "runs/quickstart")
+        main(sys.argv[1] if len(sys.argv) > 1 else "runs/quickstart/found")
     except SelfnasError as exc:  # e.g. no such run: train one first with `selfnas quickstart`
         sys.exit(f"error: {exc}")
