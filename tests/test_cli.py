@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from selfnas.io import read_jsonl
 from tests.conftest import REPO, TINY, run_cli, set_args
 
 
@@ -214,3 +215,19 @@ def test_quickstart_pipeline_runs_and_resumes(tmp_path):
     run_cli("quickstart", "--config", str(cfg), "--out", str(out), "--search-epochs", "1", "-q", check=True)
     assert (out / "hand" / "eval.json").exists()
     assert (out / "found" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_recorded_command_reproduces_the_run(tmp_path):
+    layers = ["--set", "search.projector_layers=2", "--set", "search.predictor_layers=2"]
+    run_cli("search", *set_args(TINY), *layers, "--out", str(tmp_path / "a"), "--quiet", check=True)
+    provenance = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert provenance["seed"] == 0 and provenance["versions"]["torch"]
+    command = provenance["command"][1:]
+    command[command.index("--out") + 1] = str(tmp_path / "b")
+    run_cli(*command, check=True)
+    assert (tmp_path / "a" / "genotype.json").read_text() == (tmp_path / "b" / "genotype.json").read_text()
+
+    def losses(run):
+        return [(r["step"], r.get("loss")) for r in read_jsonl(tmp_path / run / "metrics.jsonl")]
+
+    assert losses("a") == losses("b")
