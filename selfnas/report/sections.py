@@ -31,7 +31,6 @@ from selfnas.report.summary import (
     short_op,
     warnings,
 )
-from selfnas.report.svg import heads_svg, legend
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,11 @@ def head_search(facts: RunFacts) -> Html | None:
     if found is not None:
         source, chains = found
         out.append(tag("p", source))
-        out.append(tag("div", heads_svg(chains), class_="svgbox"))
-        out.append(legend())
+        if facts.genotype is not None:  # the same drawing as `selfnas draw`
+            from selfnas.draw import draw
+
+            image = draw(facts.run.path, facts.run.plots / "architecture")[1]
+            out.append(png(image, "backbone and found heads (selfnas draw)"))
         out.append(bullets(Html(f"{esc(name)}: {tag('code', chain_text(c))}") for name, c in chains.items()))
     if facts.search_epochs:
         for head in ordered_heads(facts.search_epochs[-1]["alphas"]):
@@ -150,7 +152,7 @@ def curves(facts: RunFacts) -> Html | None:
     return png(image) + (tag("p", "; ".join(facts_line), class_="muted") if facts_line else Html(""))
 
 
-SHOWN_ELSEWHERE = ("curves.png", "alphas_")
+SHOWN_ELSEWHERE = ("architecture", "curves.png", "alphas_")
 
 
 def other_plots(facts: RunFacts) -> Html | None:
