@@ -89,3 +89,30 @@ def test_method_learns_on_an_image_folder(tmp_path, method):
     )
     assert _falls(losses, method), losses
     assert knn[-1] > 0.5, knn  # chance is 0.25
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.parametrize("method", METHODS)
+def test_head_search_then_retrain_on_fashion_mnist(tmp_path, method):
+    from selfnas.api import with_genotype
+    from selfnas.nas.genotype import load_genotype
+    from selfnas.nas.strategies.darts import HeadSearchTrainer
+
+    common = [
+        "data.name=fashion-mnist", "data.train_limit=2048", f"method.name={method}",
+        "method.hparams={queue_size: 1024}" if method == "moco" else "method.hparams={}",
+        "optim.batch_size=128", "optim.warmup_epochs=0.2", "run.knn_bank=2048", "run.log_every=4",
+        "run.device=cpu",
+    ]  # fmt: skip
+    search_cfg = build_config(overrides=[*common, "optim.epochs=2", "run.knn_every=0"])
+    HeadSearchTrainer(search_cfg, RunDir.prepare(tmp_path / "search"), quiet=True).fit()
+    genotype = load_genotype(tmp_path / "search" / "genotype.json")
+    assert len(genotype.projector.layers) == 7 and genotype.method == method  # 6 searched + final
+    cfg = with_genotype(
+        build_config(overrides=[*common, "optim.epochs=2"]), tmp_path / "search" / "genotype.json"
+    )
+    trainer = Trainer(cfg, RunDir.prepare(tmp_path / "run"), quiet=True)
+    trainer.fit()
+    knn = [r["knn_val"] for r in read_jsonl(trainer.run.metrics) if r["kind"] == "epoch"]
+    assert knn[-1] > 0.5, knn  # chance is 0.1
