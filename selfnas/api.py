@@ -83,6 +83,8 @@ def train(
     (for example a lower ``optim.lr`` after a NaN). Returns the evaluation, or the last
     training metrics when evaluation is off or the data has no labels.
     """
+    if config is not None and config.search is not None:
+        config = config.model_copy(update={"search": None})  # a training run searches nothing
     run, config = _prepare(config, out, resume, overwrite, overrides, "train")
     with _cleanup_on_error(run):
         trainer = Trainer(config, run, quiet=quiet, argv=argv)

@@ -231,3 +231,24 @@ def test_recorded_command_reproduces_the_run(tmp_path):
         return [(r["step"], r.get("loss")) for r in read_jsonl(tmp_path / run / "metrics.jsonl")]
 
     assert losses("a") == losses("b")
+
+
+def test_train_with_a_search_section_is_a_plain_training_run(tmp_path):
+    out = tmp_path / "run"
+    run_cli(
+        "train",
+        "--out",
+        str(out),
+        *set_args(TINY),
+        "--set",
+        "search.arch_lr=0.01",
+        "--epochs",
+        "1",
+        check=True,
+    )
+    import yaml
+
+    from selfnas.info import run_info
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["search"] is None
+    assert run_info(out)["kind"] == "train"
