@@ -107,12 +107,9 @@ def search(
 
     Returns the last epoch's record (genotype, alphas, parameter-free counts, entropy).
     """
-    from selfnas.config import SearchConfig
     from selfnas.nas.strategies.darts import HeadSearchTrainer
 
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
-    if config.search is None:
-        config = config.model_copy(update={"search": SearchConfig()})
     with _cleanup_on_error(run):
         trainer = HeadSearchTrainer(config, run, quiet=quiet, argv=argv)
     trainer.fit(resume=resume)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from selfnas.errors import ConfigError
+from selfnas.config import SearchConfig, TrainConfig
 from selfnas.models.backbones import create_backbone
 from selfnas.nas.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
@@ -33,6 +33,11 @@ from selfnas.train.trainer import Trainer, _stream_seed
 
 class HeadSearchTrainer(Trainer):
     """A :class:`Trainer` whose model has supernet heads and whose steps alternate."""
+
+    def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
+        if config.search is None:  # the default search settings, recorded in config.yaml
+            config = config.model_copy(update={"search": SearchConfig()})
+        super().__init__(config, *args, **kwargs)
 
     def weight_images(self, images: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 5, 0))
@@ -70,9 +75,8 @@ class HeadSearchTrainer(Trainer):
             )
         return create_method(cfg.method.name, backbone, projector, predictor, **cfg.method.hparams)
 
-    def _search(self):
-        if self.config.search is None:
-            raise ConfigError("a search needs a [search] section in the config")
+    def _search(self) -> SearchConfig:
+        assert self.config.search is not None  # set in __init__
         return self.config.search
 
     def heads(self) -> dict[str, SearchHead]:
