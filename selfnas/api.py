@@ -54,6 +54,25 @@ def _cleanup_on_error(run: RunDir) -> Iterator[None]:
         raise
 
 
+def _fit(
+    trainer_cls: type[Trainer],
+    config: TrainConfig | None,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    overrides: list[str] | tuple[str, ...],
+    argv: list[str] | None,
+    prefix: str,
+) -> tuple[Trainer, dict[str, Any]]:
+    """Open the run directory, build the trainer (removing the directory again if that fails
+    before anything was written) and train."""
+    run, config = _prepare(config, out, resume, overwrite, overrides, prefix)
+    with _cleanup_on_error(run):
+        trainer = trainer_cls(config, run, quiet=quiet, argv=argv)
+    return trainer, trainer.fit(resume=resume)
+
+
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
@@ -85,10 +104,8 @@ def train(
     """
     if config is not None and config.search is not None:
         config = config.model_copy(update={"search": None})  # a training run searches nothing
-    run, config = _prepare(config, out, resume, overwrite, overrides, "train")
-    with _cleanup_on_error(run):
-        trainer = Trainer(config, run, quiet=quiet, argv=argv)
-    last = trainer.fit(resume=resume)
+    trainer, last = _fit(Trainer, config, out, resume, overwrite, quiet, overrides, argv, "train")
+    config, run = trainer.config, trainer.run
     if not config.run.eval_at_end or not trainer.data.train.labeled:
         return last
     return evaluate(run.path, device=config.run.device)
@@ -109,10 +126,8 @@ def search(
     """
     from selfnas.nas.strategies.darts import HeadSearchTrainer
 
-    run, config = _prepare(config, out, resume, overwrite, overrides, "search")
-    with _cleanup_on_error(run):
-        trainer = HeadSearchTrainer(config, run, quiet=quiet, argv=argv)
-    trainer.fit(resume=resume)
+    trainer, _ = _fit(HeadSearchTrainer, config, out, resume, overwrite, quiet, overrides, argv, "search")
+    run = trainer.run
     epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
     return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}
 

@@ -60,13 +60,22 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def jsonl_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True) + "\n"
+
+
+def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> Path:
+    """Replace a JSONL file atomically (used to drop lines past a resumed checkpoint)."""
+    return atomic_write_text(path, "".join(jsonl_line(r) for r in records))
+
+
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append one JSON line. A kill can only lose the last, unterminated line,
     which :func:`read_jsonl` skips."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.write(jsonl_line(record))
         fh.flush()
 
 

@@ -22,7 +22,7 @@ from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.features import extract_features
 from selfnas.eval.knn import knn_accuracy
-from selfnas.io import append_jsonl, atomic_write_text, read_jsonl
+from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
@@ -156,13 +156,11 @@ class Trainer:
             self.load_extra_state(counters.get("extra", {}))
             # drop metric lines written after the checkpoint: the replay writes them again
             kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
-            atomic_write_text(self.run.metrics, "".join(_jsonl_line(r) for r in kept))
+            write_jsonl(self.run.metrics, kept)
         else:
             if self.run.metrics.exists():
                 self.run.metrics.unlink()
             atomic_write_text(self.run.config, config_to_yaml(self.config))
-            from selfnas.io import atomic_write_json
-
             atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
         self.run.write_status("running", step=counters["step"], total_steps=self.plan.total_steps)
         return counters
@@ -316,12 +314,6 @@ class Trainer:
         )
         self.run.write_status("failed", message=message)
         raise TrainingError(message)
-
-
-def _jsonl_line(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record, sort_keys=True) + "\n"
 
 
 def check_resumable(run: RunDir) -> None:
