@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from selfnas.config import TrainConfig, build_config
-from selfnas.errors import ConfigError
+from selfnas.errors import ConfigError, GenotypeError
 from selfnas.eval.evaluate import evaluate, load_run_config
 from selfnas.io import read_jsonl
-from selfnas.nas.genotype import load_genotype
+from selfnas.nas.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 from selfnas.ssl.registry import METHOD_DEFAULTS
 from selfnas.train.trainer import Trainer, check_resumable
@@ -76,6 +76,11 @@ def _fit(
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
+    if not isinstance(genotype, HeadGenotype):
+        raise GenotypeError(
+            f"{genotype_path} is a {genotype.space} genotype: it replaces the backbone, not the heads; "
+            "use --set model.backbone=darts_cells --set model.backbone_kwargs.genotype=FILE"
+        )
     method = config.method.model_copy(
         update={
             "projector": genotype.projector.to_json(),

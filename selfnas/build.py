@@ -65,7 +65,8 @@ def run_heads(run: RunDir) -> HeadGenotype | None:
     that has not written its genotype yet."""
     found = genotype_file(run)
     if found is not None:
-        return load_genotype(found)
+        genotype = load_genotype(found)
+        return genotype if isinstance(genotype, HeadGenotype) else None
     config = load_run_config(run)
     if config.search is not None:
         return None
@@ -175,7 +176,16 @@ def build_model(
     _check_part(part)
     path = Path(genotype_or_run_dir)
     if path.is_file() and path.suffix == ".json":
-        return _heads_from_genotype(load_genotype(path), part, feature_dim)
+        genotype = load_genotype(path)
+        if not isinstance(genotype, HeadGenotype):
+            from selfnas.models.backbones import create_backbone
+
+            if part != "backbone":
+                raise GenotypeError(
+                    f"a {genotype.space} genotype builds a backbone only; use part='backbone'"
+                )
+            return create_backbone("darts_cells", in_channels=in_channels or 3, genotype=genotype.to_json())
+        return _heads_from_genotype(genotype, part, feature_dim)
     run = open_run(path)
     config = load_run_config(run) if part == "backbone" else model_config(run)
     if in_channels is None:

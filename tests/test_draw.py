@@ -82,7 +82,7 @@ def test_other_backbones_are_one_box():
 
 
 def test_bad_targets_are_one_line_errors(tmp_path):
-    (tmp_path / "bad.json").write_text('{"format": "selfnas-genotype", "version": 1, "space": "cells"}')
+    (tmp_path / "bad.json").write_text('{"format": "selfnas-genotype", "version": 1, "space": "blocks"}')
     with pytest.raises(GenotypeError, match="unknown genotype space"):
         draw(tmp_path / "bad.json", tmp_path / "x")
     with pytest.raises(RunDirError, match="not a selfnas run"):

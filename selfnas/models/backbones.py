@@ -13,6 +13,7 @@ from __future__ import annotations
 # which the CPU default backbone and the CLI's error paths never need.
 import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -191,6 +192,32 @@ def mobilenet_v2(in_channels: int = 3, width_mult: float = 1.0) -> nn.Module:
     net.out_dim = net.last_channel
     net.classifier = nn.Identity()
     return net
+
+
+@BACKBONES.register(
+    "darts_cells", help="a found DARTS / CSNAS cell pair stacked into a network (genotype, width, layers)"
+)
+def darts_cells(
+    in_channels: int = 3, genotype: dict[str, Any] | str | None = None, width: int = 16, layers: int = 8
+) -> nn.Module:
+    """A found cell pair (``genotype``: its JSON object or a file path); ``out_dim = nodes * 4 * width``."""
+    from selfnas.nas.cell_genotype import CellGenotype
+    from selfnas.nas.genotype import load_genotype
+    from selfnas.nas.spaces.cells import CellNetwork
+
+    name = "darts_cells"
+    if isinstance(genotype, str):
+        genotype = load_genotype(genotype)
+    if isinstance(genotype, dict):
+        genotype = CellGenotype.from_json(genotype)
+    if not isinstance(genotype, CellGenotype):
+        raise ConfigError(f"backbone {name!r}: genotype must be a cell genotype (JSON object or file path)")
+    return CellNetwork(
+        genotype,
+        _positive_int(name, "in_channels", in_channels),
+        _positive_int(name, "width", width),
+        _positive_int(name, "layers", layers),
+    )
 
 
 def backbone_names() -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 from selfnas.errors import GenotypeError
 from selfnas.io import atomic_write_json
 from selfnas.models.heads import HeadSpec
+from selfnas.nas.cell_genotype import CellGenotype
 
 FORMAT = "selfnas-genotype"
 VERSION = 1
@@ -78,10 +79,11 @@ def _check_header(data: Any, space: str, expected: set[str]) -> None:
         raise GenotypeError(f"genotype has {what}"[:200])
 
 
-GENOTYPE_SPACES: dict[str, type[HeadGenotype]] = {"heads": HeadGenotype}
+Genotype = HeadGenotype | CellGenotype
+GENOTYPE_SPACES: dict[str, type[Genotype]] = {"heads": HeadGenotype, "cells": CellGenotype}
 
 
-def genotype_from_json(data: Any) -> HeadGenotype:
+def genotype_from_json(data: Any) -> Genotype:
     """Dispatch on the ``space`` field to the space's validating parser."""
     space = data.get("space") if isinstance(data, dict) else None
     if space not in GENOTYPE_SPACES:
@@ -91,7 +93,7 @@ def genotype_from_json(data: Any) -> HeadGenotype:
     return GENOTYPE_SPACES[space].from_json(data)
 
 
-def load_genotype(path: str | Path) -> HeadGenotype:
+def load_genotype(path: str | Path) -> Genotype:
     path = Path(path)
     if not path.is_file():
         raise GenotypeError(f"genotype file {path} not found")
@@ -104,5 +106,5 @@ def load_genotype(path: str | Path) -> HeadGenotype:
     return genotype_from_json(data)
 
 
-def save_genotype(path: str | Path, genotype: HeadGenotype) -> None:
+def save_genotype(path: str | Path, genotype: Genotype) -> None:
     atomic_write_json(path, genotype.to_json())

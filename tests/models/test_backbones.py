@@ -36,7 +36,7 @@ def test_backbone_maps_images_to_out_dim_features(name: str, in_channels: int) -
 
 
 def test_registry_lists_every_backbone_with_help() -> None:
-    assert backbone_names() == sorted(CASES)
+    assert backbone_names() == sorted([*CASES, "darts_cells"])  # darts_cells needs a genotype: below
     for name in backbone_names():
         help_line = BACKBONES.describe(name)
         assert help_line and "\n" not in help_line
@@ -125,3 +125,15 @@ def test_backward_reaches_the_stem() -> None:
     model(torch.randn(4, 1, 28, 28)).sum().backward()
     assert model.stem[0].weight.grad is not None
     assert torch.count_nonzero(model.stem[0].weight.grad) > 0
+
+
+def test_darts_cells_backbone_from_a_genotype() -> None:
+    import random
+
+    from selfnas.nas.spaces.cells import CellSearchSpace
+
+    genotype = CellSearchSpace(nodes=2, C=4, layers=3).sample(random.Random(0)).to_json()
+    net = create_backbone("darts_cells", in_channels=1, genotype=genotype, width=4, layers=3)
+    assert net(torch.randn(2, 1, 16, 16)).shape == (2, net.out_dim)
+    with pytest.raises(ConfigError, match="cell genotype"):
+        create_backbone("darts_cells", in_channels=1)
