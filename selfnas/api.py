@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from selfnas.config import TrainConfig, build_config
-from selfnas.errors import ConfigError, GenotypeError
+from selfnas.config import SearchConfig, TrainConfig, build_config
+from selfnas.errors import ConfigError
 from selfnas.eval.evaluate import evaluate, load_run_config
 from selfnas.io import read_jsonl
 from selfnas.nas.genotype import HeadGenotype, load_genotype
@@ -76,11 +76,12 @@ def _fit(
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
-    if not isinstance(genotype, HeadGenotype):
-        raise GenotypeError(
-            f"{genotype_path} is a {genotype.space} genotype: it replaces the backbone, not the heads; "
-            "use --set model.backbone=darts_cells --set model.backbone_kwargs.genotype=FILE"
+    if not isinstance(genotype, HeadGenotype):  # found cells replace the backbone
+        kept = {k: v for k, v in config.model.backbone_kwargs.items() if k in ("width", "layers")}
+        model = config.model.model_copy(
+            update={"backbone": "darts_cells", "backbone_kwargs": {**kept, "genotype": genotype.to_json()}}
         )
+        return config.model_copy(update={"model": model})
     method = config.method.model_copy(
         update={
             "projector": genotype.projector.to_json(),
@@ -129,9 +130,15 @@ def search(
 
     Returns the last epoch's record (genotype, alphas, parameter-free counts, entropy).
     """
-    from selfnas.nas.strategies.darts import HeadSearchTrainer
+    from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
 
-    trainer, _ = _fit(HeadSearchTrainer, config, out, resume, overwrite, quiet, overrides, argv, "search")
+    space = "heads"
+    if config is not None and config.search is not None:
+        space = config.search.space
+    elif resume and out is not None:
+        space = (load_run_config(RunDir(out)).search or SearchConfig()).space
+    trainer_cls = CellSearchTrainer if space == "cells" else HeadSearchTrainer
+    trainer, _ = _fit(trainer_cls, config, out, resume, overwrite, quiet, overrides, argv, "search")
     run = trainer.run
     epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
     return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}

@@ -117,7 +117,9 @@ def train(
 
 @app.command()
 def search(
-    space: Annotated[str, Opt(help="search space: heads (NASiam projector/predictor)")] = "heads",
+    space: Annotated[
+        str, Opt(help="heads (NASiam projector/predictor) | cells (DARTS / CSNAS cells)")
+    ] = "heads",
     strategy: Annotated[str, Opt(help="darts")] = "darts",
     order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
     config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
@@ -155,12 +157,20 @@ def search(
     result = api_search(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                         overrides=() if not resume else [o for o in overrides if not o.startswith("search.")],
                         argv=sys.argv)  # fmt: skip
-    table = Table(title="found heads")
-    table.add_column("head")
-    table.add_column("ops per layer")
-    table.add_column("parameter-free")
-    for head, ops in result.get("genotype", {}).items():
-        table.add_row(head, " -> ".join(ops), str(result.get("parameter_free", {}).get(head, "")))
+    genotype = result.get("genotype", {})
+    if genotype.get("space") == "cells":
+        table = Table(title="found cells (op <- input per node edge; inputs 0, 1 = previous cells)")
+        table.add_column("cell")
+        table.add_column("edges")
+        for cell in ("normal", "reduce"):
+            table.add_row(cell, ", ".join(f"{op} <- {i}" for op, i in genotype[cell]))
+    else:
+        table = Table(title="found heads")
+        table.add_column("head")
+        table.add_column("ops per layer")
+        table.add_column("parameter-free")
+        for head, ops in genotype.items():
+            table.add_row(head, " -> ".join(ops), str(result.get("parameter_free", {}).get(head, "")))
     console.print(table)
     console.print(
         f"genotype: {result['genotype_file']}  (retrain: selfnas train --genotype {result['genotype_file']})"

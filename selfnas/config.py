@@ -78,7 +78,7 @@ HEAD_SEARCH_OPS = [
 class SearchConfig(_Strict):
     """Architecture search settings (``selfnas search``)."""
 
-    space: Literal["heads"] = "heads"
+    space: Literal["heads", "cells"] = "heads"
     strategy: Literal["darts"] = "darts"
     order: Literal[1, 2] = Field(1, description="DARTS first order, or second order (unrolled)")
     arch_lr: float = Field(1e-3, gt=0, le=1)
@@ -91,7 +91,14 @@ class SearchConfig(_Strict):
     pred_width: int | None = Field(
         None, ge=1, le=65536, description="predictor search width; default proj_out"
     )
-    ops: list[str] = Field(default_factory=lambda: list(HEAD_SEARCH_OPS), min_length=1)
+    ops: list[str] = Field(
+        default_factory=lambda: list(HEAD_SEARCH_OPS), min_length=1, description="head ops"
+    )
+    nodes: int = Field(4, ge=1, le=8, description="cells: intermediate nodes per cell")
+    cell_width: int = Field(16, ge=1, le=1024, description="cells: channels C of the first cell")
+    cell_layers: int = Field(
+        8, ge=3, le=64, description="cells: cells in the network (reductions at 1/3, 2/3)"
+    )
     warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
     beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
     max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")

@@ -252,3 +252,21 @@ def test_train_with_a_search_section_is_a_plain_training_run(tmp_path):
 
     assert yaml.safe_load((out / "config.yaml").read_text())["search"] is None
     assert run_info(out)["kind"] == "train"
+
+
+def test_cell_search_then_retrain_via_the_cli(tmp_path):
+    cells = ["--set", "search.nodes=2", "--set", "search.cell_width=4", "--set", "search.cell_layers=3"]
+    proc = run_cli("search", "--space", "cells", "--out", str(tmp_path / "s"), *set_args(TINY), *cells, "-q",
+                   "--epochs", "1", check=True)  # fmt: skip
+    assert "found cells" in proc.stdout
+    genotype = tmp_path / "s" / "genotype.json"
+    assert json.loads(genotype.read_text())["space"] == "cells"
+    retrain = ["--genotype", str(genotype), "--out", str(tmp_path / "r"), "--epochs", "1"]
+    run_cli("train", *retrain, *set_args(TINY), check=True)
+    assert yaml_backbone(tmp_path / "r") == "darts_cells"
+
+
+def yaml_backbone(run):
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["model"]["backbone"]

@@ -28,7 +28,7 @@ def _search(tmp_path, overrides, name="s", resume=False):
 def test_alphas_move_and_a_genotype_is_written(tmp_path, tiny_overrides, method, order):
     extra = ["method.hparams={queue_size: 128}"] if method == "moco" else []
     trainer = _search(tmp_path, [*tiny_overrides, f"method.name={method}", f"search.order={order}", *extra])
-    heads = trainer.heads()
+    heads = trainer.supernets()
     assert set(heads) == ({"projector", "predictor"} if method in ("simsiam", "byol") else {"projector"})
     for head in heads.values():
         assert head.alpha.abs().sum() > 0  # started at zero

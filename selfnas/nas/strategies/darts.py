@@ -32,7 +32,14 @@ from selfnas.train.trainer import Trainer, _stream_seed
 
 
 class HeadSearchTrainer(Trainer):
-    """A :class:`Trainer` whose model has supernet heads and whose steps alternate."""
+    """A :class:`Trainer` whose model has supernet heads and whose steps alternate.
+
+    The DARTS machinery here is shared with :class:`CellSearchTrainer`; a space plugs in
+    through :meth:`supernets`, :meth:`genotype` and :meth:`genotype_summary`.
+    """
+
+    #: the alphas live in the heads, so the architecture step needs no backbone gradient
+    arch_step_freezes_backbone = True
 
     def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
         if config.search is None:  # the default search settings, recorded in config.yaml
@@ -79,14 +86,17 @@ class HeadSearchTrainer(Trainer):
         assert self.config.search is not None  # set in __init__
         return self.config.search
 
-    def heads(self) -> dict[str, SearchHead]:
-        out = {"projector": self.model.projector}
+    def supernets(self) -> dict[str, torch.nn.Module]:
+        """The searched modules by name; each has alphas, ``weights``, ``derive``, ``entropy``
+        and ``parameter_free_count``."""
+        out: dict[str, torch.nn.Module] = {"projector": self.model.projector}
         if self.model.predictor is not None:
             out["predictor"] = self.model.predictor
-        return out  # type: ignore[return-value]
+        return out
 
     def arch_parameters(self) -> list[torch.nn.Parameter]:
-        return [h.alpha for h in self.heads().values()]
+        """Trainable parameters named ``*alpha`` (a momentum target's copies are frozen)."""
+        return [p for n, p in self.model.named_parameters() if n.endswith("alpha") and p.requires_grad]
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         search = self._search()
@@ -128,7 +138,7 @@ class HeadSearchTrainer(Trainer):
         x1, x2 = self._arch_batch(step, epoch)
         arch_opt = self.optimizers["arch"]
         arch_opt.zero_grad(set_to_none=True)
-        self.model.freeze_backbone = True
+        self.model.freeze_backbone = self.arch_step_freezes_backbone
         try:
             if search.order == 2:
                 self._unrolled_arch_grad(step, epoch, x1, x2)
@@ -143,10 +153,11 @@ class HeadSearchTrainer(Trainer):
 
     def _unrolled_arch_grad(self, step: int, epoch: int, xv1: torch.Tensor, xv2: torch.Tensor) -> None:
         """DARTS second order on the head weights (see the module docstring)."""
+        heads_only = ("projector.", "predictor.") if self.arch_step_freezes_backbone else ("",)
         names = [
             n
             for n, p in self.model.named_parameters()
-            if p.requires_grad and not n.endswith("alpha") and n.startswith(("projector.", "predictor."))
+            if p.requires_grad and not n.endswith("alpha") and n.startswith(heads_only)
         ]
         params = dict(self.model.named_parameters())
         weights = [params[n] for n in names]
@@ -185,25 +196,27 @@ class HeadSearchTrainer(Trainer):
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
         search = self._search()
-        heads = self.heads()
-        entropy = sum(h.entropy() for h in heads.values()) / len(heads)
+        nets = self.supernets()
+        entropy = sum(h.entropy() for h in nets.values()) / len(nets)
         if search.entropy_stop is not None and self.arch_stopped_at is None and entropy < search.entropy_stop:
             self.arch_stopped_at = epoch  # early stop on alpha entropy: freeze the architecture
         return {
-            "alphas": {n: h.weights().detach().cpu().tolist() for n, h in heads.items()},
-            "genotype": {
-                n: [layer.op for layer in h.derive(search.max_parameter_free).layers]
-                for n, h in heads.items()
-            },
-            "parameter_free": {n: h.parameter_free_count() for n, h in heads.items()},
+            "alphas": {n: _as_lists(h.weights()) for n, h in nets.items()},
+            "genotype": self.genotype_summary(),
+            "parameter_free": {n: h.parameter_free_count() for n, h in nets.items()},
             "alpha_entropy": entropy,
             "arch_frozen": self.arch_stopped_at is not None or epoch <= search.warmup_epochs,
         }
 
+    def genotype_summary(self) -> dict[str, Any]:
+        """The current argmax architecture, as JSON, for the epoch record."""
+        cap = self._search().max_parameter_free
+        return {n: [layer.op for layer in h.derive(cap).layers] for n, h in self.supernets().items()}
+
     def progress_info(self) -> dict[str, str]:
         short = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
         parts = []
-        for name, head in self.heads().items():
+        for name, head in self.supernets().items():
             ops = [
                 short.get(layer.op, layer.op.replace("linear_bn_", "")) for layer in head.derive().layers[:-1]
             ]
@@ -212,12 +225,56 @@ class HeadSearchTrainer(Trainer):
 
     def genotype(self) -> HeadGenotype:
         cap = self._search().max_parameter_free
-        heads = self.heads()
+        heads = self.supernets()
         predictor = heads["predictor"].derive(cap) if "predictor" in heads else None
         return HeadGenotype(heads["projector"].derive(cap), predictor, self.config.method.name)
 
     def after_fit(self) -> None:
         save_genotype(self.run.path / "genotype.json", self.genotype())
-        from selfnas.report.plots import plot_alpha_evolution
+        from selfnas.report.plots import plot_alpha_evolution  # per head layer
 
         plot_alpha_evolution(self.run)
+
+
+def _as_lists(weights: torch.Tensor | tuple[torch.Tensor, ...]) -> list:
+    """softmax(alpha) as nested lists (a tuple, as for normal + reduction cells, becomes a list)."""
+    if isinstance(weights, tuple):
+        return [w.detach().cpu().tolist() for w in weights]
+    return weights.detach().cpu().tolist()
+
+
+class CellSearchTrainer(HeadSearchTrainer):
+    """DARTS over the DARTS / CSNAS cell space, with any SSL method (the DARTS-with-SimCLR
+    setting): the backbone is a :class:`CellSupernet`, the heads are the method's own.
+    The alphas live in the backbone, so the architecture step back-propagates through it
+    and second order unrolls every weight, as in DARTS."""
+
+    arch_step_freezes_backbone = False
+
+    def build_model(self, in_channels: int) -> SSLMethod:
+        from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
+        from selfnas.train.builder import head_specs
+
+        cfg, search = self.config, self._search()
+        space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
+        projector, predictor = head_specs(cfg)
+        return create_method(cfg.method.name, CellSupernet(space, in_channels), projector, predictor,
+                             **cfg.method.hparams)  # fmt: skip
+
+    def supernets(self) -> dict[str, torch.nn.Module]:
+        return {"cells": self.model.backbone}
+
+    def genotype_summary(self) -> dict[str, Any]:
+        return self.genotype().to_json()
+
+    def progress_info(self) -> dict[str, str]:
+        genotype = self.genotype()
+        return {
+            "normal": " ".join(op.replace("_conv", "").replace("_connect", "") for op, _ in genotype.normal)
+        }
+
+    def genotype(self):  # -> CellGenotype
+        return self.model.backbone.derive()
+
+    def after_fit(self) -> None:
+        save_genotype(self.run.path / "genotype.json", self.genotype())
