@@ -75,6 +75,11 @@ def run_heads(run: RunDir) -> HeadGenotype | None:
 
 
 def create_run_backbone(config: TrainConfig, in_channels: int) -> nn.Module:
+    if config.search is not None and config.search.space == "cells":
+        raise RunDirError(
+            "a cell search run holds a supernet, not a usable backbone; retrain its genotype with "
+            "`selfnas train --genotype RUN/genotype.json` and use that run"
+        )
     return create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
 
 

@@ -100,6 +100,8 @@ def run_chains(run_dir: Path) -> tuple[str, list[Chain]]:
     """A run's backbone and heads: found heads when it has a genotype, else its configured ones."""
     run = open_run(run_dir)
     config = load_run_config(run)
+    if config.search is not None and config.search.space != "heads" and genotype_file(run) is not None:
+        return diagram(genotype_file(run))  # the found cells, not the supernet's placeholder backbone
     heads = run_heads(run)
     backbone = backbone_chain(config.model.backbone, config.model.backbone_kwargs, config.data.name)
     title = f"{config.method.name} on {config.data.name}"
@@ -116,7 +118,7 @@ def diagram(target: str | Path) -> tuple[str, list[Chain]]:
     if not path.is_file():
         return run_chains(path)
     genotype = load_genotype(path)
-    method = f" ({genotype.method})" if genotype.method else ""
+    method = f" ({genotype.method})" if getattr(genotype, "method", None) else ""
     return f"{genotype.space} genotype{method}", genotype_chains(genotype)
 
 
@@ -165,13 +167,27 @@ def render(title: str, chains: list[Chain]) -> Figure:
     return fig
 
 
+def _cell_genotype(target: Path) -> Any:
+    """The cell genotype of a genotype file or of a run directory's genotype.json, else None."""
+    path = target / "genotype.json" if target.is_dir() else target
+    if not (path.is_file() and path.suffix == ".json"):
+        return None
+    genotype = load_genotype(path)
+    return genotype if genotype.space == "cells" else None
+
+
 def draw(target: str | Path, out_prefix: str | Path) -> list[Path]:
     """Draw a genotype file or a run directory to ``OUT_PREFIX.svg`` and ``OUT_PREFIX.png``."""
     import matplotlib
     import matplotlib.pyplot as plt
 
-    title, chains = diagram(target)
-    fig = render(title, chains)
+    cells = _cell_genotype(Path(target))
+    if cells is not None:
+        from selfnas.draw_cells import render_cells
+
+        fig = render_cells(cells)
+    else:
+        fig = render(*diagram(target))
     paths = []
     prefix = Path(out_prefix)
     try:

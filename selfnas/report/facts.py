@@ -100,9 +100,12 @@ def _read_genotype(run: RunDir, facts: RunFacts) -> None:
     if not path.exists():
         return
     try:
-        facts.genotype = load_genotype(path)
+        genotype = load_genotype(path)
     except GenotypeError as exc:
         facts.problems.append(f"genotype.json not shown: {exc}")
+        return
+    if isinstance(genotype, HeadGenotype):
+        facts.genotype = genotype  # cells are drawn by their own section, from the file
 
 
 def load_facts(path: str | Path, depth: int = 0) -> RunFacts:

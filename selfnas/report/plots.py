@@ -56,6 +56,8 @@ def plot_alpha_evolution(run: RunDir) -> list[Path]:
     import yaml
 
     config = yaml.safe_load(run.config.read_text())
+    if config["search"].get("space", "heads") != "heads":
+        return []  # per-layer heatmaps are for the head chain; cell alphas stay in metrics.jsonl
     ops = config["search"]["ops"]
     paths = []
     for head in records[-1]["alphas"]:

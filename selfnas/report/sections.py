@@ -113,7 +113,23 @@ def search_epochs_table(facts: RunFacts) -> Html:
     return table(header, rows, alert) + tag("p", note, class_="muted")
 
 
+def _is_cell_search(facts: RunFacts) -> bool:
+    return facts.section("search").get("space") == "cells"
+
+
+def cell_search(facts: RunFacts) -> Html | None:
+    """A cell search: the found normal and reduction cells as graphs (the `selfnas draw` image)."""
+    if not _is_cell_search(facts) or not (facts.run.path / "genotype.json").exists():
+        return None
+    from selfnas.draw import draw
+
+    image = draw(facts.run.path, facts.run.plots / "architecture")[1]
+    return png(image, "found normal and reduction cells (selfnas draw)")
+
+
 def head_search(facts: RunFacts) -> Html | None:
+    if _is_cell_search(facts):
+        return None
     found = found_heads(facts)
     if found is None and not facts.search_epochs:
         return None
@@ -212,6 +228,7 @@ SECTIONS: list[Section] = [
     Section("results", "Results", results),
     Section("runs", "Runs compared", comparison),
     Section("search", "Head search", head_search),
+    Section("cells", "Cell search", cell_search),
     Section("curves", "Training curves", curves),
     Section("plots", "Other plots", other_plots),
     Section("config", "Configuration and provenance", config_and_provenance),

@@ -43,3 +43,23 @@ def test_cell_search_moves_alphas_and_writes_a_cell_genotype(tmp_path, tiny_over
     retrain = Trainer(retrain_cfg, RunDir.prepare(tmp_path / "retrain"), quiet=True)
     retrain.fit()
     assert (tmp_path / "retrain" / "model.safetensors").exists()
+
+
+def test_cell_search_run_draws_reports_and_refuses_export(tmp_path, tiny_overrides):
+    from PIL import Image
+
+    from selfnas.draw import draw
+    from selfnas.errors import RunDirError
+    from selfnas.export import export_run
+    from selfnas.report.write import write_report
+
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "optim.epochs=1"])
+    CellSearchTrainer(cfg, RunDir.prepare(tmp_path / "s"), quiet=True).fit()
+    svg, png = draw(tmp_path / "s", tmp_path / "cells")
+    genotype = load_genotype(tmp_path / "s" / "genotype.json")
+    assert all(op in svg.read_text() for op, _ in genotype.normal)
+    assert len(Image.open(png).convert("RGB").getcolors(maxcolors=1 << 20)) > 10
+    html, _ = write_report(tmp_path / "s")
+    assert "Cell search" in html.read_text() and "found normal and reduction cells" in html.read_text()
+    with pytest.raises(RunDirError, match="supernet"):
+        export_run(tmp_path / "s", tmp_path / "export")
