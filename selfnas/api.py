@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from selfnas.config import SearchConfig, TrainConfig, build_config
+from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError
 from selfnas.eval.evaluate import evaluate, load_run_config
 from selfnas.io import read_jsonl
@@ -73,6 +74,43 @@ def _fit(
     return trainer, trainer.fit(resume=resume)
 
 
+def _study(
+    config: TrainConfig | None,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    overrides: list[str] | tuple[str, ...],
+    argv: list[str] | None,
+    search: SearchConfig,
+) -> dict[str, Any]:
+    """A TPE / random / evolutionary cell search as an Optuna study in the run directory."""
+    from selfnas.data import load_dataset
+    from selfnas.io import atomic_write_json, atomic_write_text
+    from selfnas.nas.strategies.optuna_search import run_study
+    from selfnas.provenance import collect_provenance
+
+    if search.space != "cells":
+        raise ConfigError(f"--strategy {search.strategy} searches the cell space; add --space cells")
+    run, config = _prepare(config, out, resume, overwrite, overrides, "search")
+    with _cleanup_on_error(run):
+        c = config.data
+        data = load_dataset(c.name, root=c.root, download=c.download, val_fraction=c.val_fraction,
+                            seed=config.run.seed, train_limit=c.train_limit)  # fmt: skip
+    if not resume:
+        atomic_write_text(run.config, config_to_yaml(config))
+        atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))
+    run.write_status("running")
+    try:
+        summary = run_study(config, run, quiet=quiet, data=data)
+    except KeyboardInterrupt:
+        run.write_status("interrupted", message="interrupted; continue with --resume")
+        raise
+    run.write_status("finished")
+    genotype = json.loads((run.path / "genotype.json").read_text())
+    return {"genotype_file": str(run.path / "genotype.json"), "genotype": genotype, **summary}
+
+
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
@@ -132,11 +170,14 @@ def search(
     """
     from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
 
-    space = "heads"
+    search_cfg = SearchConfig()
     if config is not None and config.search is not None:
-        space = config.search.space
+        search_cfg = config.search
     elif resume and out is not None:
-        space = (load_run_config(RunDir(out)).search or SearchConfig()).space
+        search_cfg = load_run_config(RunDir(out)).search or search_cfg
+    if search_cfg.strategy != "darts":
+        return _study(config, out, resume, overwrite, quiet, overrides, argv, search_cfg)
+    space = search_cfg.space
     trainer_cls = CellSearchTrainer if space == "cells" else HeadSearchTrainer
     trainer, _ = _fit(trainer_cls, config, out, resume, overwrite, quiet, overrides, argv, "search")
     run = trainer.run

@@ -120,7 +120,10 @@ def search(
     space: Annotated[
         str, Opt(help="heads (NASiam projector/predictor) | cells (DARTS / CSNAS cells)")
     ] = "heads",
-    strategy: Annotated[str, Opt(help="darts")] = "darts",
+    strategy: Annotated[
+        str, Opt(help="darts | tpe | random | evolution (the last three: --space cells)")
+    ] = "darts",
+    trials: Annotated[int | None, Opt(help="tpe/random/evolution: trials in the study")] = None,
     order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
     config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
     out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/search-<time>)")] = None,
@@ -146,6 +149,7 @@ def search(
     overrides = (
         list(set_ or [])
         + [f"search.space={space}", f"search.strategy={strategy}", f"search.order={order}"]
+        + ([f"search.trials={trials}"] if trials is not None else [])
         + _train_overrides(
             data=data, data_root=data_root, train_limit=train_limit, method=method, backbone=backbone,
             epochs=epochs, batch_size=batch_size, seed=seed, device=device,

@@ -79,7 +79,7 @@ class SearchConfig(_Strict):
     """Architecture search settings (``selfnas search``)."""
 
     space: Literal["heads", "cells"] = "heads"
-    strategy: Literal["darts"] = "darts"
+    strategy: Literal["darts", "tpe", "random", "evolution"] = "darts"
     order: Literal[1, 2] = Field(1, description="DARTS first order, or second order (unrolled)")
     arch_lr: float = Field(1e-3, gt=0, le=1)
     arch_weight_decay: float = Field(1e-3, ge=0, le=1)
@@ -99,6 +99,13 @@ class SearchConfig(_Strict):
     cell_layers: int = Field(
         8, ge=3, le=64, description="cells: cells in the network (reductions at 1/3, 2/3)"
     )
+    trials: int = Field(20, ge=1, le=100000, description="tpe/random/evolution: trials in the study")
+    trial_epochs: float = Field(2.0, gt=0, le=1000, description="tpe/random/evolution: pretraining per trial")
+    score: Literal["ssl_loss", "rankme"] = Field("ssl_loss", description="label-free trial score")
+    pruner: Literal["none", "halving", "hyperband"] = "halving"
+    startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
+    population: int = Field(8, ge=2, description="evolution: population size")
+    storage: str | None = Field(None, description="Optuna storage URL; default sqlite in the run directory")
     warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
     beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
     max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")

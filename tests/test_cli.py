@@ -270,3 +270,14 @@ def yaml_backbone(run):
     import yaml
 
     return yaml.safe_load((run / "config.yaml").read_text())["model"]["backbone"]
+
+
+def test_tpe_cell_search_via_the_cli(tmp_path):
+    cells = ["--set", "search.nodes=2", "--set", "search.cell_width=4", "--set", "search.cell_layers=3",
+             "--set", "search.trial_epochs=1"]  # fmt: skip
+    study = ["--space", "cells", "--strategy", "tpe", "--trials", "2", "--out", str(tmp_path / "s")]
+    proc = run_cli("search", *study, *set_args(TINY), *cells, "-q", check=True)
+    assert "found cells" in proc.stdout and (tmp_path / "s" / "study.db").exists()
+    assert "--space cells" in _one_line_error(
+        run_cli("search", "--strategy", "random", "--out", str(tmp_path / "h"))
+    )

@@ -1,0 +1,83 @@
+"""CSNAS-style cell search with Optuna: samplers, pruning, SQLite study, resume."""
+
+import json
+import math
+
+import optuna
+import pytest
+import torch
+
+from selfnas.api import search
+from selfnas.config import build_config
+from selfnas.errors import ConfigError
+from selfnas.io import read_jsonl
+from selfnas.nas.genotype import load_genotype
+from selfnas.nas.spaces.cells import CellSearchSpace
+from selfnas.nas.strategies.optuna_search import suggest_cells
+
+CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
+         "search.trial_epochs=2"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_sampled_space_is_the_enumerated_space():
+    space = CellSearchSpace(nodes=3, C=4, layers=3)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    genotype = suggest_cells(trial, space)
+    dists = trial.distributions
+    for k in range(space.nodes):  # inputs x op0 x op1 per node == the enumerated choices of that node
+        n = (len(dists[f"normal.node{k}.inputs"].choices) * len(dists[f"normal.node{k}.op0"].choices)
+             * len(dists[f"normal.node{k}.op1"].choices))  # fmt: skip
+        assert n == len(space.enumerate_node_choices(k))
+    assert genotype.nodes == 3 and len(genotype.normal) == 6
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "random", "evolution"])
+def test_each_strategy_runs_a_study_and_writes_the_best_genotype(tmp_path, tiny_overrides, strategy):
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, f"search.strategy={strategy}", "search.trials=3",
+                                  "search.pruner=none"])  # fmt: skip
+    result = search(cfg, out=tmp_path / "s", quiet=True)
+    assert result["trials"]["COMPLETE"] == 3
+    genotype = load_genotype(tmp_path / "s" / "genotype.json")
+    assert genotype.space == "cells"
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    best = min((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["value"])
+    assert best["number"] == result["best_trial"] and all(math.isfinite(r["value"]) for r in rows)
+    assert (tmp_path / "s" / "study.db").exists()
+
+
+def test_a_resumed_study_keeps_its_trials_and_adds_the_rest(tmp_path, tiny_overrides):
+    base = [*tiny_overrides, *CELLS, "search.strategy=tpe", "search.pruner=none"]
+    search(build_config(overrides=[*base, "search.trials=2"]), out=tmp_path / "s", quiet=True)
+    first = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    result = search(None, out=tmp_path / "s", resume=True, quiet=True, overrides=["search.trials=4"])
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    assert result["trials"]["COMPLETE"] == 4 and len(rows) == 4
+    assert [r["params"] for r in rows[:2]] == [r["params"] for r in first]
+    assert len({json.dumps(r["params"], sort_keys=True) for r in rows}) == 4
+
+
+def test_pruning_stops_poor_trials(tmp_path, tiny_overrides):
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=random", "search.trials=6",
+                                  "search.pruner=halving", "search.trial_epochs=3"])  # fmt: skip
+    result = search(cfg, out=tmp_path / "s", quiet=True)
+    assert result["trials"]["COMPLETE"] + result["trials"]["PRUNED"] == 6
+    assert result["trials"]["PRUNED"] >= 1
+
+
+def test_bad_storage_and_space_are_one_line_errors(tmp_path, tiny_overrides):
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=tpe",
+                                  "search.storage=postgresql://nobody@127.0.0.1:1/none"])  # fmt: skip
+    with pytest.raises(ConfigError, match="cannot open study storage"):
+        search(cfg, out=tmp_path / "s", quiet=True)
+    heads = build_config(overrides=[*tiny_overrides, "search.strategy=tpe"])
+    with pytest.raises(ConfigError, match="--space cells"):
+        search(heads, out=tmp_path / "h", quiet=True)
