@@ -54,3 +54,15 @@ def set_args(overrides: list[str]) -> list[str]:
     for o in overrides:
         out += ["--set", o]
     return out
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny convs and fits: on the shared 2-core machine a second OpenMP thread costs far more
+    than it gives (seen: 20x wall time), so these tests pin one thread and restore it after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

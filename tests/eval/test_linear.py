@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,13 +14,7 @@ from selfnas.eval.linear import linear_probe, predict, standardize, train_logreg
 SMALL_GRID = (0.0, 1e-3, 1e-1)
 
 
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """These fits are tiny: waking a second OpenMP thread per op cost ~20x wall time on a 2-core VM."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _blobs(

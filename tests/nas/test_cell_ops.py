@@ -1,5 +1,3 @@
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -15,14 +13,7 @@ from selfnas.models.cell_ops import (
 )
 from selfnas.nas.mixed_op import MixedOp
 
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny convs: a second OpenMP thread on the shared 2-core VM costs far more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_the_table_holds_the_eight_darts_ops():

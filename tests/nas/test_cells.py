@@ -1,7 +1,6 @@
 import itertools
 import math
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,14 +10,7 @@ from selfnas.errors import GenotypeError
 from selfnas.nas.cell_genotype import CellGenotype
 from selfnas.nas.spaces.cells import CellNetwork, CellSearchSpace, CellSupernet, cell_shapes
 
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny convs: a second OpenMP thread on the shared 2-core VM costs far more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_edges_and_darts_size():

@@ -5,7 +5,6 @@ import math
 
 import optuna
 import pytest
-import torch
 
 from selfnas.api import search
 from selfnas.config import build_config
@@ -19,12 +18,7 @@ CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.
          "search.trial_epochs=2"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_the_sampled_space_is_the_enumerated_space():
