@@ -87,11 +87,12 @@ def _study(
     """A TPE / random / evolutionary cell search as an Optuna study in the run directory."""
     from selfnas.data import load_dataset
     from selfnas.io import atomic_write_json, atomic_write_text
-    from selfnas.nas.strategies.optuna_search import run_study
+    from selfnas.nas.strategies.optuna_search import run_study, storage_url
     from selfnas.provenance import collect_provenance
 
     if search.space != "cells":
         raise ConfigError(f"--strategy {search.strategy} searches the cell space; add --space cells")
+    storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before writing anything
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
         c = config.data

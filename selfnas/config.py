@@ -105,7 +105,11 @@ class SearchConfig(_Strict):
     pruner: Literal["none", "halving", "hyperband"] = "halving"
     startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
     population: int = Field(8, ge=2, description="evolution: population size")
-    storage: str | None = Field(None, description="Optuna storage URL; default sqlite in the run directory")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage: sqlite:///F, postgresql://..., journal:FILE; default sqlite in the run",
+    )
+    n_workers: int = Field(1, ge=1, le=64, description="tpe/random/evolution: local worker processes")
     warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
     beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
     max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")

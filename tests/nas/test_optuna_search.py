@@ -75,3 +75,20 @@ def test_bad_storage_and_space_are_one_line_errors(tmp_path, tiny_overrides):
     heads = build_config(overrides=[*tiny_overrides, "search.strategy=tpe"])
     with pytest.raises(ConfigError, match="--space cells"):
         search(heads, out=tmp_path / "h", quiet=True)
+
+
+def test_two_local_workers_share_a_journal_study_exactly(tmp_path, tiny_overrides):
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=tpe", "search.trials=4",
+                                  "search.pruner=none", "search.n_workers=2",
+                                  f"search.storage=journal:{tmp_path / 'study.log'}"])  # fmt: skip
+    result = search(cfg, out=tmp_path / "s", quiet=True)
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    assert result["trials"]["COMPLETE"] == 4 and sorted(r["number"] for r in rows) == [0, 1, 2, 3]
+    assert len({json.dumps(r["params"], sort_keys=True) for r in rows}) == 4  # no duplicated candidate
+
+
+def test_several_workers_on_sqlite_are_refused_before_anything_is_written(tmp_path, tiny_overrides):
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=tpe", "search.n_workers=2"])
+    with pytest.raises(ConfigError, match="journal:FILE"):
+        search(cfg, out=tmp_path / "s", quiet=True)
+    assert not (tmp_path / "s").exists()

@@ -102,9 +102,22 @@ def _pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(run: RunDir, search: SearchConfig, seed: int) -> optuna.Study:
-    """Create or load the study. SQLite (one process) by default, any RDB URL, heartbeats on."""
+def storage_url(run: RunDir, search: SearchConfig) -> str:
+    """The study's storage; several workers on SQLite are refused ("database is locked")."""
     url = search.storage or f"sqlite:///{(run.path / 'study.db').resolve()}"
+    if search.n_workers > 1 and url.startswith("sqlite"):
+        raise ConfigError(
+            "several workers cannot share SQLite; use search.storage=journal:FILE (one machine) "
+            "or a postgresql:// URL (several machines)"
+        )
+    return url
+
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):  # one journal file, appended under a file lock by every local worker
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:") :]))
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; they are what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -117,12 +130,18 @@ def open_study(run: RunDir, search: SearchConfig, seed: int) -> optuna.Study:
             )
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
         raise ConfigError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0][:200]}") from None
+    return storage
+
+
+def open_study(run: RunDir, search: SearchConfig, seed: int, worker: int = 0) -> optuna.Study:
+    """Create or load the study (SQLite in the run by default; journal file; any RDB URL)."""
+    storage = _storage(storage_url(run, search))
     # the sampler's state is not stored: re-seed from the trials already done, deterministically
     probe = optuna.load_study(study_name=STUDY_NAME, storage=storage) if _exists(storage) else None
     done = len(probe.trials) if probe is not None else 0
     return optuna.create_study(
         study_name=STUDY_NAME, storage=storage, load_if_exists=True, direction="minimize",
-        sampler=_sampler(search, seed + done), pruner=_pruner(search),
+        sampler=_sampler(search, seed + done + 1000 * worker), pruner=_pruner(search),
     )  # fmt: skip
 
 
@@ -139,6 +158,20 @@ def run_study(config: TrainConfig, run: RunDir, quiet: bool = False, data: Any =
     study = open_study(run, search, config.run.seed)
     finished = [t for t in study.trials if t.state.is_finished()]
 
+    objective = _objective(config, run, space, data)
+    remaining = max(0, search.trials - len(finished))
+    if remaining and search.n_workers > 1:
+        _run_workers(config, run, remaining)
+    elif remaining:
+        study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True)
+    return _write_results(run, open_study(run, search, config.run.seed))
+
+
+def _objective(config: TrainConfig, run: RunDir, space: CellSearchSpace, data: Any):
+    """The trial function: sample cells, pretrain them from scratch, return the label-free score."""
+    search = config.search
+    assert search is not None
+
     def objective(trial: optuna.Trial) -> float:
         genotype = suggest_cells(trial, space)
         trial.set_user_attr("genotype", genotype.to_json())
@@ -152,9 +185,8 @@ def run_study(config: TrainConfig, run: RunDir, quiet: bool = False, data: Any =
             "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
             "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
         })  # fmt: skip
-        trainer = TrialTrainer(trial_cfg, RunDir.prepare(run.path / "trials" / f"{trial.number:04d}",
-                                                         overwrite=True),
-                               trial, search.score, quiet=True, data=data)  # fmt: skip
+        trial_dir = RunDir.prepare(run.path / "trials" / f"{trial.number:04d}", overwrite=True)
+        trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score, quiet=True, data=data)
         try:
             trainer.fit()
             return trainer.label_free_score()
@@ -162,10 +194,44 @@ def run_study(config: TrainConfig, run: RunDir, quiet: bool = False, data: Any =
             del trainer
             gc.collect()  # a long study must not grow: free every trial's model and data views
 
-    remaining = max(0, search.trials - len(finished))
-    if remaining:
-        study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True)
-    return _write_results(run, study)
+    return objective
+
+
+def _run_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
+    """``search.n_workers`` processes share the study; each runs a fixed share of the remaining
+    trials, so the study ends with exactly ``search.trials`` (no overshoot from racing workers)."""
+    import multiprocessing
+
+    assert config.search is not None
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
+    procs = [
+        ctx.Process(target=_worker, args=(config.model_dump(mode="json"), str(run.path), i, share))
+        for i, share in enumerate(_shares(remaining, config.search.n_workers))
+        if share
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise ConfigError(f"{len(failed)} search worker(s) failed (exit codes {failed}); rerun with --resume")
+
+
+def _shares(total: int, workers: int) -> list[int]:
+    return [total // workers + (i < total % workers) for i in range(workers)]
+
+
+def _worker(config_json: dict[str, Any], run_path: str, index: int, n_trials: int) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig.model_validate(config_json)
+    run = RunDir(run_path)
+    search = config.search
+    assert search is not None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(run, search, config.run.seed, worker=index + 1)
+    space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
+    study.optimize(_objective(config, run, space, None), n_trials=n_trials, gc_after_trial=True)
 
 
 def _write_results(run: RunDir, study: optuna.Study) -> dict[str, Any]:
