@@ -85,19 +85,17 @@ def _study(
     search: SearchConfig,
 ) -> dict[str, Any]:
     """A TPE / random / evolutionary cell search as an Optuna study in the run directory."""
-    from selfnas.data import load_dataset
     from selfnas.io import atomic_write_json, atomic_write_text
     from selfnas.nas.strategies.optuna_search import run_study, storage_url
     from selfnas.provenance import collect_provenance
+    from selfnas.train.builder import load_config_data
 
     if search.space != "cells":
         raise ConfigError(f"--strategy {search.strategy} searches the cell space; add --space cells")
     storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before writing anything
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
-        c = config.data
-        data = load_dataset(c.name, root=c.root, download=c.download, val_fraction=c.val_fraction,
-                            seed=config.run.seed, train_limit=c.train_limit)  # fmt: skip
+        data = load_config_data(config)
     if not resume:
         atomic_write_text(run.config, config_to_yaml(config))
         atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))

@@ -17,7 +17,6 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from selfnas.config import TrainConfig
-from selfnas.data import load_dataset
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError, GenotypeError, RunDirError
 from selfnas.eval.evaluate import find_run, load_model, load_run_config
@@ -26,7 +25,7 @@ from selfnas.models.heads import build_head
 from selfnas.nas.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.train.builder import build_method, head_specs
+from selfnas.train.builder import build_method, head_specs, load_config_data
 
 PARTS = ("backbone", "heads", "encoder", "full")
 T = TypeVar("T")
@@ -124,16 +123,7 @@ def backbone_state(weights: Path) -> dict[str, torch.Tensor]:
 
 def load_run_dataset(run_dir: str | Path, train_limit: int | None = None) -> DatasetSplits:
     """The run's dataset, split as for training (same root, validation fraction and seed)."""
-    config = load_run_config(open_run(run_dir))
-    c = config.data
-    return load_dataset(
-        c.name,
-        root=c.root,
-        download=c.download,
-        val_fraction=c.val_fraction,
-        seed=config.run.seed,
-        train_limit=train_limit,
-    )
+    return load_config_data(load_run_config(open_run(run_dir)), train_limit=train_limit)
 
 
 def select_part(model: SSLMethod, part: str) -> nn.Module:

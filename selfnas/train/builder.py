@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from selfnas.config import TrainConfig
+from selfnas.data.types import DatasetSplits
 from selfnas.models.backbones import create_backbone
 from selfnas.models.heads import HeadSpec, default_heads
 from selfnas.ssl.base import SSLMethod
@@ -34,3 +37,16 @@ def resolved_lr(config: TrainConfig) -> tuple[float, float]:
     base = config.optim.lr if config.optim.lr is not None else defaults.base_lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else defaults.weight_decay
     return base * config.optim.batch_size / 256, wd
+
+
+def load_config_data(config: TrainConfig, **overrides: Any) -> DatasetSplits:
+    """The dataset a config names, split as for training (root, validation fraction, seed,
+    train limit); ``overrides`` replace any of :func:`selfnas.data.load_dataset`'s arguments."""
+    from selfnas.data import load_dataset
+
+    c = config.data
+    kwargs: dict[str, Any] = {
+        "root": c.root, "download": c.download, "val_fraction": c.val_fraction,
+        "seed": config.run.seed, "train_limit": c.train_limit,
+    }  # fmt: skip
+    return load_dataset(c.name, **(kwargs | overrides))

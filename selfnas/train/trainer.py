@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from selfnas.config import TrainConfig, config_to_yaml
-from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.types import DatasetSplits
 from selfnas.device import autocast, prepare_module, resolve_device
@@ -26,7 +25,7 @@ from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.train.builder import build_method, resolved_lr
+from selfnas.train.builder import build_method, load_config_data, resolved_lr
 from selfnas.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from selfnas.train.monitor import COLLAPSE_RATIO, collapse_ratio, normalized_std
 from selfnas.train.progress import TrainProgress
@@ -77,15 +76,7 @@ class Trainer:
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         self.device = resolve_device(config.run.device)
-        c = config.data
-        self.data = data or load_dataset(
-            c.name,
-            root=c.root,
-            download=c.download,
-            val_fraction=c.val_fraction,
-            seed=config.run.seed,
-            train_limit=c.train_limit,
-        )
+        self.data = data or load_config_data(config)
         train = self.data.train
         # N x C x H x W uint8, resident on the device
         self.images = self.weight_images(train.images).to(self.device)
