@@ -78,7 +78,7 @@ HEAD_SEARCH_OPS = [
 class SearchConfig(_Strict):
     """Architecture search settings (``selfnas search``)."""
 
-    space: Literal["heads", "cells"] = "heads"
+    space: Literal["heads", "cells", "resnet-variants", "mobilenet-variants"] = "heads"
     strategy: Literal["darts", "tpe", "random", "evolution"] = "darts"
     order: Literal[1, 2] = Field(1, description="DARTS first order, or second order (unrolled)")
     arch_lr: float = Field(1e-3, gt=0, le=1)
