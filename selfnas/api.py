@@ -84,14 +84,17 @@ def _study(
     argv: list[str] | None,
     search: SearchConfig,
 ) -> dict[str, Any]:
-    """A TPE / random / evolutionary cell search as an Optuna study in the run directory."""
+    """A TPE / random / evolutionary search (cells or backbone variants) as an Optuna study."""
     from selfnas.io import atomic_write_json, atomic_write_text
+    from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
     from selfnas.nas.strategies.optuna_search import run_study, storage_url
     from selfnas.provenance import collect_provenance
     from selfnas.train.builder import load_config_data
 
-    if search.space != "cells":
-        raise ConfigError(f"--strategy {search.strategy} searches the cell space; add --space cells")
+    if search.space not in STUDY_SPACES:
+        raise ConfigError(
+            f"--strategy {search.strategy} searches {', '.join(STUDY_SPACES)}; add --space cells"
+        )
     storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before writing anything
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
@@ -177,6 +180,8 @@ def search(
     if search_cfg.strategy != "darts":
         return _study(config, out, resume, overwrite, quiet, overrides, argv, search_cfg)
     space = search_cfg.space
+    if space not in ("heads", "cells"):
+        raise ConfigError(f"the {space} space is searched by a study: add --strategy tpe or random")
     trainer_cls = CellSearchTrainer if space == "cells" else HeadSearchTrainer
     trainer, _ = _fit(trainer_cls, config, out, resume, overwrite, quiet, overrides, argv, "search")
     run = trainer.run

@@ -118,12 +118,21 @@ def train(
 @app.command()
 def search(
     space: Annotated[
-        str, Opt(help="heads (NASiam projector/predictor) | cells (DARTS / CSNAS cells)")
+        str,
+        Opt(help="heads (NASiam) | cells (DARTS / CSNAS) | resnet-variants | mobilenet-variants (studies)"),
     ] = "heads",
     strategy: Annotated[
-        str, Opt(help="darts | tpe | random | evolution (the last three: --space cells)")
+        str, Opt(help="darts (heads, cells) | tpe | random | evolution (cells and the variant spaces)")
     ] = "darts",
     trials: Annotated[int | None, Opt(help="tpe/random/evolution: trials in the study")] = None,
+    score: Annotated[
+        str | None, Opt(help="trial score: ssl_loss | rankme | alignment | uniformity | knn (supervised)")
+    ] = None,
+    storage: Annotated[
+        str | None, Opt(help="study storage: postgresql://... (machines), journal:FILE (processes)")
+    ] = None,
+    study_name: Annotated[str | None, Opt(help="name of the shared study to join in --storage")] = None,
+    n_workers: Annotated[int | None, Opt(help="local worker processes for the study")] = None,
     order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
     config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
     out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/search-<time>)")] = None,
@@ -149,7 +158,9 @@ def search(
     overrides = (
         list(set_ or [])
         + [f"search.space={space}", f"search.strategy={strategy}", f"search.order={order}"]
-        + ([f"search.trials={trials}"] if trials is not None else [])
+        + [f"search.{k}={v}" for k, v in {"trials": trials, "score": score, "storage": storage,
+                                           "study_name": study_name, "n_workers": n_workers}.items()
+           if v is not None]
         + _train_overrides(
             data=data, data_root=data_root, train_limit=train_limit, method=method, backbone=backbone,
             epochs=epochs, batch_size=batch_size, seed=seed, device=device,
@@ -162,7 +173,14 @@ def search(
                         overrides=() if not resume else [o for o in overrides if not o.startswith("search.")],
                         argv=sys.argv)  # fmt: skip
     genotype = result.get("genotype", {})
-    if genotype.get("space") == "cells":
+    if genotype.get("space") not in (None, "heads", "cells"):
+        table = Table(title=f"found {genotype['space']} backbone (trial score: {result.get('score')})")
+        table.add_column("choice")
+        table.add_column("value")
+        for key, value in genotype.items():
+            if key not in ("format", "version", "space"):
+                table.add_row(key, json.dumps(value))
+    elif genotype.get("space") == "cells":
         table = Table(title="found cells (op <- input per node edge; inputs 0, 1 = previous cells)")
         table.add_column("cell")
         table.add_column("edges")

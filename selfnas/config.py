@@ -101,13 +101,30 @@ class SearchConfig(_Strict):
     )
     trials: int = Field(20, ge=1, le=100000, description="tpe/random/evolution: trials in the study")
     trial_epochs: float = Field(2.0, gt=0, le=1000, description="tpe/random/evolution: pretraining per trial")
-    score: Literal["ssl_loss", "rankme"] = Field("ssl_loss", description="label-free trial score")
+    score: Literal["ssl_loss", "rankme", "alignment", "uniformity", "knn"] = Field(
+        "ssl_loss", description="trial score: label-free, or knn (a supervised proxy: needs labels)"
+    )
+    label_eval: bool = Field(
+        True,
+        description="measure each finished trial's kNN / linear accuracy on val (reported, never selects)",
+    )
+    probe_limit: int = Field(5000, ge=10, description="train images for each trial's kNN bank / probe")
+    scale: Literal["small", "full"] = Field(
+        "small", description="resnet/mobilenet variants: small (28-32 px, CPU) or full (ImageNet size)"
+    )
     pruner: Literal["none", "halving", "hyperband"] = "halving"
     startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
     population: int = Field(8, ge=2, description="evolution: population size")
     storage: str | None = Field(
         None,
         description="Optuna storage: sqlite:///F, postgresql://..., journal:FILE; default sqlite in the run",
+    )
+    study_name: str = Field(
+        "selfnas",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Optuna study name; processes with the same storage and name share the study",
     )
     n_workers: int = Field(1, ge=1, le=64, description="tpe/random/evolution: local worker processes")
     warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")

@@ -66,3 +66,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+from tests.pg import postgres_url  # noqa: E402,F401  (the session-wide PostgreSQL server fixture)

@@ -1,9 +1,9 @@
-"""Cell search by sequential model-based optimisation (CSNAS) with Optuna.
+"""Architecture search by sequential model-based optimisation (CSNAS) with Optuna.
 
-Every trial samples a cell pair through ``trial.suggest_categorical`` on the same per-node
-choices that :class:`CellSearchSpace` enumerates, pretrains the ``darts_cells`` network from
-scratch with the configured SSL method for ``search.trial_epochs``, and scores it without
-labels on the held-out unlabeled split after every epoch (so a pruner can stop poor trials).
+Every trial samples a candidate through ``trial.suggest_categorical`` on the same choices the
+space enumerates (DARTS cells, ResNet or MobileNetV2 variants), pretrains it from scratch with
+the configured SSL method for ``search.trial_epochs``, and scores it without labels on the
+held-out split after every epoch (so a pruner can stop poor trials).
 Samplers: TPE (multivariate, constant liar), random, evolutionary (NSGA-II). The study
 lives in SQLite in the run directory unless ``search.storage`` names another URL, and is
 resumed by running the same search again with ``--resume``.
@@ -12,8 +12,9 @@ resumed by running the same search again with ``--resume``.
 from __future__ import annotations
 
 import gc
-import itertools
 import math
+import os
+import socket
 import warnings
 from typing import Any
 
@@ -21,67 +22,16 @@ import optuna
 import torch
 
 from selfnas.config import SearchConfig, TrainConfig
-from selfnas.errors import ConfigError
-from selfnas.eval.scores import rankme
+from selfnas.errors import ConfigError, SelfnasError
+from selfnas.eval.correlation import score_correlations
 from selfnas.io import atomic_write_json, write_jsonl
-from selfnas.nas.cell_genotype import CellGenotype
-from selfnas.nas.genotype import save_genotype
-from selfnas.nas.spaces.cells import CellSearchSpace
+from selfnas.nas.genotype import genotype_from_json, save_genotype
+from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
+from selfnas.nas.strategies.study_plots import plot_study
+from selfnas.nas.strategies.trial_scores import LABEL_FREE, SUPERVISED_PROXIES, TrialTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer, _stream_seed
 
-STUDY_NAME = "selfnas"
-
-
-def suggest_cells(trial: optuna.Trial, space: CellSearchSpace) -> CellGenotype:
-    """One cell pair, decomposed into per-node input pairs and ops (what TPE models well)."""
-    cells = {}
-    for cell in ("normal", "reduce"):
-        nodes = []
-        for k in range(space.nodes):
-            pairs = [f"{i},{j}" for i, j in itertools.combinations(range(2 + k), 2)]
-            i, j = (int(v) for v in trial.suggest_categorical(f"{cell}.node{k}.inputs", pairs).split(","))
-            a = trial.suggest_categorical(f"{cell}.node{k}.op0", list(space.choice_ops))
-            b = trial.suggest_categorical(f"{cell}.node{k}.op1", list(space.choice_ops))
-            nodes.append(((a, i), (b, j)))
-        cells[cell] = nodes
-    return space.genotype(cells["normal"], cells["reduce"])
-
-
-class TrialTrainer(Trainer):
-    """Pretrains one candidate and reports its label-free score after every epoch."""
-
-    def __init__(
-        self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: str, **kwargs: Any
-    ) -> None:
-        self.trial, self.score_name = trial, score
-        super().__init__(config, run, **kwargs)
-        if self.data.val is None:
-            raise ConfigError("a scored search needs a held-out split: set data.val_fraction > 0")
-
-    @torch.no_grad()
-    def label_free_score(self) -> float:
-        """SSL loss on two seeded views of the held-out images, or RankMe of their features (negated)."""
-        images = self.data.val.images[:2048].to(self.device)
-        self.model.eval()
-        try:
-            if self.score_name == "rankme":
-                feats = torch.cat([self.model.backbone(self.augment.normalize(b)) for b in images.split(512)])
-                return -rankme(feats)  # minimised: a higher effective rank is better
-            g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 9, 0))
-            losses = [float(self.model(*self.augment(b, g)).loss) for b in images.split(256) if len(b) > 1]
-            return sum(losses) / len(losses)
-        finally:
-            self.model.train()
-
-    def epoch_record(self, epoch: int) -> dict[str, Any]:
-        score = self.label_free_score()
-        if not math.isfinite(score):
-            raise optuna.TrialPruned(f"score is {score}")
-        self.trial.report(score, epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned()
-        return {"score": score}
+__all__ = ["TrialTrainer", "open_study", "run_study", "storage_url", "suggest_cells"]
 
 
 def _sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -137,64 +87,131 @@ def open_study(run: RunDir, search: SearchConfig, seed: int, worker: int = 0) ->
     """Create or load the study (SQLite in the run by default; journal file; any RDB URL)."""
     storage = _storage(storage_url(run, search))
     # the sampler's state is not stored: re-seed from the trials already done, deterministically
-    probe = optuna.load_study(study_name=STUDY_NAME, storage=storage) if _exists(storage) else None
+    name = search.study_name
+    probe = optuna.load_study(study_name=name, storage=storage) if _exists(storage, name) else None
     done = len(probe.trials) if probe is not None else 0
     return optuna.create_study(
-        study_name=STUDY_NAME, storage=storage, load_if_exists=True, direction="minimize",
+        study_name=name, storage=storage, load_if_exists=True, direction="minimize",
         sampler=_sampler(search, seed + done + 1000 * worker), pruner=_pruner(search),
     )  # fmt: skip
 
 
-def _exists(storage: optuna.storages.BaseStorage) -> bool:
-    return any(s.study_name == STUDY_NAME for s in storage.get_all_studies())
+def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
 
 
 def run_study(config: TrainConfig, run: RunDir, quiet: bool = False, data: Any = None) -> dict[str, Any]:
     """Run the remaining trials of the study in ``run`` and write the best genotype."""
     search = config.search
     assert search is not None
-    space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
+    space = study_space(search)
     optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
     study = open_study(run, search, config.run.seed)
-    finished = [t for t in study.trials if t.state.is_finished()]
-
-    objective = _objective(config, run, space, data)
-    remaining = max(0, search.trials - len(finished))
+    retry_dead_trials(study)
+    remaining = max(0, search.trials - len(budget_trials(study.trials)))
     if remaining and search.n_workers > 1:
         _run_workers(config, run, remaining)
     elif remaining:
-        study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True)
-    return _write_results(run, open_study(run, search, config.run.seed))
+        objective = _objective(config, run, space, data)
+        study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True,
+                       callbacks=[StopAtBudget(search.trials)])  # fmt: skip
+    return _write_results(run, open_study(run, search, config.run.seed), search)
 
 
-def _objective(config: TrainConfig, run: RunDir, space: CellSearchSpace, data: Any):
-    """The trial function: sample cells, pretrain them from scratch, return the label-free score."""
+def retry_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail the trials that a killed process on this machine left RUNNING (each trial records its
+    host and pid) and enqueue each again with its parameters. Heartbeats do this for trials of
+    other machines on PostgreSQL, after their grace period; journal files have no heartbeat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+    dead = [
+        t for t in study.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.RUNNING and _orphaned(t.user_attrs.get("owner"))
+    ]  # fmt: skip
+    for t in dead:
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        retry(study, study._storage.get_trial(t._trial_id))
+    return [t.number for t in dead]
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _orphaned(owner: Any) -> bool:
+    """Whether the process that ran a trial is gone (only decidable for trials of this machine)."""
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the failed trial this one retries (what Optuna's retry callbacks record)."""
+    return trial.system_attrs.get("failed_trial")
+
+
+def budget_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count toward ``search.trials``: finished ones, except failures that were
+    retried (a killed trial and its retry count once)."""
+    retried = {retry_of(t) for t in trials}
+    return [t for t in trials if t.state.is_finished() and t.number not in retried]
+
+
+class StopAtBudget:
+    """Stops this process once the shared study holds ``trials`` finished trials, counted by every
+    process that joined it (others may be on other machines)."""
+
+    def __init__(self, trials: int) -> None:
+        self.trials = trials
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if len(budget_trials(study.get_trials(deepcopy=False))) >= self.trials:
+            study.stop()
+
+
+def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any):
+    """The trial function: sample a candidate, pretrain it from scratch, return its score."""
     search = config.search
     assert search is not None
 
     def objective(trial: optuna.Trial) -> float:
-        genotype = suggest_cells(trial, space)
+        trial.set_user_attr("owner", _owner())
+        genotype = space.suggest(trial)
         trial.set_user_attr("genotype", genotype.to_json())
-        model = config.model.model_copy(update={
-            "backbone": "darts_cells",
-            "backbone_kwargs": {"genotype": genotype.to_json(), "width": search.cell_width,
-                                "layers": search.cell_layers},
-        })  # fmt: skip
         trial_cfg = config.model_copy(update={
-            "search": None, "model": model,
+            "search": None, "model": config.model.model_copy(update=space.model_update(genotype)),
             "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
             "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
         })  # fmt: skip
         trial_dir = RunDir.prepare(run.path / "trials" / f"{trial.number:04d}", overwrite=True)
         trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score, quiet=True, data=data)
         try:
+            trial.set_user_attr("parameters", sum(p.numel() for p in trainer.model.backbone.parameters()))
             trainer.fit()
-            return trainer.label_free_score()
+            value = trainer.objective()
+            trial.set_user_attr("scores", _clean(trainer.label_free_scores()))
+            if search.label_eval:
+                trial.set_user_attr("accuracy", _clean(trainer.accuracies(search.probe_limit)))
+            return value
         finally:
             del trainer
             gc.collect()  # a long study must not grow: free every trial's model and data views
 
     return objective
+
+
+def _clean(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
 
 
 def _run_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
@@ -230,24 +247,66 @@ def _worker(config_json: dict[str, Any], run_path: str, index: int, n_trials: in
     assert search is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(run, search, config.run.seed, worker=index + 1)
-    space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
-    study.optimize(_objective(config, run, space, None), n_trials=n_trials, gc_after_trial=True)
+    objective = _objective(config, run, study_space(search), None)
+    study.optimize(objective, n_trials=n_trials, gc_after_trial=True, callbacks=[StopAtBudget(search.trials)])
 
 
-def _write_results(run: RunDir, study: optuna.Study) -> dict[str, Any]:
-    rows = [
-        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-         "scores": {str(k): v for k, v in t.intermediate_values.items()}}
-        for t in study.trials
-    ]  # fmt: skip
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One JSON-able row per trial: state, value, parameters, scores and accuracies."""
+    rows = []
+    for t in study.trials:
+        genotype = t.user_attrs.get("genotype")
+        rows.append({
+            "number": t.number, "state": t.state.name,
+            "value": t.value if t.value is None or math.isfinite(t.value) else None,
+            "params": t.params, "parameters": t.user_attrs.get("parameters"),
+            "intermediate": {str(k): v for k, v in t.intermediate_values.items() if math.isfinite(v)},
+            "scores": t.user_attrs.get("scores", {}), "accuracy": t.user_attrs.get("accuracy", {}),
+            "retry_of": retry_of(t),
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+            "architecture": _describe(genotype),
+        })  # fmt: skip
+    return rows
+
+
+def _describe(genotype: Any) -> str | None:
+    if not isinstance(genotype, dict):
+        return None
+    try:
+        g = genotype_from_json(genotype)
+    except SelfnasError:
+        return None
+    return g.describe() if hasattr(g, "describe") else None
+
+
+def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Spearman / Kendall of each label-free score with kNN and linear accuracy over the trials
+    that were evaluated (the supervised proxy is left out: it is an accuracy itself)."""
+    records = [
+        {**r["scores"], **{f"{k}_acc": v for k, v in r["accuracy"].items()}}
+        for r in rows
+        if r["state"] == "COMPLETE" and r["accuracy"]
+    ]
+    return score_correlations(records, LABEL_FREE, ("knn_acc", "linear_acc"))
+
+
+def _write_results(run: RunDir, study: optuna.Study, search: SearchConfig) -> dict[str, Any]:
+    rows = trial_rows(study)
     write_jsonl(run.path / "trials.jsonl", rows)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError("no trial of the study completed; see trials.jsonl")
     best = study.best_trial
-    genotype = CellGenotype.from_json(best.user_attrs["genotype"])
-    save_genotype(run.path / "genotype.json", genotype)
+    save_genotype(run.path / "genotype.json", genotype_from_json(best.user_attrs["genotype"]))
     counts = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
-    summary = {"best_trial": best.number, "best_value": best.value, "trials": counts}
+    summary = {
+        "space": search.space, "strategy": search.strategy, "score": search.score,
+        "supervised_proxy": search.score in SUPERVISED_PROXIES,
+        "best_trial": best.number, "best_value": best.value, "trials": counts,
+        "best_scores": best.user_attrs.get("scores"), "best_accuracy": best.user_attrs.get("accuracy"),
+        "correlations": {k: {m: (v if isinstance(v, int) or math.isfinite(v) else None) for m, v in c.items()}
+                         for k, c in correlations(rows).items()},
+    }  # fmt: skip
     atomic_write_json(run.path / "study.json", summary)
+    plot_study(run, rows, study)
     return summary
