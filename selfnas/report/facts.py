@@ -22,7 +22,7 @@ from selfnas.nas.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 
 MAX_DEPTH = 3
-NOT_RUNS = frozenset({"plots", "checkpoints"})
+NOT_RUNS = frozenset({"plots", "checkpoints", "trials"})  # a study's trials: summarised by its section
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 from selfnas.report.facts import RunFacts
 from selfnas.report.html import Html, bullets, esc, join, page, png, pre, table, tag
+from selfnas.report.optuna_section import optuna_study
 from selfnas.report.summary import (
     chain_text,
     comparison_table,
@@ -168,7 +169,7 @@ def curves(facts: RunFacts) -> Html | None:
     return png(image) + (tag("p", "; ".join(facts_line), class_="muted") if facts_line else Html(""))
 
 
-SHOWN_ELSEWHERE = ("architecture", "curves.png", "alphas_")
+SHOWN_ELSEWHERE = ("architecture", "curves.png", "alphas_", "study_", "score_vs_accuracy")
 
 
 def other_plots(facts: RunFacts) -> Html | None:
@@ -229,6 +230,7 @@ SECTIONS: list[Section] = [
     Section("runs", "Runs compared", comparison),
     Section("search", "Head search", head_search),
     Section("cells", "Cell search", cell_search),
+    Section("study", "Optuna study", optuna_study),
     Section("curves", "Training curves", curves),
     Section("plots", "Other plots", other_plots),
     Section("config", "Configuration and provenance", config_and_provenance),

@@ -202,3 +202,19 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
     (tmp_path / "empty" / "plots").mkdir(parents=True)
     with pytest.raises(RunDirError, match="not a selfnas run"):
         write_report(tmp_path / "empty")
+
+
+def test_optuna_study_section_shows_plots_correlations_and_best_trials(tmp_path):
+    from selfnas.api import search
+
+    cells = ["search.space=cells", "search.strategy=random", "search.nodes=2", "search.cell_width=4",
+             "search.cell_layers=3", "search.trial_epochs=1", "search.pruner=none", "search.trials=3",
+             "search.probe_limit=300"]  # fmt: skip
+    search(build_config(overrides=[*TINY, *cells]), out=tmp_path / "s", quiet=True)
+    html, md = report(tmp_path / "s")
+    study = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert "Optuna study" in html and f"best: trial {study['best_trial']}" in html
+    assert "Do the label-free scores predict accuracy?" in html and "rankme vs linear_acc" in html
+    assert "Best 3 of 3 trials" in html
+    assert images(html) >= 3  # history, importance or scatter, and the found cells
+    assert "trials/0000" not in html  # the trials are summarised, not each reported as a run
