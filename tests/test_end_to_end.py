@@ -118,3 +118,31 @@ def test_head_search_then_retrain_on_fashion_mnist(tmp_path, method):
     assert _falls([r["loss"] for r in records if r["kind"] == "step"], method)
     knn = [r["knn_val"] for r in records if r["kind"] == "epoch"]
     assert knn[-1] > 0.4, knn  # chance is 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.parametrize("strategy", ["tpe", "random", "evolution", "darts"])
+def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy):
+    """The user's path through the CLI: search cells, retrain the found genotype, evaluate it."""
+    import json
+
+    from tests.conftest import run_cli, set_args
+
+    common = ["data.train_limit=2048", "method.name=simclr", "optim.batch_size=128",
+              "optim.warmup_epochs=0.2", "run.knn_bank=2048", "run.device=cpu", "run.threads=1",
+              "search.nodes=2", "search.cell_width=8", "search.cell_layers=3"]  # fmt: skip
+    cells = ["--space", "cells", "--strategy", strategy, "--quiet", "--out", str(tmp_path / "search")]
+    if strategy == "darts":
+        cells += ["--epochs", "1"]
+    else:
+        cells += ["--trials", "3", "--set", "search.trial_epochs=1", "--set", "search.population=2"]
+    run_cli("search", *cells, *set_args(common), timeout=900, check=True)
+    genotype = tmp_path / "search" / "genotype.json"
+    assert json.loads(genotype.read_text())["space"] == "cells"
+    width = ["model.backbone_kwargs={width: 8, layers: 3}", "optim.epochs=2"]
+    run_cli("train", "--genotype", str(genotype), "--out", str(tmp_path / "run"), "--quiet",
+            *set_args([*common, *width]), timeout=900, check=True)  # fmt: skip
+    run_cli("eval", str(tmp_path / "run"), timeout=900, check=True)
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["knn"]["test"] > 0.4 and result["linear"]["test"] > 0.4  # chance is 0.1
