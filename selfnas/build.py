@@ -74,9 +74,9 @@ def run_heads(run: RunDir) -> HeadGenotype | None:
 
 
 def create_run_backbone(config: TrainConfig, in_channels: int) -> nn.Module:
-    if config.search is not None and config.search.space == "cells":
+    if config.search is not None and config.search.space != "heads":
         raise RunDirError(
-            "a cell search run holds a supernet, not a usable backbone; retrain its genotype with "
+            f"a {config.search.space} search run holds no usable backbone; retrain its genotype with "
             "`selfnas train --genotype RUN/genotype.json` and use that run"
         )
     return create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
@@ -179,7 +179,8 @@ def build_model(
                 raise GenotypeError(
                     f"a {genotype.space} genotype builds a backbone only; use part='backbone'"
                 )
-            return create_backbone("darts_cells", in_channels=in_channels or 3, genotype=genotype.to_json())
+            name = getattr(genotype, "backbone", "darts_cells")  # variants name their backbone
+            return create_backbone(name, in_channels=in_channels or 3, genotype=genotype.to_json())
         return _heads_from_genotype(genotype, part, feature_dim)
     run = open_run(path)
     config = load_run_config(run) if part == "backbone" else model_config(run)

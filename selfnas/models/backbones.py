@@ -25,15 +25,24 @@ BackboneFactory = Callable[..., nn.Module]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
-def _positive_int(backbone: str, key: str, value: object) -> int:
+#: upper bounds on size options: far above any useful network, low enough that a typo
+#: (width 10**9) is refused with one line instead of exhausting memory
+MAX_WIDTH, MAX_DEPTH, MAX_STAGES, MAX_CHANNELS, MAX_WIDTH_MULT = 4096, 256, 8, 64, 16.0
+
+
+def _positive_int(backbone: str, key: str, value: object, upper: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"backbone {backbone!r}: {key} must be a positive int, got {value!r}")
+    if upper is not None and value > upper:
+        raise ConfigError(f"backbone {backbone!r}: {key} {value} is too large; the most allowed is {upper}")
     return value
 
 
-def _positive_float(backbone: str, key: str, value: object) -> float:
+def _positive_float(backbone: str, key: str, value: object, upper: float = float("inf")) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ConfigError(f"backbone {backbone!r}: {key} must be a positive number, got {value!r}")
+    if value > upper:
+        raise ConfigError(f"backbone {backbone!r}: {key} {value} is too large; the most allowed is {upper:g}")
     return float(value)
 
 
@@ -117,14 +126,19 @@ def resnet_small(
 ) -> SmallResNet:
     """Stages of ``depths`` basic blocks at width, 2*width, ...; ``out_dim = width * 2**(len(depths)-1)``."""
     name = "resnet_small"
-    if isinstance(depths, str | bytes) or not isinstance(depths, Sequence) or len(depths) == 0:
+    if (
+        isinstance(depths, str | bytes)
+        or not isinstance(depths, Sequence)
+        or not 0 < len(depths) <= MAX_STAGES
+    ):
+        shown = repr(depths)[:60]
         raise ConfigError(
-            f"backbone {name!r}: depths must be a non-empty list of positive ints, got {depths!r}"
+            f"backbone {name!r}: depths must be a list of 1 to {MAX_STAGES} positive ints, got {shown}"
         )
     return SmallResNet(
-        _positive_int(name, "in_channels", in_channels),
-        _positive_int(name, "width", width),
-        tuple(_positive_int(name, "depths", d) for d in depths),
+        _positive_int(name, "in_channels", in_channels, MAX_CHANNELS),
+        _positive_int(name, "width", width, MAX_WIDTH),
+        tuple(_positive_int(name, "depths", d, MAX_DEPTH) for d in depths),
         _flag(name, "zero_init_residual", zero_init_residual),
     )
 
@@ -142,7 +156,7 @@ def _tv_resnet(
     cifar_stem: bool,
     zero_init_residual: bool,
 ) -> nn.Module:
-    in_channels = _positive_int(name, "in_channels", in_channels)
+    in_channels = _positive_int(name, "in_channels", in_channels, MAX_CHANNELS)
     net = ctor(weights=None, zero_init_residual=_flag(name, "zero_init_residual", zero_init_residual))
     stem_ch = net.conv1.out_channels
     if cifar_stem:
@@ -183,8 +197,9 @@ def tv_resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Mo
 def mobilenet_v2(in_channels: int = 3, width_mult: float = 1.0) -> nn.Module:
     """MobileNetV2, out_dim 1280 (more when ``width_mult > 1``)."""
     name = "mobilenet_v2"
-    in_channels = _positive_int(name, "in_channels", in_channels)
-    net = _tv("mobilenet_v2")(weights=None, width_mult=_positive_float(name, "width_mult", width_mult))
+    in_channels = _positive_int(name, "in_channels", in_channels, MAX_CHANNELS)
+    width_mult = _positive_float(name, "width_mult", width_mult, MAX_WIDTH_MULT)
+    net = _tv("mobilenet_v2")(weights=None, width_mult=width_mult)
     stem = net.features[0][0]
     net.features[0][0] = _kaiming(
         nn.Conv2d(in_channels, stem.out_channels, 3, stride=2, padding=1, bias=False)
@@ -214,9 +229,9 @@ def darts_cells(
         raise ConfigError(f"backbone {name!r}: genotype must be a cell genotype (JSON object or file path)")
     return CellNetwork(
         genotype,
-        _positive_int(name, "in_channels", in_channels),
-        _positive_int(name, "width", width),
-        _positive_int(name, "layers", layers),
+        _positive_int(name, "in_channels", in_channels, MAX_CHANNELS),
+        _positive_int(name, "width", width, MAX_WIDTH),
+        _positive_int(name, "layers", layers, MAX_DEPTH),
     )
 
 
@@ -237,3 +252,28 @@ def create_backbone(name: str, in_channels: int = 3, **kwargs: object) -> nn.Mod
         accepted = ", ".join(p for p in inspect.signature(factory).parameters if p != "in_channels")
         raise ConfigError(f"backbone {name!r}: {exc}; it accepts: {accepted or 'no options'}") from None
     return factory(in_channels=in_channels, **kwargs)
+
+
+@BACKBONES.register(
+    "resnet_variant", help="a ResNet / ResNeXt variant of arXiv 2203.08130 from its genotype (JSON or file)"
+)
+def resnet_variant(in_channels: int = 3, genotype: dict[str, Any] | str | None = None) -> nn.Module:
+    """A ``resnet-variants`` genotype's network; ``out_dim`` 64 / 256 small, 512 / 2048 full."""
+    from selfnas.models.variants import ResNetVariant, variant_from_config
+    from selfnas.nas.macro_genotype import ResNetVariantGenotype
+
+    found = variant_from_config(ResNetVariantGenotype, genotype)
+    return ResNetVariant(found, _positive_int("resnet_variant", "in_channels", in_channels, MAX_CHANNELS))
+
+
+@BACKBONES.register(
+    "mobilenet_variant", help="a MobileNetV2 variant of arXiv 2203.08130 from its genotype (JSON or file)"
+)
+def mobilenet_variant(in_channels: int = 3, genotype: dict[str, Any] | str | None = None) -> nn.Module:
+    """A ``mobilenet-variants`` genotype's network; ``out_dim = 320 * max(1, width_mult)`` small."""
+    from selfnas.models.variants import MobileNetVariant, variant_from_config
+    from selfnas.nas.macro_genotype import MobileNetVariantGenotype
+
+    found = variant_from_config(MobileNetVariantGenotype, genotype)
+    in_channels = _positive_int("mobilenet_variant", "in_channels", in_channels, MAX_CHANNELS)
+    return MobileNetVariant(found, in_channels)

@@ -21,6 +21,7 @@ from selfnas.errors import GenotypeError
 from selfnas.io import atomic_write_json
 from selfnas.models.heads import HeadSpec
 from selfnas.nas.cell_genotype import CellGenotype
+from selfnas.nas.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 
 FORMAT = "selfnas-genotype"
 VERSION = 1
@@ -79,14 +80,19 @@ def _check_header(data: Any, space: str, expected: set[str]) -> None:
         raise GenotypeError(f"genotype has {what}"[:200])
 
 
-Genotype = HeadGenotype | CellGenotype
-GENOTYPE_SPACES: dict[str, type[Genotype]] = {"heads": HeadGenotype, "cells": CellGenotype}
+Genotype = HeadGenotype | CellGenotype | ResNetVariantGenotype | MobileNetVariantGenotype
+GENOTYPE_SPACES: dict[str, type[Genotype]] = {
+    "heads": HeadGenotype,
+    "cells": CellGenotype,
+    "resnet-variants": ResNetVariantGenotype,
+    "mobilenet-variants": MobileNetVariantGenotype,
+}
 
 
 def genotype_from_json(data: Any) -> Genotype:
     """Dispatch on the ``space`` field to the space's validating parser."""
     space = data.get("space") if isinstance(data, dict) else None
-    if space not in GENOTYPE_SPACES:
+    if not isinstance(space, str) or space not in GENOTYPE_SPACES:  # a list is unhashable
         raise GenotypeError(
             f"unknown genotype space {str(space)[:40]!r}; known: {', '.join(GENOTYPE_SPACES)}"
         )

@@ -1,0 +1,120 @@
+"""Per-target backbone search with SSL (issue 6): does a backbone searched on a target's own
+unlabeled images beat the default ResNet there? Prints JSON.
+
+For each offline scenario: a TPE study over the ResNet variants (small scale) pretrains every
+candidate briefly with SimCLR on the scenario's images, labels dropped, and ranks them by a
+label-free score (RankMe by default) on a held-out part of those images: no label is seen.
+Then the found backbone and the default ``resnet_small`` are each pretrained at the same
+budget with several seeds, and a linear probe (weight decay by 5-fold cross-validation) on
+the scenario's labeled train split is reported on its test split.
+
+    python benchmarks/per_target.py --scenarios digits fashion-rotated fashion-fewshot --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from selfnas.config import build_config
+from selfnas.data.scenarios import load_scenario
+from selfnas.data.types import DatasetSplits, ImageSet
+from selfnas.eval.features import extract_features
+from selfnas.eval.linear import linear_probe
+from selfnas.nas.genotype import load_genotype
+from selfnas.nas.spaces.macro import MACRO_SPACES
+from selfnas.nas.strategies.optuna_search import run_study
+from selfnas.rundir import RunDir
+from selfnas.train.trainer import Trainer
+
+
+def ssl_splits(name: str, images: ImageSet, seed: int) -> DatasetSplits:
+    """A scenario's images (its unlabeled split and its train split without labels) as SSL
+    data: 90 % to pretrain on, 10 % to score candidates on."""
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    n_val = max(64, len(images) // 10)
+    x = images.images.float() / 255
+    mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(x.std(dim=(0, 2, 3)).tolist())
+    unlabeled = lambda idx: ImageSet(images.images[idx])  # noqa: E731
+    return DatasetSplits(name, unlabeled(perm[n_val:]), unlabeled(perm[:n_val]), None, mean, std)
+
+
+def pretrain_and_probe(overrides: list[str], splits: DatasetSplits, scenario) -> float:
+    cfg = build_config(overrides=overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, RunDir.prepare(Path(tmp) / "run"), quiet=True, data=splits)
+        trainer.fit()
+        norm, backbone = trainer.augment.normalize, trainer.model.backbone
+        f_train = extract_features(backbone, scenario.train.images, norm)
+        f_test = extract_features(backbone, scenario.test.images, norm)
+    probe = linear_probe(f_train, scenario.train.labels, f_test, scenario.test.labels, scenario.num_classes)
+    return probe.accuracy
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", nargs="+", default=["digits", "fashion-rotated", "fashion-fewshot"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--space", default="resnet-variants", choices=sorted(MACRO_SPACES))
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--trial-epochs", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=3.0, help="pretraining epochs of found and default")
+    ap.add_argument("--score", default="rankme")
+    ap.add_argument("--limit", type=int, default=6000, help="images per scenario split")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    threads = [f"run.threads={args.threads}"] if args.threads else []
+    common = ["method.name=simclr", "method.hparams={temperature: 0.5}", "optim.batch_size=128",
+              "optim.warmup_epochs=0.2", "run.device=cpu", "run.knn_every=0", "run.eval_at_end=false",
+              "run.checkpoint_every=100000", *threads]  # fmt: skip
+    result: dict = {"benchmark": "per_target_search", "device": "cpu", "args": vars(args) | {"out": None},
+                    "scenarios": {}}  # fmt: skip
+    for name in args.scenarios:
+        scenario = load_scenario(name, seed=0, limit=args.limit)
+        pool = ImageSet(torch.cat([scenario.unlabeled.images, scenario.train.images]))  # labels unused
+        splits = ssl_splits(name, pool, seed=0)
+        study = [*common, f"search.space={args.space}", "search.strategy=tpe", f"search.trials={args.trials}",
+                 f"search.trial_epochs={args.trial_epochs}", f"search.score={args.score}",
+                 "search.pruner=none", "search.startup_trials=4", "run.seed=0"]  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            run = RunDir.prepare(Path(tmp) / "search")
+            t_search = time.perf_counter()
+            run_study(build_config(overrides=study), run, quiet=True, data=splits)
+            search_s = time.perf_counter() - t_search
+            genotype = load_genotype(run.path / "genotype.json")
+        space = MACRO_SPACES[args.space](scale="small")
+        update = space.model_update(genotype)
+        found_model = [f"model.backbone={update['backbone']}",
+                       f"model.backbone_kwargs={json.dumps(update['backbone_kwargs'])}"]  # fmt: skip
+        entry = {"found": genotype.describe(), "search_seconds": round(search_s, 1), "per_seed": []}
+        for seed in args.seeds:
+            train = [*common, f"optim.epochs={args.epochs}", f"run.seed={seed}"]
+            found = pretrain_and_probe([*train, *found_model], splits, scenario)
+            default = pretrain_and_probe(train, splits, scenario)
+            entry["per_seed"].append(
+                {"seed": seed, "found_linear_test": found, "default_linear_test": default}
+            )
+            print(json.dumps({name: entry["per_seed"][-1]}), flush=True)
+        entry["found_mean"] = statistics.fmean(s["found_linear_test"] for s in entry["per_seed"])
+        entry["default_mean"] = statistics.fmean(s["default_linear_test"] for s in entry["per_seed"])
+        entry["found_wins"] = entry["found_mean"] > entry["default_mean"]
+        result["scenarios"][name] = entry
+    result["found_wins_on"] = sum(e["found_wins"] for e in result["scenarios"].values())
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Downstream scenarios: offline ones on the system Fashion-MNIST and scikit-learn digits, online
+ones on tiny fake torchvision folders, limits, few-shot splits and shape conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfnas.data.datasets import DATA_ROOT_ENV
+from selfnas.data.scenarios import (
+    COARSE_CLASSES,
+    SCENARIOS,
+    Scenario,
+    convert_images,
+    load_scenario,
+    scenario_names,
+    stratified_limit,
+)
+from selfnas.data.types import ImageSet
+from selfnas.errors import ConfigError, DatasetError, RegistryError
+from tests.data.test_datasets import write_fake_cifar10, write_fake_dtd
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
+OFFLINE = {  # name -> classes
+    "fashion-mnist": 10,
+    "fashion-coarse": 5,
+    "fashion-fewshot": 10,
+    "fashion-rotated": 10,
+    "fashion-inverted": 10,
+    "digits": 10,
+}
+ONLINE = ["cifar10", "cifar100", "stl10", "svhn", "flowers102", "fgvc-aircraft", "stanford-cars", "dtd"]
+
+
+@pytest.fixture(autouse=True)
+def no_data_root_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's SELFNAS_DATA_ROOT must not change what these tests load."""
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+
+
+def check_scenario(s: Scenario, classes: int, channels: int = 1, size: int = 28) -> None:
+    assert s.num_classes == classes and s.description and "\n" not in s.description
+    assert s.unlabeled.labels is None and s.unlabeled.classes is None
+    for split in (s.train, s.test):
+        assert split.labels is not None and split.classes is not None and len(split.classes) == classes
+        assert int(split.labels.min()) >= 0 and int(split.labels.max()) < classes
+    for split in (s.unlabeled, s.train, s.test):
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (channels, size, size)
+
+
+def test_names_and_registry() -> None:
+    assert scenario_names(offline_only=True) == list(OFFLINE)  # the source, fashion-mnist, first
+    assert scenario_names() == [*OFFLINE, *ONLINE]
+    assert sorted(SCENARIOS.names()) == sorted(scenario_names())
+    for name in scenario_names():
+        assert SCENARIOS.describe(name) and SCENARIOS.get(name).offline == (name in OFFLINE)
+    with pytest.raises(RegistryError, match="fashion-coarse"):
+        load_scenario("imagenet")
+
+
+@pytest.mark.parametrize("name", [n for n in OFFLINE if n != "digits"])
+@needs_fashion
+def test_every_fashion_scenario_loads(name: str) -> None:
+    s = load_scenario(name, limit=60)
+    check_scenario(s, OFFLINE[name])
+    assert s.name == name and len(s.unlabeled) == len(s.test) == 60
+    assert len(s.train) == 60 if name != "fashion-fewshot" else 10 * 10
+    again = load_scenario(name, limit=60)
+    assert torch.equal(s.train.images, again.train.images) and torch.equal(s.test.labels, again.test.labels)
+
+
+def test_digits_scenario_is_28px_uint8_without_any_download() -> None:
+    s = load_scenario("digits", seed=3)
+    check_scenario(s, 10)
+    assert len(s.unlabeled) + len(s.train) + len(s.test) == 1797 and len(s.test) == 359
+    assert int(s.train.images.max()) > 200  # uint8 range, not the 0..16 of the 8x8 originals
+    assert SCENARIOS.get("digits")(None, 3, False, 50).train.images.shape == (
+        50,
+        1,
+        28,
+        28,
+    )  # the registry call
+
+
+@needs_fashion
+def test_fewshot_has_exactly_10_labels_per_class_and_the_rest_unlabeled() -> None:
+    s = load_scenario("fashion-fewshot", seed=1)
+    assert s.train.labels is not None and torch.bincount(s.train.labels).tolist() == [10] * 10
+    assert len(s.unlabeled) == 60_000 - 100 and len(s.test) == 10_000
+    assert load_scenario("fashion-fewshot", seed=1, limit=50).train.labels.bincount().tolist() == [5] * 10
+    other = load_scenario("fashion-fewshot", seed=2)
+    assert not torch.equal(s.train.images, other.train.images)  # the labeled 100 depend on the seed
+
+
+@needs_fashion
+def test_derived_fashion_scenarios_transform_the_same_images() -> None:
+    base = load_scenario("fashion-mnist", seed=4, limit=200)
+    coarse = load_scenario("fashion-coarse", seed=4, limit=200)
+    rotated = load_scenario("fashion-rotated", seed=4, limit=200)
+    inverted = load_scenario("fashion-inverted", seed=4, limit=200)
+    assert torch.equal(inverted.test.images, 255 - base.test.images)
+    assert torch.equal(inverted.train.labels, base.train.labels)
+    assert torch.equal(rotated.train.images, torch.rot90(base.train.images, 1, dims=(2, 3)))
+    assert torch.equal(rotated.unlabeled.images, torch.rot90(base.unlabeled.images, 1, dims=(2, 3)))
+    assert coarse.test.classes == COARSE_CLASSES
+    assert base.test.classes is not None
+    names = {
+        "tops": {"T-shirt/top", "Pullover", "Coat", "Shirt"},
+        "bottoms": {"Trouser"},
+        "dresses": {"Dress"},
+    }
+    names |= {"footwear": {"Sandal", "Sneaker", "Ankle boot"}, "bags": {"Bag"}}
+    # coarse keeps the class shares of the full test split, so compare a whole split, unlimited
+    full, full_coarse = load_scenario("fashion-mnist", seed=4), load_scenario("fashion-coarse", seed=4)
+    assert torch.equal(full.test.images, full_coarse.test.images)
+    for fine, group in zip(full.test.labels.tolist(), full_coarse.test.labels.tolist(), strict=True):
+        assert full.test.classes[fine] in names[COARSE_CLASSES[group]]
+
+
+@needs_fashion
+def test_seed_changes_the_probe_split_but_never_the_test_split() -> None:
+    a, b = load_scenario("fashion-mnist", seed=0), load_scenario("fashion-mnist", seed=1)
+    assert torch.equal(a.test.images, b.test.images)
+    assert not torch.equal(a.unlabeled.images[:50], b.unlabeled.images[:50])
+    assert len(a.unlabeled) == 6000 and len(a.train) == 54_000
+
+
+def test_stratified_limit_keeps_class_shares_and_nests_nothing_unexpected() -> None:
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    images = ImageSet(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1), labels, ("a", "b", "c"))
+    small = stratified_limit(images, 10, seed=0)
+    assert torch.bincount(small.labels).tolist() == [6, 3, 1]
+    assert small.images.view(-1).tolist() == sorted(small.images.view(-1).tolist())  # order kept
+    assert torch.bincount(stratified_limit(images, 15, seed=0).labels).tolist() == [
+        9,
+        5,
+        1,
+    ]  # largest remainder
+    assert (
+        stratified_limit(images, 1000, seed=0) is images and stratified_limit(images, None, seed=0) is images
+    )
+    assert not torch.equal(stratified_limit(images, 10, 1).images, small.images)
+    assert len(stratified_limit(ImageSet(images.images), 7, seed=0)) == 7  # unlabeled: plain subset
+
+
+def test_convert_images_to_gray_rgb_and_size() -> None:
+    rgb = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    rgb[:, 0] = 255  # pure red
+    gray = convert_images(ImageSet(rgb, torch.tensor([0, 1]), ("x", "y")), channels=1)
+    assert gray.images.shape == (2, 1, 8, 8) and int(gray.images[0, 0, 0, 0]) == round(0.299 * 255)
+    assert gray.classes == ("x", "y") and gray.labels.tolist() == [0, 1]
+    up = convert_images(gray, channels=3, size=16)
+    assert up.images.shape == (2, 3, 16, 16) and up.images.dtype == torch.uint8
+    assert torch.equal(up.images[:, 0], up.images[:, 2]) and int(up.images.max()) == 76
+    assert convert_images(up) is up and len(convert_images(ImageSet(rgb[:0]), 1, 4)) == 0
+
+
+def test_digits_converted_to_a_cifar_shape() -> None:
+    s = load_scenario("digits", limit=20, channels=3, size=32)
+    check_scenario(s, 10, channels=3, size=32)
+
+
+def test_online_scenario_from_a_fake_cifar10_folder_converted_to_fashion_shape(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    test_images = write_fake_cifar10(tmp_path)  # 5 x 4 train, 6 test images
+    s = load_scenario("cifar10", root=str(tmp_path))
+    check_scenario(s, 10, channels=3, size=32)
+    assert (len(s.unlabeled), len(s.train), len(s.test)) == (2, 18, 6)
+    assert torch.equal(s.test.images, torch.from_numpy(test_images))
+    gray = load_scenario("cifar10", root=str(tmp_path), channels=1, size=28)
+    check_scenario(gray, 10, channels=1, size=28)
+    assert gray.test.labels.tolist() == s.test.labels.tolist()
+
+
+def test_online_scenario_resized_dataset_from_a_fake_dtd_folder(tmp_path: Path) -> None:
+    write_fake_dtd(tmp_path)  # 2 train images (banded, dotted), 1 test image
+    s = load_scenario("dtd", root=str(tmp_path))
+    assert (len(s.unlabeled), len(s.train), len(s.test)) == (1, 1, 1)  # one train image kept unlabeled
+    assert s.train.classes == ("banded", "dotted") and s.num_classes == 2
+    assert s.train.images.shape[1:] == (3, 64, 64)  # the loader's default side for DTD
+    small = load_scenario("dtd", root=str(tmp_path), channels=1, size=28)
+    assert small.unlabeled.images.shape == (1, 1, 28, 28) and small.test.images.shape == (1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("name", ONLINE)
+def test_missing_online_scenario_is_a_one_line_dataset_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DatasetError) as err:
+        load_scenario(name, root=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "--download" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"channels": 2}, "channels"),
+        ({"size": 2}, "size"),
+        ({"size": 28.0}, "size"),
+    ],
+)
+def test_bad_options_are_config_errors(options: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_scenario("digits", **options)
