@@ -17,7 +17,12 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     Works for finished, running, interrupted and failed runs alike; plots that are missing
     or older than metrics.jsonl are redrawn into each run's plots/ first. Raises
     :class:`selfnas.errors.RunDirError` when ``run_dir`` is not a run and holds none.
+    A study directory (``selfnas study``) gets its own page: ranking, correlations, plots.
     """
+    from selfnas.study.report import is_study, write_study_report
+
+    if is_study(run_dir):
+        return write_study_report(run_dir)
     facts = load_facts(run_dir)
     for run in facts.walk():
         if run.is_run:
