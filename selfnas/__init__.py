@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: `import selfnas` stays cheap for the CLI's --help
-    if name in ("train", "evaluate", "search"):
+    if name in ("train", "evaluate", "search", "study"):
         from selfnas import api
 
         return getattr(api, name)
