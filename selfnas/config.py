@@ -13,7 +13,7 @@ from selfnas.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -67,6 +67,12 @@ class RunConfig(_Strict):
     knn_bank: int = Field(10000, ge=1, description="train images in the kNN monitor's memory bank")
     eval_at_end: bool = True
     threads: int | None = Field(None, ge=1, le=1024)
+    nan_policy: Literal["stop", "rollback"] = Field(
+        "rollback",
+        description="on a NaN/inf loss or weight: stop, or reload the last good checkpoint with a lower LR",
+    )
+    nan_retries: int = Field(3, ge=0, le=100, description="rollbacks before a NaN stops the run")
+    nan_lr_backoff: float = Field(0.5, gt=0, le=1, description="LR multiplier at each NaN rollback")
 
 
 HEAD_SEARCH_OPS = [
@@ -153,8 +159,11 @@ class TrainConfig(_Strict):
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
+    # a key with a newline or other control characters is shown quoted: the error stays one line
+    where = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in err["loc"]) or "config"
+    if len(where) > 120:
+        where = where[:117] + "..."
+    return f"{where}: {' '.join(str(err['msg']).split())}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -162,7 +171,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read config file {path} as UTF-8 text ({exc}); give a TOML or YAML file"
+        ) from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -170,11 +184,46 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(text) or {}
         else:
             raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid: {str(exc).splitlines()[0]}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}; fix it there") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}; fix it there") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    check_plain(data, f"config file {path}")
     return data
+
+
+MAX_VALUE_DEPTH, MAX_VALUE_NODES = 32, 100_000
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, where: str) -> None:
+    """Refuse what YAML / TOML can express but a config cannot hold: dates, binary data, and
+    structures nested deeper than MAX_VALUE_DEPTH or larger than MAX_VALUE_NODES (alias bombs)."""
+    stack, seen = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > MAX_VALUE_DEPTH or seen > MAX_VALUE_NODES:
+            raise ConfigError(f"{where}: the value is nested too deeply or is too large to be a config")
+        if isinstance(item, dict):
+            bad = [k for k in item if not isinstance(k, _SCALARS)]
+            if bad:
+                raise ConfigError(f"{where}: mapping key {str(bad[0])[:40]!r} must be a plain string")
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+        elif not isinstance(item, _SCALARS):
+            raise ConfigError(
+                f"{where}: a {type(item).__name__} value is not allowed; "
+                "use numbers, strings, booleans, lists and mappings"
+            )
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -189,6 +238,11 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"override {key.strip()!r}: the value is nested too deeply") from None
+    if not isinstance(value, (*_SCALARS, list, dict)):
+        value = raw  # a YAML date or !!binary scalar: keep the text (a study name 2024-01-01)
+    check_plain(value, f"override {key.strip()!r}")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})

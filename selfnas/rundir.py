@@ -55,6 +55,7 @@ class RunDir:
         if resume:
             if not run.config.exists():
                 raise RunDirError(f"{run.path} holds no run to resume (no config.yaml); drop --resume")
+            run.remove_temp_files()
             return run
         if run.path.exists() and not run.path.is_dir():
             raise RunDirError(f"{run.path} exists and is not a directory; choose another --out")
@@ -76,6 +77,14 @@ class RunDir:
         except OSError as exc:
             raise RunDirError(f"cannot write to {run.path}: {exc.strerror}; choose another --out") from None
         return run
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temp files of atomic writes that a killed process left (``.NAME.*.tmp``, see
+        :func:`selfnas.io.atomic_write`); called when a run is resumed, before anything writes."""
+        removed = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
 
     def write_status(self, state: str, **fields: Any) -> None:
         current = self.read_status()

@@ -10,7 +10,7 @@ from torch import nn
 from selfnas.errors import ConfigError
 from selfnas.models.heads import HeadSpec
 from selfnas.registry import Registry
-from selfnas.ssl.base import SSLMethod
+from selfnas.ssl.base import SSLMethod, head_out_dim
 from selfnas.ssl.byol import BYOL
 from selfnas.ssl.moco import MoCo
 from selfnas.ssl.simclr import SimCLR
@@ -47,6 +47,12 @@ def create_method(
     cls = METHODS.get(name)
     if METHOD_DEFAULTS[name].needs_predictor and predictor is None:
         raise ConfigError(f"{name} needs a predictor head; give one or use the default heads")
+    if predictor is not None and head_out_dim(predictor) != head_out_dim(projector):
+        raise ConfigError(
+            f"{name}: the predictor ends in {head_out_dim(predictor)} features but the projector in "
+            f"{head_out_dim(projector)}, and the loss compares them; make both heads end in the same width "
+            "(method.proj_out, or the last layer's dim in the genotype)"
+        )
     try:
         return cls(backbone, projector, predictor, **hparams)
     except TypeError as exc:
