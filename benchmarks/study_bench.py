@@ -39,6 +39,7 @@ def common(args: argparse.Namespace) -> list[str]:
         "search.space=cells", f"search.nodes={args.nodes}", f"search.cell_width={args.width}",
         f"search.cell_layers={args.layers}", f"search.trials={args.trials}",
         f"search.trial_epochs={args.trial_epochs}", f"search.score={args.score}", "search.probe_limit=2000",
+        *([f"run.threads={args.threads}"] if args.threads else []),
     ]  # fmt: skip
 
 
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--score", default="ssl_loss")
+    ap.add_argument("--threads", type=int, help="torch threads per study (default: all)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -7,16 +7,21 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError
 from selfnas.eval.evaluate import evaluate, load_run_config
 from selfnas.io import read_jsonl
 from selfnas.nas.genotype import HeadGenotype, load_genotype
+from selfnas.nas.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.rundir import RunDir
 from selfnas.ssl.registry import METHOD_DEFAULTS
+from selfnas.train import distributed
 from selfnas.train.trainer import Trainer, check_resumable
+
+if TYPE_CHECKING:
+    from selfnas.study.plan import StudyConfig
 
 
 def default_run_dir(prefix: str) -> Path:
@@ -35,9 +40,17 @@ def _prepare(
         if resume:
             raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
         out = default_run_dir(prefix)
-    run = RunDir.prepare(out, resume=resume, overwrite=overwrite)
+
+    def open_run() -> RunDir:
+        run = RunDir.prepare(out, resume=resume, overwrite=overwrite)
+        if resume:
+            check_resumable(run)
+        return run
+
+    # torchrun: rank 0 opens (creates, overwrites) the run directory and every rank uses its path
+    distributed.init()
+    run = distributed.on_main(open_run)
     if resume:
-        check_resumable(run)
         config = build_config(base=load_run_config(run).model_dump(mode="json"), overrides=overrides)
     elif config is None:
         config = build_config(overrides=overrides)
@@ -50,7 +63,7 @@ def _cleanup_on_error(run: RunDir) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if run.path.is_dir() and not any(run.path.iterdir()):
+        if distributed.is_main() and run.path.is_dir() and not any(run.path.iterdir()):
             run.path.rmdir()
         raise
 
@@ -95,7 +108,11 @@ def _study(
         raise ConfigError(
             f"--strategy {search.strategy} searches {', '.join(STUDY_SPACES)}; add --space cells"
         )
-    storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before writing anything
+    url = storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before any write
+    if search.storage is not None and not url.startswith("journal:"):
+        from selfnas.nas.strategies.optuna_search import _storage
+
+        _storage(url)  # a malformed or unreachable storage URL fails here, before anything is written
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
         data = load_config_data(config)
@@ -116,6 +133,9 @@ def _study(
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
     """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
     genotype = load_genotype(genotype_path)
+    if isinstance(genotype, ResNetVariantGenotype | MobileNetVariantGenotype):  # a whole macro backbone
+        update = {"backbone": genotype.backbone, "backbone_kwargs": {"genotype": genotype.to_json()}}
+        return config.model_copy(update={"model": config.model.model_copy(update=update)})
     if not isinstance(genotype, HeadGenotype):  # found cells replace the backbone
         kept = {k: v for k, v in config.model.backbone_kwargs.items() if k in ("width", "layers")}
         model = config.model.model_copy(
@@ -152,7 +172,7 @@ def train(
         config = config.model_copy(update={"search": None})  # a training run searches nothing
     trainer, last = _fit(Trainer, config, out, resume, overwrite, quiet, overrides, argv, "train")
     config, run = trainer.config, trainer.run
-    if not config.run.eval_at_end or not trainer.data.train.labeled:
+    if not config.run.eval_at_end or not trainer.data.train.labeled or not trainer.main:
         return last
     return evaluate(run.path, device=config.run.device)
 
@@ -175,9 +195,14 @@ def search(
     search_cfg = SearchConfig()
     if config is not None and config.search is not None:
         search_cfg = config.search
-    elif resume and out is not None:
+    elif resume and out is not None and RunDir(out).config.exists():  # else _prepare says "no run"
         search_cfg = load_run_config(RunDir(out)).search or search_cfg
     if search_cfg.strategy != "darts":
+        if distributed.launched():
+            raise ConfigError(
+                f"torchrun runs DARTS searches; run a {search_cfg.strategy} study without torchrun "
+                "(--n-workers N runs its trials in parallel)"
+            )
         return _study(config, out, resume, overwrite, quiet, overrides, argv, search_cfg)
     space = search_cfg.space
     if space not in ("heads", "cells"):
@@ -189,4 +214,30 @@ def search(
     return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}
 
 
-__all__ = ["evaluate", "search", "train", "with_genotype"]
+def study(
+    config: StudyConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    workers: int = 1,
+    quiet: bool = False,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """The multi-architecture x multi-scenario study: sample ``config.archs`` architectures of a
+    macro space (plus the default backbone), pretrain each, linear-probe every scenario.
+
+    Runs again with the same config continue where a killed study stopped. Writes ``summary.json``,
+    ``study.md`` and ``plots/`` into ``out`` and returns the summary.
+    """
+    from selfnas.study.runner import run_study
+
+    if distributed.launched():
+        raise ConfigError("torchrun runs train and search; run the study without it (--workers N: parallel)")
+    if out is None:
+        if resume:
+            raise ConfigError("--resume needs --out DIR: the study to continue")
+        out = default_run_dir("study")
+    return run_study(config, out, resume=resume, overwrite=overwrite, workers=workers, quiet=quiet, argv=argv)
+
+
+__all__ = ["evaluate", "search", "study", "train", "with_genotype"]

@@ -76,8 +76,8 @@ def run_heads(run: RunDir) -> HeadGenotype | None:
 def create_run_backbone(config: TrainConfig, in_channels: int) -> nn.Module:
     if config.search is not None and config.search.space != "heads":
         raise RunDirError(
-            f"a {config.search.space} search run holds no usable backbone; retrain its genotype with "
-            "`selfnas train --genotype RUN/genotype.json` and use that run"
+            f"a {config.search.space} search run holds a supernet or a study, not a usable backbone; "
+            "retrain its genotype with `selfnas train --genotype RUN/genotype.json` and use that run"
         )
     return create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
 

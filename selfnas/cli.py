@@ -172,6 +172,8 @@ def search(
     result = api_search(cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet,
                         overrides=() if not resume else [o for o in overrides if not o.startswith("search.")],
                         argv=sys.argv)  # fmt: skip
+    if not _main_process():
+        return
     genotype = result.get("genotype", {})
     if genotype.get("space") not in (None, "heads", "cells"):
         table = Table(title=f"found {genotype['space']} backbone (trial score: {result.get('score')})")
@@ -197,6 +199,72 @@ def search(
     console.print(
         f"genotype: {result['genotype_file']}  (retrain: selfnas train --genotype {result['genotype_file']})"
     )
+
+
+@app.command()
+def study(
+    space: Annotated[str | None, Opt(help="macro space: resnet-variants | mobilenet-variants")] = None,
+    archs: Annotated[int | None, Opt(help="architectures sampled from the space (plus the default)")] = None,
+    scenarios: Annotated[
+        str | None, Opt(help="comma-separated scenarios to probe (default: the offline ones)")
+    ] = None,
+    source: Annotated[str | None, Opt(help="source scenario (default: the first of --scenarios)")] = None,
+    pretrain_on: Annotated[
+        str | None, Opt(help="source: pretrain once on the source | scenario: on each scenario")
+    ] = None,
+    method: Annotated[
+        str | None, Opt(help="simclr (default, temperature 0.5) | simsiam | moco | byol")
+    ] = None,
+    epochs: Annotated[float | None, Opt(help="pretraining epochs per architecture (default 1)")] = None,
+    seed: Annotated[int | None, Opt(help="seed of the sampling, the training and the probes")] = None,
+    limit: Annotated[int | None, Opt(help="use at most this many images per scenario split")] = None,
+    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
+    workers: Annotated[int, Opt(help="processes sharing the architectures")] = 1,
+    out: Annotated[
+        Path | None, Opt("--out", "-o", help="study directory (default runs/study-<time>)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        Opt("--set", "-s", help="override a training key (optim.lr=0.1) or a study key (study.scale=full)"),
+    ] = None,
+    resume: Annotated[bool, Opt(help="continue the study in --out with its own options")] = False,
+    overwrite: Annotated[bool, Opt(help="replace the study in --out")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """One network doesn't rule them all: pretrain N sampled architectures (and the default) with
+    SSL, linear-probe each on every scenario, rank them and correlate the rankings. Run the same
+    command again to continue a killed study."""
+    from selfnas.study.plan import build_study_config, read_plan
+
+    base = None
+    if resume and out is not None and (plan := read_plan(out)) is not None:
+        base = plan.config.model_dump(mode="json")  # flags given now must agree with it
+    options = {
+        "space": space, "archs": archs, "source": source, "pretrain_on": pretrain_on,
+        "scenarios": None if scenarios is None else [s.strip() for s in scenarios.split(",") if s.strip()],
+        "limit": limit, "data_root": data_root,
+    }  # fmt: skip
+    train = _train_overrides(method=method, epochs=epochs, seed=seed, device=device)
+    cfg = build_study_config(base, options, list(set_ or []), train)
+    from selfnas.api import default_run_dir
+    from selfnas.api import study as api_study
+
+    out = out if out is not None or resume else default_run_dir("study")
+    summary = api_study(
+        cfg, out=out, resume=resume, overwrite=overwrite, workers=workers, quiet=quiet, argv=sys.argv
+    )
+    from selfnas.study.outputs import headline_text, ranking_rows
+
+    header, rows = ranking_rows(summary)
+    table = Table(title="linear accuracy on test (rank)")
+    for h in header:
+        table.add_column(h, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(headline_text(summary), soft_wrap=True, markup=False, highlight=False)
+    console.print(f"results: {out / 'summary.json'}, {out / 'study.md'}", markup=False, highlight=False)
 
 
 @app.command()
@@ -341,7 +409,16 @@ def backbones() -> None:
     console.print(table)
 
 
+def _main_process() -> bool:
+    """False on the other ranks of a torchrun launch: only rank 0 prints results."""
+    from selfnas.train.distributed import is_main
+
+    return is_main()
+
+
 def _print_result(result: dict) -> None:
+    if not _main_process():
+        return
     if "knn" not in result:
         console.print_json(json.dumps(result))
         return
@@ -359,11 +436,25 @@ def _print_result(result: dict) -> None:
     console.print(table)
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
 def main() -> None:
     try:
         app()
     except SelfnasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        print(
+            "error: out of memory building or training the model; lower optim.batch_size or the "
+            "model's size (widths, depths, head dims)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)

@@ -12,9 +12,17 @@ from selfnas.errors import ConfigError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cpu``; ``cuda`` / ``cuda:N`` (error if absent)."""
+    """``auto`` -> cuda if available else cpu; ``cpu``; ``cuda`` / ``cuda:N`` (error if absent).
+
+    Under torchrun with several processes, ``auto`` and ``cuda`` mean this rank's GPU,
+    ``cuda:LOCAL_RANK`` (``cuda:N`` is taken as given).
+    """
+    from selfnas.train import distributed
+
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and distributed.launched() and torch.cuda.is_available():
+        return distributed.cuda_device()
     try:
         device = torch.device(spec)
     except RuntimeError:

@@ -217,10 +217,25 @@ def _crop_grid(theta: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def _sample(
-    config: AugmentConfig, batch: int, height: int, width: int, side: int, generator: torch.Generator
+    config: AugmentConfig,
+    batch: int,
+    height: int,
+    width: int,
+    side: int,
+    generator: torch.Generator,
+    part: tuple[int, int] | None = None,
 ) -> _Params:
-    """One view's parameters (output side ``side``), drawn on the generator's device."""
-    u = torch.rand(batch, _CROP_COLS + 9, generator=generator, device=generator.device)
+    """One view's parameters (output side ``side``), drawn on the generator's device.
+
+    With ``part = (index, count)`` the numbers are drawn for ``count * batch`` samples and rows
+    ``index * batch ...`` are kept: part ``index`` of what one call on the whole batch draws.
+    """
+    if part is None:
+        u = torch.rand(batch, _CROP_COLS + 9, generator=generator, device=generator.device)
+    else:
+        index, count = part
+        u = torch.rand(count * batch, _CROP_COLS + 9, generator=generator, device=generator.device)
+        u = u[index * batch : (index + 1) * batch]
     theta = _crop_theta(config, u[:, :_CROP_COLS], height, width)
     jitter, b, c, s, h, gray, blur, sigma, solarize = u[:, _CROP_COLS:].unbind(1)
     jitter = jitter < config.jitter_p
@@ -298,7 +313,11 @@ def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def apply(
-    config: AugmentConfig, images: torch.Tensor, generator: torch.Generator, out_size: int | None = None
+    config: AugmentConfig,
+    images: torch.Tensor,
+    generator: torch.Generator,
+    out_size: int | None = None,
+    part: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Augment one view: float32 B x C x H x W in [0, 1] -> a new float32 B x C x S x S in [0, 1].
 
@@ -307,7 +326,7 @@ def apply(
     """
     b, c, h, w = images.shape
     side = out_size or w
-    p = _sample(config, b, h, w, side, generator).to(images.device)
+    p = _sample(config, b, h, w, side, generator, part).to(images.device)
     grid = _crop_grid(p.theta, side)
     x = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     spare = torch.empty_like(x)  # ops ping-pong between x and spare instead of allocating (CPU page faults)
@@ -347,12 +366,19 @@ class TwoViewAugment:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 B x C x H x W -> two float32 B x C x S x S views, on the images' device."""
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, part: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 B x C x H x W -> two float32 B x C x S x S views, on the images' device.
+
+        ``part = (index, count)``: ``images`` are slice ``index`` of ``count`` equal slices of a
+        batch, and the views equal that slice of the views of the whole batch (what one process of
+        several draws; see :mod:`selfnas.train.distributed`).
+        """
         x = self._to_float(images)
         return (
-            self._normalize(apply(self.view1, x, generator, self.out_size)),
-            self._normalize(apply(self.view2, x, generator, self.out_size)),
+            self._normalize(apply(self.view1, x, generator, self.out_size, part)),
+            self._normalize(apply(self.view2, x, generator, self.out_size, part)),
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

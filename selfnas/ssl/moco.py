@@ -8,6 +8,7 @@ from torch import nn
 
 from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput, head_out_dim
 from selfnas.ssl.losses import info_nce
+from selfnas.train import distributed
 
 
 class MoCo(SSLMethod):
@@ -16,6 +17,8 @@ class MoCo(SSLMethod):
     The key encoder is an EMA (``momentum`` 0.99) of backbone + projector. Keys of both views
     are enqueued after each step. Single-process BatchNorm replaces shuffle-BN: the two
     views are encoded in separate passes so their statistics don't leak between them.
+    Under torchrun the keys of every rank are enqueued, in global-batch order, so the queue
+    is the single-process one on every rank.
     """
 
     name = "moco"
@@ -45,7 +48,8 @@ class MoCo(SSLMethod):
         queue = self.queue.clone()  # the enqueue after the step must not alter autograd inputs
         loss = (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)) / 2
         if self.training:
-            self._pending_keys = F.normalize(torch.cat([k1, k2]).float(), dim=1)
+            keys = torch.cat([distributed.gather(k1), distributed.gather(k2)])
+            self._pending_keys = F.normalize(keys.float(), dim=1)
         return SSLOutput(loss, q1.detach())
 
     @torch.no_grad()

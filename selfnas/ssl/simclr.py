@@ -6,10 +6,16 @@ import torch
 
 from selfnas.ssl.base import Head, SSLMethod, SSLOutput
 from selfnas.ssl.losses import nt_xent
+from selfnas.train import distributed
 
 
 class SimCLR(SSLMethod):
-    """NT-Xent over the 2N projected views, ``temperature`` 0.5 by default."""
+    """NT-Xent over the 2N projected views, ``temperature`` 0.5 by default.
+
+    Under torchrun the embeddings of every rank are gathered (with gradient) first, so the negatives
+    are the global batch's and every rank computes the single-process loss (see
+    :func:`selfnas.train.distributed.gather_with_grad`).
+    """
 
     name = "simclr"
 
@@ -21,4 +27,5 @@ class SimCLR(SSLMethod):
         n = x1.shape[0]
         z = self.encode(torch.cat([x1, x2]))  # 2N x D
         z1, z2 = z[:n], z[n:]
-        return SSLOutput(nt_xent(z1, z2, self.temperature), z1.detach())
+        loss = nt_xent(distributed.gather_with_grad(z1), distributed.gather_with_grad(z2), self.temperature)
+        return SSLOutput(loss, z1.detach())

@@ -25,9 +25,11 @@ from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
+from selfnas.train import distributed
 from selfnas.train.builder import build_method, load_config_data, resolved_lr
 from selfnas.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from selfnas.train.monitor import COLLAPSE_RATIO, collapse_ratio, normalized_std
+from selfnas.train.numerics import NanGuard, all_finite
 from selfnas.train.progress import TrainProgress
 from selfnas.train.schedule import warmup_cosine
 
@@ -76,6 +78,14 @@ class Trainer:
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         self.device = resolve_device(config.run.device)
+        # torchrun: each rank trains on its contiguous slice of every global batch (see distributed)
+        distributed.init()
+        self.rank, self.world = distributed.rank(), distributed.world()
+        self.main = self.rank == 0  # the one process that writes files
+        self.quiet = quiet or not self.main
+        local = distributed.check_batch(config.optim.batch_size)
+        self.rows = slice(self.rank * local, (self.rank + 1) * local)
+        self.part = (self.rank, self.world) if self.world > 1 else None
         self.data = data or load_config_data(config)
         train = self.data.train
         # N x C x H x W uint8, resident on the device
@@ -87,9 +97,12 @@ class Trainer:
         self.model: SSLMethod = prepare_module(
             self.build_model(train.channels), self.device, config.run.channels_last
         )
+        self.model = distributed.prepare_model(self.model)  # SyncBatchNorm, rank 0's initial weights
         self.step_fn = torch.compile(self.model) if config.run.compile else self.model
         self.optimizers = self.make_optimizers()
         self.optimizer = self.optimizers["weights"]
+        self._weight_params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.nan_guard = NanGuard.from_config(config.run)  # see selfnas.train.numerics
 
     # -- hooks a search strategy overrides ----------------------------------------------
 
@@ -145,15 +158,21 @@ class Trainer:
         if resume and self.run.checkpoint.exists():
             counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
             self.load_extra_state(counters.get("extra", {}))
-            # drop metric lines written after the checkpoint: the replay writes them again
-            kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
-            write_jsonl(self.run.metrics, kept)
-        else:
+            self.nan_guard.load_state(counters.get("numerics", {}))
+            if self.main:  # drop metric lines written after the checkpoint: the replay writes them again
+                self.run.remove_temp_files()  # and the temp files of atomic writes a kill interrupted
+                kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
+                write_jsonl(self.run.metrics, kept)
+        elif self.main:
             if self.run.metrics.exists():
                 self.run.metrics.unlink()
             atomic_write_text(self.run.config, config_to_yaml(self.config))
             atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
-        self.run.write_status("running", step=counters["step"], total_steps=self.plan.total_steps)
+            self._save_checkpoint(counters)  # step 0: a NaN before the first checkpoint rolls back here
+        if self.main:
+            self.run.write_status(
+                "running", step=counters["step"], total_steps=self.plan.total_steps, processes=self.world
+            )
         return counters
 
     def _knn_monitor(self) -> float | None:
@@ -184,7 +203,8 @@ class Trainer:
         last: dict[str, Any] = {}
         loss_sum: torch.Tensor | None = None
         try:
-            for step in range(start, plan.total_steps):
+            step = start - 1
+            while (step := step + 1) < plan.total_steps:  # not a for loop: a NaN rollback moves step back
                 epoch = step // plan.steps_per_epoch
                 if epoch != perm_epoch:
                     g = torch.Generator().manual_seed(_stream_seed(cfg.run.seed, 1, epoch))
@@ -193,19 +213,23 @@ class Trainer:
                 assert perm is not None
                 self.before_weight_step(step, epoch)
                 pos = (step % plan.steps_per_epoch) * bs
-                batch = self.images[perm[pos : pos + bs]]  # B x C x H x W uint8
+                batch = self.images[perm[pos : pos + bs][self.rows]]  # B x C x H x W uint8 (this rank's)
                 g = torch.Generator().manual_seed(_stream_seed(cfg.run.seed, 2, step))
-                x1, x2 = self.augment(batch, g)
+                x1, x2 = self.augment(batch, g, part=self.part)
                 if cfg.run.channels_last:
                     x1 = x1.contiguous(memory_format=torch.channels_last)
                     x2 = x2.contiguous(memory_format=torch.channels_last)
-                lr = warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
+                lr = (
+                    warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
+                    * self.nan_guard.lr_scale
+                )
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with autocast(self.device, cfg.run.amp):
                     out = self.step_fn(x1, x2)
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                distributed.all_reduce_grads(self._weight_params)  # several ranks: the global-batch grad
                 self.optimizer.step()
                 self.model.on_step_end((step + 1) / plan.total_steps)
                 # accumulate on the device: the host reads it only at log / checkpoint points
@@ -219,12 +243,16 @@ class Trainer:
                 log_now = done % cfg.run.log_every == 0 or end_of_epoch
                 ckpt_now = done % cfg.run.checkpoint_every == 0 or end_of_epoch
                 if log_now or ckpt_now:
-                    acc["loss"] = float(loss_sum)
+                    acc["loss"] = float(distributed.mean([loss_sum])[0])  # same on every rank
                     loss_sum = None
-                    if not math.isfinite(acc["loss"]):
-                        self._fail_nan(step)
+                    if not (math.isfinite(acc["loss"]) and all_finite(self.model)):
+                        counters = self._roll_back(step)  # or stop, per run.nan_policy
+                        step, acc, perm_epoch = counters["step"] - 1, counters.get("acc", {}), -1
+                        t_window, pairs_window = time.perf_counter(), 0
+                        continue
                 if log_now:
-                    std = normalized_std(out.embedding)
+                    embedding = distributed.gather(out.embedding)  # the global batch's
+                    std = normalized_std(embedding)
                     dt = time.perf_counter() - t_window
                     last = {
                         "kind": "step",
@@ -233,10 +261,11 @@ class Trainer:
                         "loss": acc["loss"] / acc["n"],
                         "lr": lr,
                         "z_std": std,
-                        "z_std_ratio": collapse_ratio(std, out.embedding.shape[1]),
+                        "z_std_ratio": collapse_ratio(std, embedding.shape[1]),
                         "pairs_per_s": pairs_window / max(dt, 1e-9),
                     }
-                    append_jsonl(self.run.metrics, last)
+                    if self.main:
+                        append_jsonl(self.run.metrics, last)
                     acc = {}
                     t_window, pairs_window = time.perf_counter(), 0
                     progress.update(
@@ -247,25 +276,23 @@ class Trainer:
                     )
                 if end_of_epoch:
                     self._end_epoch(done, last, progress)
-                if ckpt_now:
-                    save_checkpoint(
-                        self.run.checkpoint,
-                        self.model,
-                        self.optimizers,
-                        {"step": done, "acc": acc, "extra": self.extra_state()},
-                    )
+                if ckpt_now and self.main:
+                    self._save_checkpoint({"step": done, "acc": acc})
                     self.run.write_status("running", step=done)
         except KeyboardInterrupt:
-            self.run.write_status("interrupted", message="interrupted; continue with --resume")
+            if self.main:
+                self.run.write_status("interrupted", message="interrupted; continue with --resume")
             raise
         finally:
             progress.close()
         self.after_fit()
-        save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
-        from selfnas.report.plots import plot_training_curves
+        if self.main:
+            save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
+            from selfnas.report.plots import plot_training_curves
 
-        plot_training_curves(self.run)
-        self.run.write_status("finished", step=plan.total_steps)
+            plot_training_curves(self.run)
+            self.run.write_status("finished", step=plan.total_steps)
+        distributed.barrier()  # the run directory is complete when any rank returns
         return last
 
     def _end_epoch(self, done: int, last: dict[str, Any], progress: TrainProgress) -> None:
@@ -274,12 +301,14 @@ class Trainer:
         record: dict[str, Any] = {"kind": "epoch", "step": done, "epoch": epoch, "loss": last.get("loss")}
         ratio = last.get("z_std_ratio")
         record["collapsed"] = bool(ratio is not None and ratio < COLLAPSE_RATIO)
-        if cfg.run.knn_every and (epoch % cfg.run.knn_every == 0 or done == plan.total_steps):
-            knn = self._knn_monitor()
+        if cfg.run.knn_every and (epoch % cfg.run.knn_every == 0 or done == plan.total_steps) and self.main:
+            knn = self._knn_monitor()  # rank 0 only: eval mode, so no BatchNorm collective
             if knn is not None:
                 record["knn_val"] = knn
             self.model.train()
         record.update(self.epoch_record(epoch))
+        if not self.main:
+            return
         append_jsonl(self.run.metrics, record)
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if "knn_val" in record:
@@ -294,6 +323,37 @@ class Trainer:
             status = self.run.read_status()
             self.run.write_status("running", warnings=[*status.get("warnings", []), warning], collapsed=True)
 
+    def _save_checkpoint(self, counters: dict[str, Any]) -> None:
+        """The resumable state: model, optimizers, ``counters`` (step, partial loss sums), the
+        subclass's extra state and the NaN guard's LR scale."""
+        extra = {**counters, "extra": self.extra_state(), "numerics": self.nan_guard.state()}
+        save_checkpoint(self.run.checkpoint, self.model, self.optimizers, extra)
+
+    def _roll_back(self, step: int) -> dict[str, Any]:
+        """A non-finite loss or weight at ``step``: reload the last good checkpoint with a lower LR
+        and return its counters, or raise the one-line TrainingError (``run.nan_policy``)."""
+        guard = self.nan_guard
+        if not guard.can_roll_back() or not self.run.checkpoint.exists():
+            self._fail_nan(step)
+        counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
+        self.load_extra_state(counters.get("extra", {}))
+        guard.back_off(self.optimizers)
+        good = counters["step"]
+        if self.main:
+            self._save_checkpoint({"step": good, "acc": counters.get("acc", {})})  # keeps the new scale
+            event = {"kind": "event", "event": "nan_rollback", "step": good, "failed_step": step + 1,
+                     "lr_scale": guard.lr_scale, "rollback": guard.rollbacks}  # fmt: skip
+            kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= good]
+            write_jsonl(self.run.metrics, [*kept, event])  # the replay writes the dropped lines again
+            warning = (
+                f"loss became NaN/inf by step {step + 1}: rolled back to step {good} with the LR scaled "
+                f"to x{guard.lr_scale:g} (rollback {guard.rollbacks} of {guard.retries})"
+            )
+            warnings = [*self.run.read_status().get("warnings", []), warning]
+            self.run.write_status("running", step=good, warnings=warnings)
+        distributed.barrier()
+        return counters
+
     def _fail_nan(self, step: int) -> None:
         where = (
             f"the last good checkpoint is kept at {self.run.checkpoint}"
@@ -301,9 +361,11 @@ class Trainer:
             else "no checkpoint was written yet"
         )
         message = (
-            f"loss became NaN/inf at step {step + 1}; {where}; lower optim.lr and continue with --resume"
+            f"loss became NaN/inf at step {step + 1}{self.nan_guard.note()}; {where}; "
+            "lower optim.lr and continue with --resume"
         )
-        self.run.write_status("failed", message=message)
+        if self.main:
+            self.run.write_status("failed", message=message)
         raise TrainingError(message)
 
 

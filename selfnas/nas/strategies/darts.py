@@ -28,6 +28,7 @@ from selfnas.nas.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
 from selfnas.ssl.base import SSLMethod
 from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+from selfnas.train import distributed
 from selfnas.train.trainer import Trainer, _stream_seed
 
 
@@ -117,9 +118,9 @@ class HeadSearchTrainer(Trainer):
             self.arch_perm_epoch = epoch
         bs = self.config.optim.batch_size
         pos = ((step % self.plan.steps_per_epoch) * bs) % max(1, len(self.arch_images) - bs + 1)
-        batch = self.arch_images[self.arch_perm[pos : pos + bs]]
+        batch = self.arch_images[self.arch_perm[pos : pos + bs][self.rows]]  # this rank's slice
         g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 4, step))
-        return self.augment(batch, g)
+        return self.augment(batch, g, part=self.part)
 
     def _arch_loss(self, loss: torch.Tensor) -> torch.Tensor:
         beta = self._search().beta_decay
@@ -149,6 +150,7 @@ class HeadSearchTrainer(Trainer):
                     p.grad = g
         finally:
             self.model.freeze_backbone = False
+        distributed.all_reduce_grads(self.arch_parameters())  # several ranks: the global-batch grad
         arch_opt.step()
 
     def _unrolled_arch_grad(self, step: int, epoch: int, xv1: torch.Tensor, xv2: torch.Tensor) -> None:
@@ -164,19 +166,21 @@ class HeadSearchTrainer(Trainer):
         alphas = self.arch_parameters()
         # a training batch for the inner step: the weight half, this step's augmentation
         g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 6, step))
-        idx = torch.randint(0, len(self.images), (self.config.optim.batch_size,), generator=g).to(self.device)
-        xt1, xt2 = self.augment(self.images[idx], g)
+        idx = torch.randint(0, len(self.images), (self.config.optim.batch_size,), generator=g)[self.rows]
+        xt1, xt2 = self.augment(self.images[idx.to(self.device)], g, part=self.part)
         xi = self.optimizer.param_groups[0]["lr"]
 
         def loss_at(ws: list[torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return functional_call(self.model, dict(zip(names, ws, strict=True)), (a, b)).loss
 
-        g_train = torch.autograd.grad(loss_at(weights, xt1, xt2), weights)
+        # several ranks: average the weight gradients so that the unrolled weights and eps are the
+        # global batch's; the alpha gradient is linear in the rest and averaged by the caller
+        g_train = distributed.mean(torch.autograd.grad(loss_at(weights, xt1, xt2), weights))
         unrolled = [w.detach() - xi * gw for w, gw in zip(weights, g_train, strict=True)]
         unrolled = [u.requires_grad_(True) for u in unrolled]
         val_loss = self._arch_loss(loss_at(unrolled, xv1, xv2))
         grads = torch.autograd.grad(val_loss, [*alphas, *unrolled])
-        d_alpha, d_w = grads[: len(alphas)], grads[len(alphas) :]
+        d_alpha, d_w = grads[: len(alphas)], distributed.mean(grads[len(alphas) :])
         eps = 0.01 / torch.sqrt(sum((d * d).sum() for d in d_w)).clamp_min(1e-12)
         with torch.no_grad():
             plus = [w + eps * d for w, d in zip(weights, d_w, strict=True)]
@@ -195,6 +199,9 @@ class HeadSearchTrainer(Trainer):
     # -- records ------------------------------------------------------------------------
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
+        # every rank applies the same averaged gradients, so the alphas agree; rank 0's are
+        # broadcast anyway so that no rounding drift can ever make the ranks decide differently
+        distributed.broadcast_tensors(self.arch_parameters())
         search = self._search()
         nets = self.supernets()
         entropy = sum(h.entropy() for h in nets.values()) / len(nets)
@@ -230,10 +237,17 @@ class HeadSearchTrainer(Trainer):
         return HeadGenotype(heads["projector"].derive(cap), predictor, self.config.method.name)
 
     def after_fit(self) -> None:
-        save_genotype(self.run.path / "genotype.json", self.genotype())
-        from selfnas.report.plots import plot_alpha_evolution  # per head layer
+        self.save_final_genotype()
+        if self.main:
+            from selfnas.report.plots import plot_alpha_evolution  # per head layer
 
-        plot_alpha_evolution(self.run)
+            plot_alpha_evolution(self.run)
+
+    def save_final_genotype(self) -> None:
+        """Derive the genotype on rank 0, hand it to every rank (``final_genotype``), write it."""
+        self.final_genotype = distributed.on_main(self.genotype)
+        if self.main:
+            save_genotype(self.run.path / "genotype.json", self.final_genotype)
 
 
 def _as_lists(weights: torch.Tensor | tuple[torch.Tensor, ...]) -> list:
@@ -277,4 +291,4 @@ class CellSearchTrainer(HeadSearchTrainer):
         return self.model.backbone.derive()
 
     def after_fit(self) -> None:
-        save_genotype(self.run.path / "genotype.json", self.genotype())
+        self.save_final_genotype()

@@ -79,7 +79,10 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
             )
     except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
-        raise ConfigError(f"cannot open study storage {url!r}: {str(exc).splitlines()[0][:200]}") from None
+        raise ConfigError(
+            f"cannot open study storage {url!r}: {str(exc).splitlines()[0][:200]}; "
+            "check the URL and that the database server is up (or drop --storage for SQLite in the run)"
+        ) from None
     return storage
 
 
@@ -162,8 +165,12 @@ def retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
 
 def budget_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """The trials that count toward ``search.trials``: finished ones, except failures that were
-    retried (a killed trial and its retry count once)."""
-    retried = {retry_of(t) for t in trials}
+    retried (a killed trial and its retry count once). A retry that was killed too is retried
+    again; every retry names the original in ``failed_trial`` and the whole chain in
+    ``retry_history``, so each link of the chain counts as retried."""
+    retried = {retry_of(t) for t in trials} | {
+        n for t in trials for n in t.system_attrs.get("retry_history", ())
+    }
     return [t for t in trials if t.state.is_finished() and t.number not in retried]
 
 
