@@ -318,11 +318,19 @@ def eval_(
     data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
     linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
+    train_limit: Annotated[
+        int | None, Opt(help="kNN bank / probe training images: a seeded subset (default: all)")
+    ] = None,
+    test_limit: Annotated[int | None, Opt(help="images of each held-out split (default: all)")] = None,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
     from selfnas.eval.evaluate import evaluate
 
-    _print_result(evaluate(target, data=data, data_root=data_root, device=device, linear=linear))
+    result = evaluate(
+        target, data=data, data_root=data_root, device=device, linear=linear,
+        train_limit=train_limit, test_limit=test_limit,
+    )  # fmt: skip
+    _print_result(result)
 
 
 @app.command()

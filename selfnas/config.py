@@ -66,6 +66,12 @@ class RunConfig(_Strict):
     )
     knn_bank: int = Field(10000, ge=1, description="train images in the kNN monitor's memory bank")
     eval_at_end: bool = True
+    eval_train_limit: int | None = Field(
+        None, ge=1, description="evaluation: seeded subset of train images (kNN bank, probe); None = all"
+    )
+    eval_test_limit: int | None = Field(
+        None, ge=1, description="evaluation: seeded subset of each held-out split; None = all"
+    )
     threads: int | None = Field(None, ge=1, le=1024)
     nan_policy: Literal["stop", "rollback"] = Field(
         "rollback",

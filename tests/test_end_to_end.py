@@ -129,9 +129,10 @@ def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy)
 
     from tests.conftest import run_cli, set_args
 
-    common = ["data.train_limit=2048", "method.name=simclr", "optim.batch_size=128",
-              "optim.warmup_epochs=0.2", "run.knn_bank=2048", "run.device=cpu", "run.threads=1",
-              "search.nodes=2", "search.cell_width=8", "search.cell_layers=3"]  # fmt: skip
+    common = ["data.train_limit=2048", "data.val_fraction=0.02", "method.name=simclr",
+              "optim.batch_size=128", "optim.warmup_epochs=0.2", "run.knn_bank=2048", "run.device=cpu",
+              "run.threads=1", "search.nodes=2", "search.cell_width=8", "search.cell_layers=3",
+              "search.probe_limit=1024"]  # fmt: skip
     cells = ["--space", "cells", "--strategy", strategy, "--quiet", "--out", str(tmp_path / "search")]
     if strategy == "darts":
         cells += ["--epochs", "1"]
@@ -140,9 +141,20 @@ def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy)
     run_cli("search", *cells, *set_args(common), timeout=900, check=True)
     genotype = tmp_path / "search" / "genotype.json"
     assert json.loads(genotype.read_text())["space"] == "cells"
-    width = ["model.backbone_kwargs={width: 8, layers: 3}", "optim.epochs=2"]
+    width = ["model.backbone_kwargs={width: 8, layers: 3}", "optim.epochs=2",
+             "run.eval_train_limit=2048", "run.eval_test_limit=1000"]  # fmt: skip
     run_cli("train", "--genotype", str(genotype), "--out", str(tmp_path / "run"), "--quiet",
             *set_args([*common, *width]), timeout=900, check=True)  # fmt: skip
-    run_cli("eval", str(tmp_path / "run"), timeout=900, check=True)
+    run_cli(
+        "eval",
+        str(tmp_path / "run"),
+        "--train-limit",
+        "4096",
+        "--test-limit",
+        "2000",
+        timeout=900,
+        check=True,
+    )
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["n_train"] == 4096 and result["n_held_out"] == {"val": 1200, "test": 2000}
     assert result["knn"]["test"] > 0.4 and result["linear"]["test"] > 0.4  # chance is 0.1

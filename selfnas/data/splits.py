@@ -34,13 +34,13 @@ def carve_validation(train: ImageSet, fraction: float, seed: int) -> tuple[Image
     return train.subset(train_index), train.subset(val_index)
 
 
-def limit_images(images: ImageSet, limit: int | None, seed: int) -> ImageSet:
+def limit_images(images: ImageSet, limit: int | None, seed: int, what: str = "train_limit") -> ImageSet:
     """Keep a seeded random subset of ``limit`` images (all when ``limit`` is None or
     not smaller than the set). Subsets for a smaller limit are nested in larger ones."""
     if limit is None:
         return images
     if limit < 1:
-        raise ConfigError(f"train_limit must be a positive number of images, got {limit}")
+        raise ConfigError(f"{what} must be a positive number of images, got {limit}")
     if limit >= len(images):
         return images
     index, _ = _permutation(len(images), seed)[:limit].sort()

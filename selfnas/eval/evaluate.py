@@ -16,6 +16,7 @@ import torch
 from selfnas.config import TrainConfig, build_config, read_config_file
 from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
+from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import resolve_device
 from selfnas.errors import DatasetError, RunDirError
@@ -116,6 +117,22 @@ def evaluate_features(
     return result
 
 
+def _limited(
+    splits: DatasetSplits, train_limit: int | None, test_limit: int | None, seed: int
+) -> DatasetSplits:
+    def held_out(s: ImageSet | None) -> ImageSet | None:
+        return None if s is None else limit_images(s, test_limit, seed, what="test_limit")
+
+    return DatasetSplits(
+        splits.name,
+        limit_images(splits.train, train_limit, seed),
+        held_out(splits.val),
+        held_out(splits.test),
+        splits.mean,
+        splits.std,
+    )
+
+
 def evaluate(
     target: str | Path,
     data: str | None = None,
@@ -123,8 +140,16 @@ def evaluate(
     device: str = "auto",
     linear: bool = True,
     write: bool = True,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run."""
+    """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run.
+
+    ``train_limit`` / ``test_limit`` keep seeded subsets of the kNN bank / probe training
+    images and of each held-out split (quick looks); when None, the run's
+    ``run.eval_train_limit`` / ``run.eval_test_limit`` apply (all images by default). The
+    limits used are recorded in the result.
+    """
     run, weights = find_run(target)
     config = load_run_config(run)
     spec = data or config.data.name
@@ -135,10 +160,17 @@ def evaluate(
         val_fraction=config.data.val_fraction,
         seed=config.run.seed,
     )
+    train_limit = config.run.eval_train_limit if train_limit is None else train_limit
+    test_limit = config.run.eval_test_limit if test_limit is None else test_limit
+    splits = _limited(splits, train_limit, test_limit, config.run.seed)
     dev = resolve_device(device)
     model = load_model(run, weights, splits.train.channels).to(dev)
     result = evaluate_features(model.backbone, splits, dev, seed=config.run.seed, linear=linear)
     result["weights"] = weights.name
+    result["n_held_out"] = {
+        n: len(s) for n, s in (("val", splits.val), ("test", splits.test)) if s is not None
+    }
+    result["limits"] = {"train": train_limit, "test": test_limit}
     if write:
         atomic_write_json(run.eval, result)
         append_jsonl(
