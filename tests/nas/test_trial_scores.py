@@ -26,6 +26,8 @@ def test_a_study_records_scores_accuracies_correlations_and_plots(tmp_path, tiny
         assert set(r["scores"]) == set(LABEL_FREE) and all(math.isfinite(v) for v in r["scores"].values())
         assert 0 <= r["accuracy"]["knn"] <= 1 and 0 <= r["accuracy"]["linear"] <= 1
         assert r["value"] == pytest.approx(SIGN["rankme"] * r["scores"]["rankme"], rel=1e-5)
+        last = r["intermediate"][max(r["intermediate"], key=int)]
+        assert r["value"] == pytest.approx(last, rel=1e-5)  # the final scores match the last epoch
         assert r["parameters"] > 0 and r["architecture"] is None or isinstance(r["architecture"], str)
     assert summary["score"] == "rankme" and summary["supervised_proxy"] is False
     corr = summary["correlations"]

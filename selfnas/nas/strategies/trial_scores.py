@@ -47,10 +47,16 @@ class TrialTrainer(Trainer):
                 "search.score=knn is a supervised proxy and needs labels; pick a label-free score"
             )
 
-    def objective(self, name: str | None = None) -> float:
-        """The value the study minimises for score ``name`` (default: the configured one)."""
+    def objective(self, name: str | None = None, scores: dict[str, float] | None = None) -> float:
+        """The value the study minimises for score ``name`` (default: the configured one);
+        a label-free score is taken from ``scores`` when given there, else measured."""
         name = name or self.score_name
-        value = self._knn() if name == "knn" else self.label_free_scores((name,))[name]
+        if name == "knn":
+            value = self._knn()
+        elif scores is not None and name in scores:
+            value = scores[name]
+        else:
+            value = self.label_free_scores((name,))[name]
         return SIGN[name] * value
 
     @torch.no_grad()
