@@ -163,7 +163,8 @@ class TrainConfig(_Strict):
         return v
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as one line: ``where: what``."""
     err = exc.errors()[0]
     # a key with a newline or other control characters is shown quoted: the error stays one line
     where = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in err["loc"]) or "config"
@@ -272,7 +273,7 @@ def build_config(
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid config: {_first_error(exc)}") from None
+        raise ConfigError(f"invalid config: {first_error(exc)}") from None
 
 
 def config_to_yaml(config: BaseModel) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pg"]  # the session-wide PostgreSQL server fixture, postgres_url
+
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -66,6 +68,3 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-from tests.pg import postgres_url  # noqa: E402,F401  (the session-wide PostgreSQL server fixture)

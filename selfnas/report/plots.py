@@ -9,7 +9,8 @@ from selfnas.io import atomic_write_bytes, read_jsonl
 from selfnas.rundir import RunDir
 
 
-def _figure():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,10 +19,11 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically, close it, and return ``path``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _figure().close(fig)
+    pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -32,7 +34,7 @@ def plot_training_curves(run: RunDir) -> Path | None:
     if not steps:
         return None
     epochs = [r for r in records if r.get("kind") == "epoch" and "knn_val" in r]
-    plt = _figure()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3 if epochs else 2, figsize=(12 if epochs else 8, 3.2))
     x = [r["step"] for r in steps]
     axes[0].plot(x, [r["loss"] for r in steps])
@@ -45,7 +47,7 @@ def plot_training_curves(run: RunDir) -> Path | None:
         )
         axes[2].set(title="kNN top-1 on val (%)", xlabel="epoch")
     fig.tight_layout()
-    return _save(fig, run.plots / "curves.png")
+    return save_figure(fig, run.plots / "curves.png")
 
 
 def plot_alpha_evolution(run: RunDir) -> list[Path]:
@@ -62,7 +64,7 @@ def plot_alpha_evolution(run: RunDir) -> list[Path]:
     paths = []
     for head in records[-1]["alphas"]:
         layers = len(records[-1]["alphas"][head])
-        plt = _figure()
+        plt = pyplot()
         fig, axes = plt.subplots(1, layers, figsize=(2.2 * layers + 1.5, 3.4), sharey=True, squeeze=False)
         values = [w for r in records for row in r["alphas"][head] for w in row]
         lo, hi = min(values), max(values)  # one scale for the head, stretched so small moves show
@@ -77,7 +79,7 @@ def plot_alpha_evolution(run: RunDir) -> list[Path]:
                 ax.set_yticks(range(len(ops)), ops, fontsize=8)
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="softmax(alpha)")
         fig.suptitle(f"{head}: architecture weights per layer", y=1.04)
-        paths.append(_save(fig, run.plots / f"alphas_{head}.png"))
+        paths.append(save_figure(fig, run.plots / f"alphas_{head}.png"))
     return paths
 
 

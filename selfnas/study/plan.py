@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from selfnas.config import ModelConfig, TrainConfig, _first_error, apply_override
+from selfnas.config import ModelConfig, TrainConfig, apply_override, first_error
 from selfnas.errors import ConfigError, RunDirError
 
 PLAN_FORMAT = "selfnas-study-1"
@@ -112,7 +112,7 @@ def build_study_config(
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
-        message = _first_error(exc)
+        message = first_error(exc)
         raise ConfigError(f"invalid study config: {message}") from None
 
 

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from selfnas.report.plots import _figure, _save
+from selfnas.report.plots import pyplot, save_figure
 
 LABELLED = 15  # name the points of a scatter with at most this many architectures
 
@@ -16,7 +16,7 @@ def plot_spearman(summary: dict[str, Any], path: Path) -> Path:
     scenarios, matrix = summary["scenarios"], summary["spearman"]
     n = len(scenarios)
     grid = [[math.nan if v is None else v for v in row] for row in matrix]
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 0.9 * n + 1.8))
     image = ax.imshow(grid, cmap="RdBu", vmin=-1, vmax=1)
     ax.set_xticks(range(n), scenarios, rotation=40, ha="right")
@@ -30,7 +30,7 @@ def plot_spearman(summary: dict[str, Any], path: Path) -> Path:
     fig.colorbar(image, ax=ax, shrink=0.8, label="Spearman rho")
     ax.set_title(f"rank correlation of linear accuracy over {len(summary['archs'])} architectures")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rank_scatter(summary: dict[str, Any], path: Path) -> Path | None:
@@ -47,7 +47,7 @@ def plot_rank_scatter(summary: dict[str, Any], path: Path) -> Path | None:
     n_archs = len(summary["archs"])
     cols = min(3, len(targets))
     rows = math.ceil(len(targets) / cols)
-    plt = _figure()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
     for k, target in enumerate(targets):
         ax = axes[k // cols][k % cols]
@@ -80,4 +80,4 @@ def plot_rank_scatter(summary: dict[str, Any], path: Path) -> Path | None:
         axes[k // cols][k % cols].axis("off")
     fig.suptitle(f"rank on the source {source} vs rank on each target (1 = best)", y=1.02)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

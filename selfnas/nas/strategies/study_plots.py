@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from selfnas.nas.strategies.trial_scores import LABEL_FREE
-from selfnas.report.plots import _figure, _save
+from selfnas.report.plots import pyplot, save_figure
 from selfnas.rundir import RunDir
 
 
@@ -30,7 +30,7 @@ def _history(run: RunDir, rows: list[dict[str, Any]]) -> bool:
     done = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     if not done:
         return False
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     ax.scatter([r["number"] for r in done], [r["value"] for r in done], s=18, label="complete")
     pruned = [r for r in rows if r["state"] == "PRUNED" and r["intermediate"]]
@@ -45,7 +45,7 @@ def _history(run: RunDir, rows: list[dict[str, Any]]) -> bool:
     ax.step(xs, ys, where="post", color="tab:red", label="best so far")
     ax.set(title="Study history (lower is better)", xlabel="trial", ylabel="objective")
     ax.legend(fontsize=8)
-    _save(fig, run.plots / "study_history.png")
+    save_figure(fig, run.plots / "study_history.png")
     return True
 
 
@@ -64,12 +64,12 @@ def _importance(run: RunDir, study: optuna.Study) -> bool:
     if not importance:
         return False
     top = list(importance.items())[:12][::-1]
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(top) + 1.2))
     ax.barh([k for k, _ in top], [v for _, v in top], color="tab:green")
     ax.set(title="Parameter importance (fANOVA)", xlabel="share of the objective's variance")
     ax.tick_params(axis="y", labelsize=8)
-    _save(fig, run.plots / "study_importance.png")
+    save_figure(fig, run.plots / "study_importance.png")
     return True
 
 
@@ -78,7 +78,7 @@ def _score_vs_accuracy(run: RunDir, rows: list[dict[str, Any]]) -> bool:
     names = [s for s in LABEL_FREE if any(r["scores"].get(s) is not None for r in evaluated)]
     if len(evaluated) < 2 or not names:
         return False
-    plt = _figure()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         pts = [(r["scores"][name], r["accuracy"]["linear"]) for r in evaluated]
@@ -86,5 +86,5 @@ def _score_vs_accuracy(run: RunDir, rows: list[dict[str, Any]]) -> bool:
         ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], s=16)
         ax.set(xlabel=name, ylabel="linear accuracy on val (%)" if name == names[0] else None)
     fig.suptitle("Label-free score vs. accuracy, one point per trial", fontsize=10)
-    _save(fig, run.plots / "score_vs_accuracy.png")
+    save_figure(fig, run.plots / "score_vs_accuracy.png")
     return True
