@@ -10,7 +10,7 @@ Three comparisons, each at equal budget in the same run:
 * ``workers``: wall time of one worker vs two worker processes sharing a journal study.
 
     python benchmarks/study_bench.py strategies --seeds 0 1 2 --trials 10
-    python benchmarks/study_bench.py pruning --trials 12 --trial-epochs 6
+    python benchmarks/study_bench.py pruning --trials 12 --trial-epochs 6 --pruners halving
     python benchmarks/study_bench.py workers --trials 8
 """
 
@@ -81,13 +81,13 @@ def strategies(args: argparse.Namespace) -> dict:
 def pruning(args: argparse.Namespace) -> dict:
     data = load_config_data(build_config(overrides=common(args)))
     out = {}
-    for pruner in ("none", "halving", "hyperband"):
+    for pruner in ("none", *args.pruners):
         ov = [*common(args), "search.strategy=random", f"search.pruner={pruner}", f"run.seed={args.seeds[0]}"]
         summary, rows, seconds = study(ov, data)
         out[pruner] = {"seconds": round(seconds, 1), "trials_per_hour": round(3600 * len(rows) / seconds, 1),
                        "counts": summary["trials"], "best_value": summary["best_value"]}  # fmt: skip
         print(json.dumps({pruner: out[pruner]}), flush=True)
-    for pruner in ("halving", "hyperband"):
+    for pruner in args.pruners:
         out[f"{pruner}_speedup"] = round(out[pruner]["trials_per_hour"] / out["none"]["trials_per_hour"], 2)
     return out
 
@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--score", default="ssl_loss")
+    ap.add_argument("--pruners", nargs="+", default=["halving", "hyperband"], help="pruning: against none")
     ap.add_argument("--threads", type=int, help="torch threads per study (default: all)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()

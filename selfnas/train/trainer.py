@@ -63,6 +63,8 @@ def make_plan(config: TrainConfig, n_train: int) -> Plan:
 class Trainer:
     """Pretrain ``config`` into ``run``. ``fit()`` returns the final metrics dict."""
 
+    epoch_lines = True  # print "epoch N: loss ..." after each epoch (metrics.jsonl has it either way)
+
     def __init__(
         self,
         config: TrainConfig,
@@ -313,7 +315,8 @@ class Trainer:
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if "knn_val" in record:
             msg += f"  kNN(val) {100 * record['knn_val']:.2f}%"
-        progress.log(msg)
+        if self.epoch_lines:
+            progress.log(msg)
         if record["collapsed"]:
             warning = (
                 f"representation collapse suspected at epoch {epoch}: std of normalised embeddings is "

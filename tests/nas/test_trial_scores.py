@@ -42,10 +42,11 @@ def test_a_study_records_scores_accuracies_correlations_and_plots(tmp_path, tiny
     assert {"study_history.png", "score_vs_accuracy.png"} <= plots
 
 
-def test_label_eval_can_be_switched_off(tmp_path, tiny_overrides):
+def test_label_eval_can_be_switched_off(tmp_path, tiny_overrides, capfd):
     cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=random", "search.trials=2",
                                   "search.label_eval=false"])  # fmt: skip
     summary = search(cfg, out=tmp_path / "s", quiet=True)
+    assert "epoch 1: loss" not in capfd.readouterr().err  # trials do not print their epochs
     assert all(r["accuracy"] == {} for r in read_jsonl(tmp_path / "s" / "trials.jsonl"))
     assert summary["correlations"] == {}
 

@@ -35,6 +35,8 @@ SCORE_IMAGES = 2048  # held-out images a label-free score is measured on
 class TrialTrainer(Trainer):
     """Pretrains one candidate and reports its score after every epoch."""
 
+    epoch_lines = False  # the study's progress bar speaks for its trials
+
     def __init__(
         self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: str, **kwargs: Any
     ) -> None:
