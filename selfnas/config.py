@@ -125,6 +125,10 @@ class SearchConfig(_Strict):
         "small", description="resnet/mobilenet variants: small (28-32 px, CPU) or full (ImageNet size)"
     )
     pruner: Literal["none", "halving", "hyperband"] = "halving"
+    reduction_factor: int = Field(
+        2, ge=2, le=16, description="halving / hyperband: keep 1 in this many trials at each rung"
+    )
+    min_epochs: int = Field(1, ge=1, description="halving / hyperband: epochs before a trial can be pruned")
     startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
     population: int = Field(8, ge=2, description="evolution: population size")
     storage: str | None = Field(

@@ -67,6 +67,17 @@ def test_pruning_stops_poor_trials(tmp_path, tiny_overrides):
     assert result["trials"]["PRUNED"] >= 1
 
 
+def test_the_pruner_rungs_come_from_the_config(tiny_overrides):
+    from selfnas.nas.strategies.optuna_search import _pruner
+
+    cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=random", "search.pruner=halving",
+                                  "search.reduction_factor=3", "search.min_epochs=2"])  # fmt: skip
+    pruner = _pruner(cfg.search)
+    assert pruner._reduction_factor == 3 and pruner._min_resource == 2
+    with pytest.raises(ConfigError, match="reduction_factor"):
+        build_config(overrides=[*tiny_overrides, *CELLS, "search.reduction_factor=1"])
+
+
 def test_bad_storage_and_space_are_one_line_errors(tmp_path, tiny_overrides):
     cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=tpe",
                                   "search.storage=postgresql://nobody@127.0.0.1:1/none"])  # fmt: skip

@@ -45,10 +45,11 @@ def _sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def _pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
+    rungs = {"min_resource": search.min_epochs, "reduction_factor": search.reduction_factor}
     if search.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+        return optuna.pruners.SuccessiveHalvingPruner(**rungs)
     if search.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=2)
+        return optuna.pruners.HyperbandPruner(**rungs)
     return optuna.pruners.NopPruner()
 
 
