@@ -137,24 +137,17 @@ def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy)
     if strategy == "darts":
         cells += ["--epochs", "1"]
     else:
-        cells += ["--trials", "3", "--set", "search.trial_epochs=1", "--set", "search.population=2"]
+        # label evaluation of trials is covered by tests/nas/test_trial_scores.py
+        cells += ["--trials", "3", "--set", "search.trial_epochs=1", "--set", "search.population=2",
+                  "--set", "search.label_eval=false"]  # fmt: skip
     run_cli("search", *cells, *set_args(common), timeout=900, check=True)
     genotype = tmp_path / "search" / "genotype.json"
     assert json.loads(genotype.read_text())["space"] == "cells"
-    width = ["model.backbone_kwargs={width: 8, layers: 3}", "optim.epochs=2",
-             "run.eval_train_limit=2048", "run.eval_test_limit=1000"]  # fmt: skip
+    width = ["model.backbone_kwargs={width: 8, layers: 3}", "optim.epochs=2", "run.eval_at_end=false"]
     run_cli("train", "--genotype", str(genotype), "--out", str(tmp_path / "run"), "--quiet",
             *set_args([*common, *width]), timeout=900, check=True)  # fmt: skip
-    run_cli(
-        "eval",
-        str(tmp_path / "run"),
-        "--train-limit",
-        "4096",
-        "--test-limit",
-        "2000",
-        timeout=900,
-        check=True,
-    )
+    limits = ["--train-limit", "3000", "--test-limit", "1500"]
+    run_cli("eval", str(tmp_path / "run"), *limits, timeout=900, check=True)
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert result["n_train"] == 4096 and result["n_held_out"] == {"val": 1200, "test": 2000}
+    assert result["n_train"] == 3000 and result["n_held_out"] == {"val": 1200, "test": 1500}
     assert result["knn"]["test"] > 0.4 and result["linear"]["test"] > 0.4  # chance is 0.1
