@@ -124,7 +124,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    result = {"benchmark": f"study_{args.what}", "device": "cpu", "threads": torch.get_num_threads(),
+    # torch threads per trial (the workers benchmark sets its own per row)
+    threads = args.threads or torch.get_num_threads()
+    result = {"benchmark": f"study_{args.what}", "device": "cpu", "threads": threads,
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               **globals()[args.what](args)}  # fmt: skip
     result["total_seconds"] = round(time.perf_counter() - t0, 1)
