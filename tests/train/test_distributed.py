@@ -27,10 +27,11 @@ from tests.conftest import REPO, TINY, run_cli, set_args
 WORKER = REPO / "tests" / "train" / "dist_worker.py"
 #: 7 steps (one epoch: 448 synthetic images / 64), with a checkpoint, the kNN monitor and an epoch line
 TRAIN = [*TINY, "optim.epochs=1", "run.eval_at_end=false"]
-#: after 7 float32 SimSiam steps 2 ranks differ from 1 by 2.1e-5 (rounding drift, see above); a
-#: real mismatch is far larger: per-rank BatchNorm statistics give 7.4e-3, summed instead of
-#: averaged gradients 1.0e-2 (both measured on this test).
-PARAM_TOL = 1e-4
+#: after 7 float32 SimSiam steps 2 ranks differ from 1 by rounding drift alone (see above): 2.1e-5 on
+#: one 2-core VM, 2.8e-4 on another (an AVX-512/AMX Xeon, whose kernels sum in another order). A real
+#: mismatch is far larger: per-rank BatchNorm statistics give 7.4e-3, summed instead of averaged
+#: gradients 1.0e-2 (measured on this test, the latter on both machines).
+PARAM_TOL = 1e-3
 
 
 def _torchrun(*args: str, nproc: int = 2, timeout: float = 300, check: bool = True):
