@@ -34,7 +34,7 @@ from selfnas.config import build_config
 from selfnas.data import load_dataset
 from selfnas.io import read_jsonl
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def matmul_peak(n: int, repeats: int) -> dict[str, float]:

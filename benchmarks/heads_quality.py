@@ -21,10 +21,10 @@ import torch
 from selfnas.api import with_genotype
 from selfnas.config import build_config
 from selfnas.data import load_dataset
-from selfnas.eval.evaluate import evaluate_features
+from selfnas.evaluate import evaluate_features
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def pretrain_and_eval(cfg, tmp: str, name: str, limited, full) -> dict:

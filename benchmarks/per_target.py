@@ -27,11 +27,11 @@ from selfnas.data.scenarios import load_scenario
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.eval.features import extract_features
 from selfnas.eval.linear import linear_probe
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.spaces.macro import MACRO_SPACES
-from selfnas.nas.strategies.optuna_search import run_study
+from selfnas.nas.strategies.optuna_search import run_search_study
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def ssl_splits(name: str, images: ImageSet, seed: int) -> DatasetSplits:
@@ -88,7 +88,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run = RunDir.prepare(Path(tmp) / "search")
             t_search = time.perf_counter()
-            run_study(build_config(overrides=study), run, quiet=True, data=splits)
+            run_search_study(build_config(overrides=study), run, quiet=True, data=splits)
             search_s = time.perf_counter() - t_search
             genotype = load_genotype(run.path / "genotype.json")
         space = MACRO_SPACES[args.space](scale="small")

@@ -21,10 +21,10 @@ from lightly_baseline import LightlySimSiam, train_baseline
 
 from selfnas.config import build_config
 from selfnas.data import load_dataset
-from selfnas.eval.evaluate import evaluate_features
+from selfnas.evaluate import evaluate_features
 from selfnas.models.backbones import create_backbone
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def main() -> None:

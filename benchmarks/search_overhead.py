@@ -18,7 +18,7 @@ from selfnas.config import build_config
 from selfnas.data import load_dataset
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def epoch_seconds(cls, overrides: list[str], data) -> float:

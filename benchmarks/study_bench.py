@@ -27,9 +27,9 @@ import torch
 
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
-from selfnas.nas.strategies.optuna_search import run_study
+from selfnas.nas.strategies.optuna_search import run_search_study
 from selfnas.rundir import RunDir
-from selfnas.train.builder import load_config_data
+from selfnas.training.builder import load_config_data
 
 
 def common(args: argparse.Namespace) -> list[str]:
@@ -48,7 +48,7 @@ def study(overrides: list[str], data=None) -> tuple[dict, list[dict], float]:
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.prepare(Path(tmp) / "s")
         t0 = time.perf_counter()
-        summary = run_study(cfg, run, quiet=True, data=data)
+        summary = run_search_study(cfg, run, quiet=True, data=data)
         seconds = time.perf_counter() - t0
         rows = read_jsonl(run.path / "trials.jsonl")
     return summary, rows, seconds

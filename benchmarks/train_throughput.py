@@ -21,7 +21,7 @@ from selfnas.config import build_config
 from selfnas.data import load_dataset
 from selfnas.models.backbones import create_backbone
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 
 def run_selfnas(data, steps: int, batch_size: int, device: str) -> dict[str, float]:

@@ -9,19 +9,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfnas import distributed
+from selfnas.build import load_run_config
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError
-from selfnas.eval.evaluate import evaluate, load_run_config
-from selfnas.io import read_jsonl
-from selfnas.nas.genotype import HeadGenotype, load_genotype
-from selfnas.nas.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
+from selfnas.evaluate import evaluate
+from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
+from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
+from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
+from selfnas.nas.strategies.optuna_search import open_storage, run_search_study, storage_url
+from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
-from selfnas.ssl.registry import METHOD_DEFAULTS
-from selfnas.train import distributed
-from selfnas.train.trainer import Trainer, check_resumable
+from selfnas.studies.runner import run_scenario_study
+from selfnas.training.builder import load_config_data, with_genotype
+from selfnas.training.trainer import Trainer, check_resumable
 
 if TYPE_CHECKING:
-    from selfnas.study.plan import StudyConfig
+    from selfnas.studies.plan import StudyConfig
 
 
 def default_run_dir(prefix: str) -> Path:
@@ -87,7 +91,7 @@ def _fit(
     return trainer, trainer.fit(resume=resume)
 
 
-def _study(
+def _search_study(
     config: TrainConfig | None,
     out: str | Path | None,
     resume: bool,
@@ -98,11 +102,6 @@ def _study(
     search: SearchConfig,
 ) -> dict[str, Any]:
     """A TPE / random / evolutionary search (cells or backbone variants) as an Optuna study."""
-    from selfnas.io import atomic_write_json, atomic_write_text
-    from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
-    from selfnas.nas.strategies.optuna_search import run_study, storage_url
-    from selfnas.provenance import collect_provenance
-    from selfnas.train.builder import load_config_data
 
     if search.space not in STUDY_SPACES:
         raise ConfigError(
@@ -110,9 +109,7 @@ def _study(
         )
     url = storage_url(RunDir(out or "."), search)  # refuse SQLite with several workers before any write
     if search.storage is not None and not url.startswith("journal:"):
-        from selfnas.nas.strategies.optuna_search import _storage
-
-        _storage(url)  # a malformed or unreachable storage URL fails here, before anything is written
+        open_storage(url)  # a malformed or unreachable storage URL fails here, before anything is written
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
         data = load_config_data(config)
@@ -121,36 +118,13 @@ def _study(
         atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))
     run.write_status("running")
     try:
-        summary = run_study(config, run, quiet=quiet, data=data)
+        summary = run_search_study(config, run, quiet=quiet, data=data)
     except KeyboardInterrupt:
         run.write_status("interrupted", message="interrupted; continue with --resume")
         raise
     run.write_status("finished")
     genotype = json.loads((run.path / "genotype.json").read_text())
     return {"genotype_file": str(run.path / "genotype.json"), "genotype": genotype, **summary}
-
-
-def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
-    """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
-    genotype = load_genotype(genotype_path)
-    if isinstance(genotype, ResNetVariantGenotype | MobileNetVariantGenotype):  # a whole macro backbone
-        update = {"backbone": genotype.backbone, "backbone_kwargs": {"genotype": genotype.to_json()}}
-        return config.model_copy(update={"model": config.model.model_copy(update=update)})
-    if not isinstance(genotype, HeadGenotype):  # found cells replace the backbone
-        kept = {k: v for k, v in config.model.backbone_kwargs.items() if k in ("width", "layers")}
-        model = config.model.model_copy(
-            update={"backbone": "darts_cells", "backbone_kwargs": {**kept, "genotype": genotype.to_json()}}
-        )
-        return config.model_copy(update={"model": model})
-    method = config.method.model_copy(
-        update={
-            "projector": genotype.projector.to_json(),
-            "predictor": None if genotype.predictor is None else genotype.predictor.to_json(),
-        }
-    )
-    if genotype.predictor is None and METHOD_DEFAULTS[config.method.name].needs_predictor:
-        method = method.model_copy(update={"predictor": None})  # the method's own predictor
-    return config.model_copy(update={"method": method})
 
 
 def train(
@@ -190,7 +164,6 @@ def search(
 
     Returns the last epoch's record (genotype, alphas, parameter-free counts, entropy).
     """
-    from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
 
     search_cfg = SearchConfig()
     if config is not None and config.search is not None:
@@ -203,7 +176,7 @@ def search(
                 f"torchrun runs DARTS searches; run a {search_cfg.strategy} study without torchrun "
                 "(--n-workers N runs its trials in parallel)"
             )
-        return _study(config, out, resume, overwrite, quiet, overrides, argv, search_cfg)
+        return _search_study(config, out, resume, overwrite, quiet, overrides, argv, search_cfg)
     space = search_cfg.space
     if space not in ("heads", "cells"):
         raise ConfigError(f"the {space} space is searched by a study: add --strategy tpe or random")
@@ -229,7 +202,6 @@ def study(
     Runs again with the same config continue where a killed study stopped. Writes ``summary.json``,
     ``study.md`` and ``plots/`` into ``out`` and returns the summary.
     """
-    from selfnas.study.runner import run_study
 
     if distributed.launched():
         raise ConfigError("torchrun runs train and search; run the study without it (--workers N: parallel)")
@@ -237,7 +209,9 @@ def study(
         if resume:
             raise ConfigError("--resume needs --out DIR: the study to continue")
         out = default_run_dir("study")
-    return run_study(config, out, resume=resume, overwrite=overwrite, workers=workers, quiet=quiet, argv=argv)
+    return run_scenario_study(
+        config, out, resume=resume, overwrite=overwrite, workers=workers, quiet=quiet, argv=argv
+    )
 
 
 __all__ = ["evaluate", "search", "study", "train", "with_genotype"]

@@ -16,19 +16,54 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from selfnas.config import TrainConfig
+from selfnas.config import TrainConfig, build_config, read_config_file
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError, GenotypeError, RunDirError
-from selfnas.eval.evaluate import find_run, load_model, load_run_config
 from selfnas.models.backbones import create_backbone
+from selfnas.models.genotype import HeadGenotype, load_genotype
 from selfnas.models.heads import build_head
-from selfnas.nas.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.train.builder import build_method, head_specs, load_config_data
+from selfnas.training.builder import build_method, head_specs, load_config_data, with_genotype
+from selfnas.training.checkpoint import load_weights
 
 PARTS = ("backbone", "heads", "encoder", "full")
 T = TypeVar("T")
+
+
+def find_run(target: str | Path) -> tuple[RunDir, Path]:
+    """A run directory or a weights file inside one -> (run, weights file)."""
+    target = Path(target)
+    if target.is_dir():
+        run = RunDir(target)
+        for weights in (run.model, run.checkpoint):
+            if weights.exists():
+                return run, weights
+        raise RunDirError(f"{target} holds no weights (model.safetensors or checkpoints/); train it first")
+    if target.is_file() and target.suffix == ".safetensors":
+        for parent in target.parents:
+            if (parent / "config.yaml").exists():
+                return RunDir(parent), target
+        raise RunDirError(f"no config.yaml found above {target}; pass the run directory")
+    raise RunDirError(f"{target} is neither a run directory nor a .safetensors file")
+
+
+def load_run_config(run: RunDir) -> TrainConfig:
+    return build_config(base=read_config_file(run.config))
+
+
+def load_model(run: RunDir, weights: Path, in_channels: int) -> SSLMethod:
+    """Rebuild the run's SSL model from its config and load ``weights`` into it."""
+    config = load_run_config(run)
+    model = build_method(config, in_channels)
+    if weights.name == "model.safetensors":
+        load_weights(weights, model)
+    else:
+        from safetensors.torch import load_file
+
+        state = {k[len("model.") :]: v for k, v in load_file(str(weights)).items() if k.startswith("model.")}
+        model.load_state_dict(state, strict=True)
+    return model
 
 
 def open_run(target: str | Path) -> RunDir:
@@ -54,8 +89,6 @@ def model_config(run: RunDir) -> TrainConfig:
         raise RunDirError(
             f"search run {run.path} has no genotype.json yet (unfinished); only part='backbone' can be built"
         )
-    from selfnas.api import with_genotype
-
     return with_genotype(config, found)
 
 
@@ -173,8 +206,6 @@ def build_model(
     if path.is_file() and path.suffix == ".json":
         genotype = load_genotype(path)
         if not isinstance(genotype, HeadGenotype):
-            from selfnas.models.backbones import create_backbone
-
             if part != "backbone":
                 raise GenotypeError(
                     f"a {genotype.space} genotype builds a backbone only; use part='backbone'"

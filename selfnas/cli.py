@@ -235,7 +235,7 @@ def study(
     """One network doesn't rule them all: pretrain N sampled architectures (and the default) with
     SSL, linear-probe each on every scenario, rank them and correlate the rankings. Run the same
     command again to continue a killed study."""
-    from selfnas.study.plan import build_study_config, read_plan
+    from selfnas.studies.plan import build_study_config, read_plan
 
     base = None
     if resume and out is not None and (plan := read_plan(out)) is not None:
@@ -254,7 +254,7 @@ def study(
     summary = api_study(
         cfg, out=out, resume=resume, overwrite=overwrite, workers=workers, quiet=quiet, argv=sys.argv
     )
-    from selfnas.study.outputs import headline_text, ranking_rows
+    from selfnas.studies.outputs import headline_text, ranking_rows
 
     header, rows = ranking_rows(summary)
     table = Table(title="linear accuracy on test (rank)")
@@ -324,7 +324,7 @@ def eval_(
     test_limit: Annotated[int | None, Opt(help="images of each held-out split (default: all)")] = None,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
-    from selfnas.eval.evaluate import evaluate
+    from selfnas.evaluate import evaluate
 
     result = evaluate(
         target, data=data, data_root=data_root, device=device, linear=linear,
@@ -373,7 +373,7 @@ def draw(
     ] = None,
 ) -> None:
     """Draw an architecture: a genotype's heads, or a run's backbone stages and heads."""
-    from selfnas.draw import draw as draw_target
+    from selfnas.report.draw import draw as draw_target
 
     prefix = out or (target / "plots" / "architecture" if target.is_dir() else target.with_suffix(""))
     for path in draw_target(target, prefix):
@@ -419,7 +419,7 @@ def backbones() -> None:
 
 def _main_process() -> bool:
     """False on the other ranks of a torchrun launch: only rank 0 prints results."""
-    from selfnas.train.distributed import is_main
+    from selfnas.distributed import is_main
 
     return is_main()
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from selfnas import distributed
 from selfnas.errors import ConfigError
 
 
@@ -17,7 +18,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
     Under torchrun with several processes, ``auto`` and ``cuda`` mean this rank's GPU,
     ``cuda:LOCAL_RANK`` (``cuda:N`` is taken as given).
     """
-    from selfnas.train import distributed
 
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"

@@ -20,12 +20,18 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from selfnas.build import genotype_file, load_pretrained, load_run_dataset, open_run, run_heads
+from selfnas.build import (
+    genotype_file,
+    load_pretrained,
+    load_run_config,
+    load_run_dataset,
+    open_run,
+    run_heads,
+)
 from selfnas.errors import RunDirError
-from selfnas.eval.evaluate import load_run_config
 from selfnas.info import command_line, head_chain, run_info
 from selfnas.io import atomic_write, atomic_write_bytes, atomic_write_text
-from selfnas.train.builder import resolved_lr
+from selfnas.training.builder import resolved_lr
 
 FORMAT = "selfnas-backbone-1"
 

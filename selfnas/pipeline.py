@@ -14,8 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from selfnas import api
 from selfnas.config import TrainConfig, config_to_yaml
 from selfnas.errors import RunDirError
+from selfnas.evaluate import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text
 from selfnas.rundir import RunDir
 
@@ -42,8 +44,6 @@ def compare_heads(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the three stages and return the comparison summary."""
-    from selfnas import api
-    from selfnas.eval.evaluate import evaluate
 
     out = Path(out)
     if out.exists() and overwrite:

@@ -11,13 +11,13 @@ from torch import nn
 from selfnas.build import build_model, load_pretrained
 from selfnas.config import build_config
 from selfnas.errors import ConfigError, GenotypeError, RunDirError
+from selfnas.models.genotype import HeadGenotype, load_genotype, save_genotype
 from selfnas.models.heads import HeadLayer, HeadSpec
-from selfnas.nas.genotype import HeadGenotype, load_genotype, save_genotype
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.train.checkpoint import save_weights
-from selfnas.train.trainer import Trainer
+from selfnas.training.checkpoint import save_weights
+from selfnas.training.trainer import Trainer
 from tests.conftest import REPO, TINY
 
 FAST = [*TINY, "optim.epochs=1", "run.knn_every=0"]

@@ -7,7 +7,7 @@ from PIL import Image
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 from tests.conftest import FASHION_MNIST
 
 METHODS = ["simsiam", "simclr", "moco", "byol"]
@@ -96,7 +96,7 @@ def test_method_learns_on_an_image_folder(tmp_path, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_head_search_then_retrain_on_fashion_mnist(tmp_path, method):
     from selfnas.api import with_genotype
-    from selfnas.nas.genotype import load_genotype
+    from selfnas.models.genotype import load_genotype
     from selfnas.nas.strategies.darts import HeadSearchTrainer
 
     common = [

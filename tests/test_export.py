@@ -8,16 +8,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from selfnas.build import load_pretrained
+from selfnas.build import load_pretrained, load_run_config
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.eval.evaluate import evaluate, load_run_config
+from selfnas.evaluate import evaluate
 from selfnas.export import export_run
 from selfnas.models.backbones import create_backbone
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 from tests.conftest import TINY
 
 FAST = [*TINY, "optim.epochs=1", "run.knn_every=0"]

@@ -7,12 +7,12 @@ import pytest
 
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.eval.evaluate import evaluate
+from selfnas.evaluate import evaluate
 from selfnas.info import format_info, run_info
+from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.models.heads import HeadLayer, HeadSpec
-from selfnas.nas.genotype import HeadGenotype, save_genotype
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 from tests.conftest import TINY
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from selfnas.config import build_config
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 from tests.conftest import FASHION_MNIST, REPO
 
 

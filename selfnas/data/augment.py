@@ -373,7 +373,7 @@ class TwoViewAugment:
 
         ``part = (index, count)``: ``images`` are slice ``index`` of ``count`` equal slices of a
         batch, and the views equal that slice of the views of the whole batch (what one process of
-        several draws; see :mod:`selfnas.train.distributed`).
+        several draws; see :mod:`selfnas.distributed`).
         """
         x = self._to_float(images)
         return (

@@ -19,6 +19,11 @@ import torch
 from torch import nn
 
 from selfnas.errors import ConfigError
+from selfnas.models.cell_genotype import CellGenotype
+from selfnas.models.cells import CellNetwork
+from selfnas.models.genotype import load_genotype
+from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
+from selfnas.models.variants import MobileNetVariant, ResNetVariant, variant_from_config
 from selfnas.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
@@ -216,10 +221,6 @@ def darts_cells(
     in_channels: int = 3, genotype: dict[str, Any] | str | None = None, width: int = 16, layers: int = 8
 ) -> nn.Module:
     """A found cell pair (``genotype``: its JSON object or a file path); ``out_dim = nodes * 4 * width``."""
-    from selfnas.nas.cell_genotype import CellGenotype
-    from selfnas.nas.genotype import load_genotype
-    from selfnas.nas.spaces.cells import CellNetwork
-
     name = "darts_cells"
     if isinstance(genotype, str):
         genotype = load_genotype(genotype)
@@ -259,9 +260,6 @@ def create_backbone(name: str, in_channels: int = 3, **kwargs: object) -> nn.Mod
 )
 def resnet_variant(in_channels: int = 3, genotype: dict[str, Any] | str | None = None) -> nn.Module:
     """A ``resnet-variants`` genotype's network; ``out_dim`` 64 / 256 small, 512 / 2048 full."""
-    from selfnas.models.variants import ResNetVariant, variant_from_config
-    from selfnas.nas.macro_genotype import ResNetVariantGenotype
-
     found = variant_from_config(ResNetVariantGenotype, genotype)
     return ResNetVariant(found, _positive_int("resnet_variant", "in_channels", in_channels, MAX_CHANNELS))
 
@@ -271,9 +269,6 @@ def resnet_variant(in_channels: int = 3, genotype: dict[str, Any] | str | None =
 )
 def mobilenet_variant(in_channels: int = 3, genotype: dict[str, Any] | str | None = None) -> nn.Module:
     """A ``mobilenet-variants`` genotype's network; ``out_dim = 320 * max(1, width_mult)`` small."""
-    from selfnas.models.variants import MobileNetVariant, variant_from_config
-    from selfnas.nas.macro_genotype import MobileNetVariantGenotype
-
     found = variant_from_config(MobileNetVariantGenotype, genotype)
     in_channels = _positive_int("mobilenet_variant", "in_channels", in_channels, MAX_CHANNELS)
     return MobileNetVariant(found, in_channels)

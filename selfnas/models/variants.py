@@ -3,7 +3,7 @@
 Both map ``N x in_channels x H x W`` float images to ``N x out_dim`` features (global average
 pooled, flattened), like every backbone in :mod:`selfnas.models.backbones`.
 
-ResNet variants (:class:`~selfnas.nas.macro_genotype.ResNetVariantGenotype`), following
+ResNet variants (:class:`~selfnas.models.macro_genotype.ResNetVariantGenotype`), following
 torchvision's ResNet / ResNeXt (``width_per_group``, ``groups``, stride on the 3x3 conv, "v1.5"):
 
 - Stage ``i`` has a residual ("planes") width of ``base * 2**i`` (``base`` 16 small, 64 full) and
@@ -20,7 +20,7 @@ torchvision's ResNet / ResNeXt (``width_per_group``, ``groups``, stride on the 3
   for 28-32 px images; full is the ImageNet one (7x7 conv stride 2, BN, ReLU, 3x3 max-pool
   stride 2), for 96-224 px.
 
-MobileNetV2 variants (:class:`~selfnas.nas.macro_genotype.MobileNetVariantGenotype`), built from
+MobileNetV2 variants (:class:`~selfnas.models.macro_genotype.MobileNetVariantGenotype`), built from
 torchvision's ``InvertedResidual`` (expansion 6, 1 in the first stage, as in MobileNetV2):
 
 - Full: MobileNetV2's 7 stages (t, c, s) = (1, 16, 1), (6, 24, 2), (6, 32, 2), (6, 64, 2),
@@ -40,7 +40,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfnas.nas.macro_genotype import (
+from selfnas.errors import ConfigError
+from selfnas.models.genotype import load_genotype
+from selfnas.models.macro_genotype import (
     RESNET_BASE_WIDTH,
     MobileNetVariantGenotype,
     ResNetVariantGenotype,
@@ -187,9 +189,6 @@ def variant_from_config(
     kind: type[ResNetVariantGenotype] | type[MobileNetVariantGenotype], genotype: Any
 ) -> ResNetVariantGenotype | MobileNetVariantGenotype:
     """A ``kind`` genotype from a genotype object, its JSON object or a file path (validated)."""
-    from selfnas.errors import ConfigError
-    from selfnas.nas.genotype import load_genotype
-
     if isinstance(genotype, str):
         genotype = load_genotype(genotype)
     elif isinstance(genotype, dict):

@@ -18,7 +18,7 @@ import yaml
 
 from selfnas.errors import GenotypeError, RunDirError
 from selfnas.io import read_jsonl
-from selfnas.nas.genotype import HeadGenotype, load_genotype
+from selfnas.models.genotype import HeadGenotype, load_genotype
 from selfnas.rundir import RunDir
 
 MAX_DEPTH = 3

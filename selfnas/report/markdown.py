@@ -1,14 +1,13 @@
 """The short Markdown summary of a run (``RUN/report.md``): state, warnings, results, heads.
 
-Text from files is escaped so that it reads as text in a Markdown viewer: ``<``, ``>`` and
-``&`` become entities (no raw HTML), and table pipes, backticks, emphasis and link
-brackets are backslash-escaped.
+Text from files is escaped by :func:`selfnas.render.markdown.md`.
 """
 
 from __future__ import annotations
 
 import re
 
+from selfnas.render.markdown import md, md_table
 from selfnas.report.facts import RunFacts
 from selfnas.report.summary import (
     chain_text,
@@ -22,20 +21,6 @@ from selfnas.report.summary import (
     setup_line,
     warnings,
 )
-
-_SPECIAL = re.compile(r"([\\`*\[\]|#])")
-
-
-def md(value: object) -> str:
-    """``value`` as one line of literal Markdown text."""
-    text = " ".join(str(value).split())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", text)
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
 
 
 def _run_lines(facts: RunFacts, level: int) -> list[str]:

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from selfnas.io import read_jsonl
+from selfnas.render.html import Html, join, png, table, tag
 from selfnas.report.facts import RunFacts
-from selfnas.report.html import Html, join, png, table, tag
 from selfnas.report.summary import num, pct
 
 PLOTS = {

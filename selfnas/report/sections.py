@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from selfnas.render.html import Html, bullets, esc, join, page, png, pre, table, tag
+from selfnas.report.draw import draw
 from selfnas.report.facts import RunFacts
-from selfnas.report.html import Html, bullets, esc, join, page, png, pre, table, tag
 from selfnas.report.optuna_section import optuna_study
 from selfnas.report.summary import (
     chain_text,
@@ -122,7 +123,6 @@ def cell_search(facts: RunFacts) -> Html | None:
     """A cell search: the found normal and reduction cells as graphs (the `selfnas draw` image)."""
     if not _is_cell_search(facts) or not (facts.run.path / "genotype.json").exists():
         return None
-    from selfnas.draw import draw
 
     image = draw(facts.run.path, facts.run.plots / "architecture")[1]
     return png(image, "found normal and reduction cells (selfnas draw)")
@@ -139,8 +139,6 @@ def head_search(facts: RunFacts) -> Html | None:
         source, chains = found
         out.append(tag("p", source))
         if facts.genotype is not None:  # the same drawing as `selfnas draw`
-            from selfnas.draw import draw
-
             image = draw(facts.run.path, facts.run.plots / "architecture")[1]
             out.append(png(image, "backbone and found heads (selfnas draw)"))
         out.append(bullets(Html(f"{esc(name)}: {tag('code', chain_text(c))}") for name, c in chains.items()))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfnas.io import atomic_write_text
+from selfnas.render.plots import refresh_plots
 from selfnas.report.facts import load_facts
 from selfnas.report.markdown import render_markdown
-from selfnas.report.plots import refresh_plots
 from selfnas.report.sections import render_html
+from selfnas.report.study_page import is_study, write_study_report
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -19,7 +20,6 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     :class:`selfnas.errors.RunDirError` when ``run_dir`` is not a run and holds none.
     A study directory (``selfnas study``) gets its own page: ranking, correlations, plots.
     """
-    from selfnas.study.report import is_study, write_study_report
 
     if is_study(run_dir):
         return write_study_report(run_dir)

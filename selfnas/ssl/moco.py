@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfnas import distributed
 from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput, head_out_dim
 from selfnas.ssl.losses import info_nce
-from selfnas.train import distributed
 
 
 class MoCo(SSLMethod):

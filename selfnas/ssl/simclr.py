@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from selfnas import distributed
 from selfnas.ssl.base import Head, SSLMethod, SSLOutput
 from selfnas.ssl.losses import nt_xent
-from selfnas.train import distributed
 
 
 class SimCLR(SSLMethod):
@@ -14,7 +14,7 @@ class SimCLR(SSLMethod):
 
     Under torchrun the embeddings of every rank are gathered (with gradient) first, so the negatives
     are the global batch's and every rank computes the single-process loss (see
-    :func:`selfnas.train.distributed.gather_with_grad`).
+    :func:`selfnas.distributed.gather_with_grad`).
     """
 
     name = "simclr"

@@ -9,9 +9,9 @@ import torch
 
 from selfnas.errors import ConfigError, GenotypeError
 from selfnas.models.backbones import BACKBONES, create_backbone
+from selfnas.models.genotype import save_genotype
+from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.models.variants import MobileNetVariant, ResNetVariant, build_variant
-from selfnas.nas.genotype import save_genotype
-from selfnas.nas.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.nas.spaces.macro import MobileNetVariantSpace, ResNetVariantSpace
 
 

@@ -5,11 +5,11 @@ import torch
 
 from selfnas.api import with_genotype
 from selfnas.config import build_config
-from selfnas.nas.cell_genotype import CellGenotype
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.cell_genotype import CellGenotype
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.strategies.darts import CellSearchTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 CELLS = [
     "search.space=cells",
@@ -43,9 +43,9 @@ def test_cell_search_moves_alphas_and_writes_a_cell_genotype(tmp_path, tiny_over
 def test_cell_search_run_draws_reports_and_refuses_export(tmp_path, tiny_overrides):
     from PIL import Image
 
-    from selfnas.draw import draw
     from selfnas.errors import RunDirError
     from selfnas.export import export_run
+    from selfnas.report.draw import draw
     from selfnas.report.write import write_report
 
     cfg = build_config(overrides=[*tiny_overrides, *CELLS, "optim.epochs=1"])

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from selfnas.errors import GenotypeError
-from selfnas.nas.cell_genotype import CellGenotype
-from selfnas.nas.spaces.cells import CellNetwork, CellSearchSpace, CellSupernet, cell_shapes
+from selfnas.models.cell_genotype import CellGenotype
+from selfnas.models.cells import CellNetwork, cell_shapes
+from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

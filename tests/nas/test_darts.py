@@ -7,11 +7,11 @@ from safetensors.torch import load_file
 from selfnas.api import with_genotype
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.strategies import darts as darts_mod
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 
 SEARCH = ["search.projector_layers=3", "search.predictor_layers=2", "run.knn_every=0"]
 

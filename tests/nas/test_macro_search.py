@@ -6,7 +6,7 @@ from selfnas.api import search, train, with_genotype
 from selfnas.config import build_config
 from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.genotype import load_genotype
 
 STUDY = ["search.strategy=random", "search.trials=2", "search.trial_epochs=1", "search.pruner=none",
          "search.score=rankme", "search.probe_limit=300", "optim.epochs=1"]  # fmt: skip

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from selfnas.errors import ConfigError
-from selfnas.nas.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
+from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.nas.spaces.macro import MACRO_SPACES, MobileNetVariantSpace, ResNetVariantSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,7 +10,7 @@ from selfnas.api import search
 from selfnas.config import build_config
 from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
-from selfnas.nas.genotype import load_genotype
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace
 from selfnas.nas.strategies.optuna_search import suggest_cells
 

@@ -12,7 +12,7 @@ from selfnas.api import search
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
 from selfnas.nas.spaces.optuna_spaces import study_space
-from selfnas.nas.strategies.optuna_search import open_study, run_study
+from selfnas.nas.strategies.optuna_search import open_search_study, run_search_study
 from selfnas.rundir import RunDir
 from tests.conftest import REPO, set_args
 
@@ -78,7 +78,7 @@ def _dead_pid() -> int:
 def test_a_trial_left_running_by_a_killed_process_is_retried_and_counted_once(tmp_path, tiny_overrides):
     cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=random", "search.trials=3"])
     run = RunDir.prepare(tmp_path / "s")
-    study = open_study(run, cfg.search, seed=0)
+    study = open_search_study(run, cfg.search, seed=0)
     orphan = study.ask()  # what a process killed mid-trial leaves behind
     genotype = study_space(cfg.search).suggest(orphan)
     orphan.set_user_attr("genotype", genotype.to_json())
@@ -87,7 +87,7 @@ def test_a_trial_left_running_by_a_killed_process_is_retried_and_counted_once(tm
     alive.set_user_attr("owner", {"host": os.uname().nodename, "pid": os.getpid()})
     study.tell(alive, state=optuna.trial.TrialState.FAIL)
 
-    summary = run_study(cfg, run, quiet=True)
+    summary = run_search_study(cfg, run, quiet=True)
     rows = read_jsonl(run.path / "trials.jsonl")
     assert [r["state"] for r in rows[:2]] == ["FAIL", "FAIL"]
     retry = [r for r in rows if r["retry_of"] == orphan.number]

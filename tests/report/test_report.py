@@ -10,12 +10,12 @@ import yaml
 
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.eval.evaluate import evaluate
+from selfnas.evaluate import evaluate
 from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.report.write import write_report
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer
+from selfnas.training.trainer import Trainer
 from tests.conftest import TINY
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import optuna
 
 from selfnas.errors import ConfigError, GenotypeError
-from selfnas.nas.macro_genotype import (
+from selfnas.models.macro_genotype import (
     BLOCK_TYPES,
     MOBILENET_STAGES,
     RESNET_STAGES,

@@ -14,8 +14,9 @@ import optuna
 
 from selfnas.config import SearchConfig
 from selfnas.errors import ConfigError
-from selfnas.nas.cell_genotype import CellGenotype
+from selfnas.models.cell_genotype import CellGenotype
 from selfnas.nas.spaces.cells import CellSearchSpace
+from selfnas.nas.spaces.macro import MACRO_SPACES
 
 STUDY_SPACES = ("cells", "resnet-variants", "mobilenet-variants")
 
@@ -57,8 +58,6 @@ def study_space(search: SearchConfig) -> Any:
     if search.space == "cells":
         return CellStudySpace(search)
     if search.space in STUDY_SPACES:
-        from selfnas.nas.spaces.macro import MACRO_SPACES
-
         return MACRO_SPACES[search.space](scale=search.scale)
     raise ConfigError(
         f"--strategy {search.strategy} searches {', '.join(STUDY_SPACES)}; "

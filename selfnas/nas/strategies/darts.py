@@ -22,14 +22,17 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from selfnas import distributed
 from selfnas.config import SearchConfig, TrainConfig
 from selfnas.models.backbones import create_backbone
-from selfnas.nas.genotype import HeadGenotype, save_genotype
+from selfnas.models.genotype import HeadGenotype, save_genotype
+from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
 from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
+from selfnas.render.plots import plot_alpha_evolution
 from selfnas.ssl.base import SSLMethod
 from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
-from selfnas.train import distributed
-from selfnas.train.trainer import Trainer, _stream_seed
+from selfnas.training.builder import head_specs
+from selfnas.training.trainer import Trainer, stream_seed
 
 
 class HeadSearchTrainer(Trainer):
@@ -48,7 +51,7 @@ class HeadSearchTrainer(Trainer):
         super().__init__(config, *args, **kwargs)
 
     def weight_images(self, images: torch.Tensor) -> torch.Tensor:
-        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 5, 0))
+        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 5, 0))
         perm = torch.randperm(len(images), generator=g)
         half = len(images) // 2
         self.arch_images = images[perm[half:]].to(self.device)
@@ -113,13 +116,13 @@ class HeadSearchTrainer(Trainer):
 
     def _arch_batch(self, step: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if epoch != self.arch_perm_epoch:
-            g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 3, epoch))
+            g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 3, epoch))
             self.arch_perm = torch.randperm(len(self.arch_images), generator=g).to(self.device)
             self.arch_perm_epoch = epoch
         bs = self.config.optim.batch_size
         pos = ((step % self.plan.steps_per_epoch) * bs) % max(1, len(self.arch_images) - bs + 1)
         batch = self.arch_images[self.arch_perm[pos : pos + bs][self.rows]]  # this rank's slice
-        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 4, step))
+        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 4, step))
         return self.augment(batch, g, part=self.part)
 
     def _arch_loss(self, loss: torch.Tensor) -> torch.Tensor:
@@ -165,7 +168,7 @@ class HeadSearchTrainer(Trainer):
         weights = [params[n] for n in names]
         alphas = self.arch_parameters()
         # a training batch for the inner step: the weight half, this step's augmentation
-        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 6, step))
+        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 6, step))
         idx = torch.randint(0, len(self.images), (self.config.optim.batch_size,), generator=g)[self.rows]
         xt1, xt2 = self.augment(self.images[idx.to(self.device)], g, part=self.part)
         xi = self.optimizer.param_groups[0]["lr"]
@@ -239,8 +242,6 @@ class HeadSearchTrainer(Trainer):
     def after_fit(self) -> None:
         self.save_final_genotype()
         if self.main:
-            from selfnas.report.plots import plot_alpha_evolution  # per head layer
-
             plot_alpha_evolution(self.run)
 
     def save_final_genotype(self) -> None:
@@ -266,8 +267,6 @@ class CellSearchTrainer(HeadSearchTrainer):
     arch_step_freezes_backbone = False
 
     def build_model(self, in_channels: int) -> SSLMethod:
-        from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
-        from selfnas.train.builder import head_specs
 
         cfg, search = self.config, self._search()
         space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)

@@ -25,13 +25,13 @@ from selfnas.config import SearchConfig, TrainConfig
 from selfnas.errors import ConfigError, SelfnasError
 from selfnas.eval.correlation import score_correlations
 from selfnas.io import atomic_write_json, write_jsonl
-from selfnas.nas.genotype import genotype_from_json, save_genotype
+from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
-from selfnas.nas.strategies.study_plots import plot_study
 from selfnas.nas.strategies.trial_scores import LABEL_FREE, SUPERVISED_PROXIES, TrialTrainer
+from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
 
-__all__ = ["TrialTrainer", "open_study", "run_study", "storage_url", "suggest_cells"]
+__all__ = ["TrialTrainer", "open_search_study", "run_search_study", "storage_url", "suggest_cells"]
 
 
 def _sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -64,7 +64,7 @@ def storage_url(run: RunDir, search: SearchConfig) -> str:
     return url
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):  # one journal file, appended under a file lock by every local worker
         from optuna.storages.journal import JournalFileBackend
 
@@ -87,9 +87,9 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
     return storage
 
 
-def open_study(run: RunDir, search: SearchConfig, seed: int, worker: int = 0) -> optuna.Study:
+def open_search_study(run: RunDir, search: SearchConfig, seed: int, worker: int = 0) -> optuna.Study:
     """Create or load the study (SQLite in the run by default; journal file; any RDB URL)."""
-    storage = _storage(storage_url(run, search))
+    storage = open_storage(storage_url(run, search))
     # the sampler's state is not stored: re-seed from the trials already done, deterministically
     name = search.study_name
     probe = optuna.load_study(study_name=name, storage=storage) if _exists(storage, name) else None
@@ -104,22 +104,24 @@ def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
     return any(s.study_name == name for s in storage.get_all_studies())
 
 
-def run_study(config: TrainConfig, run: RunDir, quiet: bool = False, data: Any = None) -> dict[str, Any]:
+def run_search_study(
+    config: TrainConfig, run: RunDir, quiet: bool = False, data: Any = None
+) -> dict[str, Any]:
     """Run the remaining trials of the study in ``run`` and write the best genotype."""
     search = config.search
     assert search is not None
     space = study_space(search)
     optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
-    study = open_study(run, search, config.run.seed)
+    study = open_search_study(run, search, config.run.seed)
     retry_dead_trials(study)
     remaining = max(0, search.trials - len(budget_trials(study.trials)))
     if remaining and search.n_workers > 1:
-        _run_workers(config, run, remaining)
+        _run_search_workers(config, run, remaining)
     elif remaining:
         objective = _objective(config, run, space, data)
         study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True,
                        callbacks=[StopAtBudget(search.trials)])  # fmt: skip
-    return _write_results(run, open_study(run, search, config.run.seed), search)
+    return _write_results(run, open_search_study(run, search, config.run.seed), search)
 
 
 def retry_dead_trials(study: optuna.Study) -> list[int]:
@@ -223,7 +225,7 @@ def _clean(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
 
 
-def _run_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
+def _run_search_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
     """``search.n_workers`` processes share the study; each runs a fixed share of the remaining
     trials, so the study ends with exactly ``search.trials`` (no overshoot from racing workers)."""
     import multiprocessing
@@ -231,7 +233,7 @@ def _run_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
     assert config.search is not None
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     procs = [
-        ctx.Process(target=_worker, args=(config.model_dump(mode="json"), str(run.path), i, share))
+        ctx.Process(target=_search_worker, args=(config.model_dump(mode="json"), str(run.path), i, share))
         for i, share in enumerate(_shares(remaining, config.search.n_workers))
         if share
     ]
@@ -248,14 +250,14 @@ def _shares(total: int, workers: int) -> list[int]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
 
-def _worker(config_json: dict[str, Any], run_path: str, index: int, n_trials: int) -> None:
+def _search_worker(config_json: dict[str, Any], run_path: str, index: int, n_trials: int) -> None:
     torch.set_num_threads(1)
     config = TrainConfig.model_validate(config_json)
     run = RunDir(run_path)
     search = config.search
     assert search is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(run, search, config.run.seed, worker=index + 1)
+    study = open_search_study(run, search, config.run.seed, worker=index + 1)
     objective = _objective(config, run, study_space(search), None)
     study.optimize(objective, n_trials=n_trials, gc_after_trial=True, callbacks=[StopAtBudget(search.trials)])
 
@@ -317,5 +319,5 @@ def _write_results(run: RunDir, study: optuna.Study, search: SearchConfig) -> di
                          for k, c in correlations(rows).items()},
     }  # fmt: skip
     atomic_write_json(run.path / "study.json", summary)
-    plot_study(run, rows, study)
+    plot_search_study(run, rows, study, LABEL_FREE)
     return summary

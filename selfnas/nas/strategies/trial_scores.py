@@ -23,7 +23,7 @@ from selfnas.eval.knn import knn_accuracy
 from selfnas.eval.linear import linear_probe
 from selfnas.eval.scores import alignment, rankme, uniformity
 from selfnas.rundir import RunDir
-from selfnas.train.trainer import Trainer, _stream_seed
+from selfnas.training.trainer import Trainer, stream_seed
 
 LABEL_FREE = ("ssl_loss", "rankme", "alignment", "uniformity")
 SUPERVISED_PROXIES = ("knn",)
@@ -68,7 +68,7 @@ class TrialTrainer(Trainer):
         the representation is not finite)."""
         images = self.data.val.images[:SCORE_IMAGES].to(self.device)
         batches = [b for b in images.split(256) if len(b) > 1]
-        g = torch.Generator().manual_seed(_stream_seed(self.config.run.seed, 9, 0))
+        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 9, 0))
         backbone = self.model.backbone
         self.model.eval()
         out: dict[str, float] = {}

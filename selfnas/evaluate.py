@@ -1,0 +1,145 @@
+"""Evaluate a pretrained run: kNN and linear probe of frozen backbone features.
+
+The probe's weight decay is chosen by cross-validation on the train split only;
+accuracy is reported on the held-out validation and test splits. Nothing is selected
+on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfnas.build import find_run, load_model, load_run_config
+from selfnas.data import load_dataset
+from selfnas.data.augment import TwoViewAugment, augment_preset
+from selfnas.data.splits import limit_images
+from selfnas.data.types import DatasetSplits, ImageSet
+from selfnas.device import resolve_device
+from selfnas.errors import DatasetError
+from selfnas.eval.features import extract_features
+from selfnas.eval.knn import knn_accuracy
+from selfnas.eval.linear import linear_probe, predict, standardize, train_logreg
+from selfnas.io import append_jsonl, atomic_write_json
+
+
+def evaluate_features(
+    backbone: torch.nn.Module,
+    data: DatasetSplits,
+    device: torch.device,
+    knn_k: int = 200,
+    seed: int = 0,
+    linear: bool = True,
+) -> dict[str, Any]:
+    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits."""
+    train = data.train
+    if not train.labeled:
+        raise DatasetError(
+            f"{data.name} has no labels, so kNN / linear evaluation is impossible; "
+            "name a labeled dataset with --data"
+        )
+    normalize = TwoViewAugment(
+        *augment_preset("simsiam", train.size, train.channels), data.mean, data.std
+    ).normalize
+    held_out: dict[str, ImageSet] = {
+        n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None
+    }
+    if not held_out:
+        raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
+    t0 = time.perf_counter()
+    f_train = extract_features(backbone, train.images, normalize, device=device)
+    feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
+    result: dict[str, Any] = {"data": data.name, "n_train": len(train), "feature_dim": int(f_train.shape[1])}
+    k = train.num_classes
+    result["knn"] = {
+        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=k, k=knn_k)
+        for n, f in feats.items()
+    }
+    if linear:
+        report_on = "test" if "test" in feats else "val"
+        probe = linear_probe(
+            f_train, train.labels, feats[report_on], held_out[report_on].labels, num_classes=k, seed=seed
+        )
+        linear_acc = {report_on: probe.accuracy}
+        if report_on == "test" and "val" in feats:
+            x_train, x_val = standardize(f_train, feats["val"])
+            w, b = train_logreg(x_train, train.labels, k, probe.weight_decay)
+            pred = predict(w, b, x_val)
+            linear_acc["val"] = float((pred == held_out["val"].labels).float().mean())
+        result["linear"] = {
+            **linear_acc,
+            "weight_decay": probe.weight_decay,
+            "cv": {str(wd): s for wd, s in probe.cv_scores.items()},
+        }
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _limited(
+    splits: DatasetSplits, train_limit: int | None, test_limit: int | None, seed: int
+) -> DatasetSplits:
+    def held_out(s: ImageSet | None) -> ImageSet | None:
+        return None if s is None else limit_images(s, test_limit, seed, what="test_limit")
+
+    return DatasetSplits(
+        splits.name,
+        limit_images(splits.train, train_limit, seed),
+        held_out(splits.val),
+        held_out(splits.test),
+        splits.mean,
+        splits.std,
+    )
+
+
+def evaluate(
+    target: str | Path,
+    data: str | None = None,
+    data_root: str | None = None,
+    device: str = "auto",
+    linear: bool = True,
+    write: bool = True,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run.
+
+    ``train_limit`` / ``test_limit`` keep seeded subsets of the kNN bank / probe training
+    images and of each held-out split (quick looks); when None, the run's
+    ``run.eval_train_limit`` / ``run.eval_test_limit`` apply (all images by default). The
+    limits used are recorded in the result.
+    """
+    run, weights = find_run(target)
+    config = load_run_config(run)
+    spec = data or config.data.name
+    splits = load_dataset(
+        spec,
+        root=data_root if data_root is not None else config.data.root,
+        download=config.data.download,
+        val_fraction=config.data.val_fraction,
+        seed=config.run.seed,
+    )
+    train_limit = config.run.eval_train_limit if train_limit is None else train_limit
+    test_limit = config.run.eval_test_limit if test_limit is None else test_limit
+    splits = _limited(splits, train_limit, test_limit, config.run.seed)
+    dev = resolve_device(device)
+    model = load_model(run, weights, splits.train.channels).to(dev)
+    result = evaluate_features(model.backbone, splits, dev, seed=config.run.seed, linear=linear)
+    result["weights"] = weights.name
+    result["n_held_out"] = {
+        n: len(s) for n, s in (("val", splits.val), ("test", splits.test)) if s is not None
+    }
+    result["limits"] = {"train": train_limit, "test": test_limit}
+    if write:
+        atomic_write_json(run.eval, result)
+        append_jsonl(
+            run.metrics,
+            {
+                "kind": "eval",
+                **{k: v for k, v in result.items() if k != "linear"},
+                "linear": result.get("linear", {}),
+            },
+        )
+    return result

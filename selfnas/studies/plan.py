@@ -1,0 +1,289 @@
+"""What a study computes, pinned once in ``DIR/plan.json``.
+
+A study samples N distinct architectures of a macro space with the seed, adds the configured
+backbone as the reference architecture ``default``, pretrains each with SSL at one fixed budget
+(once on the source scenario, or once per scenario) and probes every (architecture, scenario)
+pair. The sampled architectures are written to ``plan.json`` before any work starts; every later
+run of the study reads them back, so a resumed study can never pick other architectures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from selfnas.config import ModelConfig, TrainConfig, apply_override, first_error
+from selfnas.data.scenarios import scenario_names
+from selfnas.errors import ConfigError, RunDirError
+from selfnas.nas.spaces.macro import MACRO_SPACES
+
+PLAN_FORMAT = "selfnas-study-1"
+DEFAULT_ARCH = "default"
+# How a unit runs, not what it computes: free to change when a study is resumed.
+NOT_PINNED = {("train", "run", "threads"), ("train", "run", "device")}
+
+
+def study_train_defaults() -> dict[str, Any]:
+    """The paper's protocol: SimCLR (its temperature defaults to 0.5) at a fixed budget, no
+    per-epoch kNN monitor and no evaluation inside the trainer (the study probes every scenario)."""
+    return {
+        "method": {"name": "simclr"},
+        "optim": {"epochs": 1},
+        "run": {"knn_every": 0, "eval_at_end": False},
+    }
+
+
+class StudyConfig(BaseModel):
+    """One multi-architecture x multi-scenario study. ``scenarios`` always starts with ``source``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: str = Field("resnet-variants", description="macro space: resnet-variants | mobilenet-variants")
+    scale: Literal["small", "full"] = Field("small", description="small (28-32 px, CPU) or full size")
+    space_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="the space's choice lists, e.g. {widths: [8, 16], groups: [1]}"
+    )
+    archs: int = Field(8, ge=1, le=10_000, description="architectures sampled (the default is added)")
+    scenarios: list[str] = Field(
+        default_factory=lambda: _offline_scenarios(), min_length=1, description="scenarios probed"
+    )
+    source: str = Field("", description="the scenario whose best architecture is tested on the others")
+    pretrain_on: Literal["source", "scenario"] = Field(
+        "source", description="pretrain once on the source's images, or on each scenario's own"
+    )
+    limit: int | None = Field(None, ge=1, description="cap on the images of each scenario split")
+    data_root: str | None = None
+    download: bool = False
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate(study_train_defaults()))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_first(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        scenarios = data.get("scenarios")
+        if scenarios is None:
+            scenarios = _offline_scenarios()
+        if isinstance(scenarios, list) and all(isinstance(s, str) for s in scenarios):
+            source = data.get("source") or (scenarios[0] if scenarios else "")
+            data["source"] = source
+            data["scenarios"] = list(dict.fromkeys([source, *scenarios]))
+        return data
+
+    @property
+    def targets(self) -> list[str]:
+        return [s for s in self.scenarios if s != self.source]
+
+
+def _offline_scenarios() -> list[str]:
+
+    return list(scenario_names(offline_only=True))
+
+
+def build_study_config(
+    base: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    train_options: list[str] | tuple[str, ...] = (),
+) -> StudyConfig:
+    """``base`` (a saved plan's config, or nothing) -> study ``options`` that are not None ->
+    ``overrides`` (``optim.lr=0.1`` for the training config, ``study.space_kwargs={...}`` for the
+    study's own keys) -> named training flags (``train_options``, same form) -> a validated
+    :class:`StudyConfig`; errors are one line."""
+    data: dict[str, Any] = json.loads(json.dumps(base or {}))
+    train = data.setdefault("train", study_train_defaults())
+    for override in [*overrides, *train_options]:
+        key = override.strip()
+        if key.startswith("data."):
+            raise ConfigError(
+                f"--set {override}: a study's data are its scenarios; use --scenarios, --source, "
+                "--limit and --data-root instead"
+            )
+        if key.startswith("study."):
+            apply_override(data, key.removeprefix("study."))
+        else:
+            apply_override(train, override)
+    data.update({k: v for k, v in (options or {}).items() if v is not None})
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        message = first_error(exc)
+        raise ConfigError(f"invalid study config: {message}") from None
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture of the study: ``model`` is the training config's model section."""
+
+    id: str
+    model: dict[str, Any]
+    description: str
+    genotype: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "description": self.description,
+            "genotype": self.genotype,
+        }
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One pretraining (``arch`` on the images of scenario ``data``) and the probes that use it."""
+
+    arch: Arch
+    data: str
+    probes: tuple[str, ...]
+    per_scenario: bool
+
+    @property
+    def key(self) -> str:
+        """The name of its run directory under ``archs/``."""
+        return f"{self.arch.id}.{self.data}" if self.per_scenario else self.arch.id
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The pinned study: its config, the architectures, and the input shape every scenario is
+    loaded at (the source's channels and side, so one network reads every scenario)."""
+
+    config: StudyConfig
+    archs: tuple[Arch, ...]
+    channels: int
+    size: int
+
+    @property
+    def scenarios(self) -> list[str]:
+        return self.config.scenarios
+
+    def units(self) -> list[Unit]:
+        """Every pretraining in plan order: one per architecture, or one per (architecture, scenario)."""
+        if self.config.pretrain_on == "source":
+            return [Unit(a, self.config.source, tuple(self.scenarios), False) for a in self.archs]
+        return [Unit(a, s, (s,), True) for a in self.archs for s in self.scenarios]
+
+    def train_config(self, unit: Unit) -> TrainConfig:
+        """The training config of ``unit``: the study's, with the unit's model (``data.name`` only
+        labels the run; the images are passed to the trainer)."""
+        train = self.config.train
+        return train.model_copy(
+            update={
+                "model": ModelConfig.model_validate(unit.arch.model),
+                "data": train.data.model_copy(update={"name": unit.data}),
+            }
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "input": {"channels": self.channels, "size": self.size},
+            "archs": [a.to_json() for a in self.archs],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise RunDirError(f"plan.json has format {data.get('format')!r}, not {PLAN_FORMAT!r}")
+        return cls(
+            config=StudyConfig.model_validate(data["config"]),
+            archs=tuple(Arch(**a) for a in data["archs"]),
+            channels=int(data["input"]["channels"]),
+            size=int(data["input"]["size"]),
+        )
+
+
+def space_for(config: StudyConfig) -> Any:
+    """The macro space the config names; an unknown name is a one-line error."""
+
+    if config.space not in MACRO_SPACES:
+        raise ConfigError(f"unknown space {config.space!r}; choose one of: {', '.join(sorted(MACRO_SPACES))}")
+    try:
+        return MACRO_SPACES[config.space](scale=config.scale, **config.space_kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"study.space_kwargs: {exc}") from None
+
+
+def check_scenarios(config: StudyConfig) -> None:
+
+    known = list(scenario_names())
+    for name in config.scenarios:
+        if name not in known:
+            raise ConfigError(f"unknown scenario {name!r}; choose from: {', '.join(known)}")
+
+
+def sample_genotypes(space: Any, n: int, seed: int) -> list[Any]:
+    """``n`` distinct genotypes of ``space``, a pure function of ``seed``.
+
+    Draws with ``space.sample`` until ``n`` distinct ones are found; when ``n`` is more than half
+    the space, picks ``n`` of its enumeration instead (rejection would take ever longer).
+    """
+    size = space.size()
+    if n > size:
+        raise ConfigError(
+            f"space {space.name} holds {size} architectures; ask for at most that many (--archs)"
+        )
+    rng = random.Random(seed)
+    if 2 * n > size:
+        return rng.sample(list(space.enumerate()), n)
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        genotype = space.sample(rng)
+        key = json.dumps(genotype.to_json(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(genotype)
+    return out
+
+
+def sample_plan(config: StudyConfig, channels: int, size: int) -> Plan:
+    """The default architecture, then ``config.archs`` distinct samples of the space, ids ``a01``..."""
+    space = space_for(config)
+    width = max(2, len(str(config.archs)))
+    default = config.train.model
+    described = f"{default.backbone}" + (
+        f" {json.dumps(default.backbone_kwargs, sort_keys=True)}" if default.backbone_kwargs else ""
+    )
+    archs = [Arch(DEFAULT_ARCH, default.model_dump(mode="json"), f"{described} (reference)")]
+    for i, genotype in enumerate(sample_genotypes(space, config.archs, config.train.run.seed)):
+        model = json.loads(json.dumps(space.model_update(genotype)))
+        archs.append(Arch(f"a{i + 1:0{width}d}", model, genotype.describe(), genotype.to_json()))
+    return Plan(config, tuple(archs), channels, size)
+
+
+def read_plan(out: str | Path) -> Plan | None:
+    path = Path(out) / "plan.json"
+    if not path.exists():
+        return None
+    try:
+        return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
+        raise RunDirError(
+            f"{path} is not a valid study plan ({type(exc).__name__}); use --overwrite"
+        ) from None
+
+
+def plan_difference(pinned: StudyConfig, asked: StudyConfig) -> str | None:
+    """The first setting in which ``asked`` differs from the pinned config, as ``key: A -> B``."""
+
+    def walk(a: Any, b: Any, path: tuple[str, ...]) -> str | None:
+        if path in NOT_PINNED:
+            return None
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*a, *(k for k in b if k not in a)]:
+                found = walk(a.get(key), b.get(key), (*path, key))
+                if found:
+                    return found
+            return None
+        return None if a == b else f"{'.'.join(path)}: {json.dumps(a)} in the plan, {json.dumps(b)} asked"
+
+    return walk(pinned.model_dump(mode="json"), asked.model_dump(mode="json"), ())

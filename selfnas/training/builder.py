@@ -1,0 +1,77 @@
+"""Config -> SSL model: backbone from the registry, heads from specs, method by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selfnas.config import TrainConfig
+from selfnas.data import load_dataset
+from selfnas.data.types import DatasetSplits
+from selfnas.models.backbones import create_backbone
+from selfnas.models.genotype import HeadGenotype, load_genotype
+from selfnas.models.heads import HeadSpec, default_heads
+from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
+from selfnas.ssl.base import SSLMethod
+from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+
+
+def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
+    """The configured heads: explicit specs where given, else the method's hand-crafted ones."""
+    m = config.method
+    projector, predictor = default_heads(m.name, m.proj_hidden, m.proj_out, m.pred_hidden)
+    if m.projector is not None:
+        projector = HeadSpec.from_json(m.projector)
+    if m.predictor is not None:
+        predictor = HeadSpec.from_json(m.predictor)
+    if not METHOD_DEFAULTS[m.name].needs_predictor:
+        predictor = None
+    return projector, predictor
+
+
+def build_method(config: TrainConfig, in_channels: int) -> SSLMethod:
+    backbone = create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
+    projector, predictor = head_specs(config)
+    return create_method(config.method.name, backbone, projector, predictor, **config.method.hparams)
+
+
+def resolved_lr(config: TrainConfig) -> tuple[float, float]:
+    """(peak LR scaled linearly by batch/256, weight decay), with per-method defaults."""
+    defaults = METHOD_DEFAULTS[config.method.name]
+    base = config.optim.lr if config.optim.lr is not None else defaults.base_lr
+    wd = config.optim.weight_decay if config.optim.weight_decay is not None else defaults.weight_decay
+    return base * config.optim.batch_size / 256, wd
+
+
+def load_config_data(config: TrainConfig, **overrides: Any) -> DatasetSplits:
+    """The dataset a config names, split as for training (root, validation fraction, seed,
+    train limit); ``overrides`` replace any of :func:`selfnas.data.load_dataset`'s arguments."""
+    c = config.data
+    kwargs: dict[str, Any] = {
+        "root": c.root, "download": c.download, "val_fraction": c.val_fraction,
+        "seed": config.run.seed, "train_limit": c.train_limit,
+    }  # fmt: skip
+    return load_dataset(c.name, **(kwargs | overrides))
+
+
+def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
+    """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
+    genotype = load_genotype(genotype_path)
+    if isinstance(genotype, ResNetVariantGenotype | MobileNetVariantGenotype):  # a whole macro backbone
+        update = {"backbone": genotype.backbone, "backbone_kwargs": {"genotype": genotype.to_json()}}
+        return config.model_copy(update={"model": config.model.model_copy(update=update)})
+    if not isinstance(genotype, HeadGenotype):  # found cells replace the backbone
+        kept = {k: v for k, v in config.model.backbone_kwargs.items() if k in ("width", "layers")}
+        model = config.model.model_copy(
+            update={"backbone": "darts_cells", "backbone_kwargs": {**kept, "genotype": genotype.to_json()}}
+        )
+        return config.model_copy(update={"model": model})
+    method = config.method.model_copy(
+        update={
+            "projector": genotype.projector.to_json(),
+            "predictor": None if genotype.predictor is None else genotype.predictor.to_json(),
+        }
+    )
+    if genotype.predictor is None and METHOD_DEFAULTS[config.method.name].needs_predictor:
+        method = method.model_copy(update={"predictor": None})  # the method's own predictor
+    return config.model_copy(update={"method": method})

@@ -1,0 +1,377 @@
+"""One training loop for every SSL method, on CPU or CUDA, resumable to the bit.
+
+Every random draw is a pure function of (seed, epoch) for the data order and
+(seed, step) for the augmentation, and the LR is a pure function of the step, so a
+run resumed from a checkpoint replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from selfnas import distributed
+from selfnas.config import TrainConfig, config_to_yaml
+from selfnas.data.augment import TwoViewAugment, augment_preset
+from selfnas.data.types import DatasetSplits
+from selfnas.device import autocast, prepare_module, resolve_device
+from selfnas.errors import ConfigError, RunDirError, TrainingError
+from selfnas.eval.features import extract_features
+from selfnas.eval.knn import knn_accuracy
+from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from selfnas.provenance import collect_provenance
+from selfnas.render.plots import plot_training_curves
+from selfnas.rundir import RunDir
+from selfnas.ssl.base import SSLMethod
+from selfnas.training.builder import build_method, load_config_data, resolved_lr
+from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio, normalized_std
+from selfnas.training.numerics import NanGuard, all_finite
+from selfnas.training.progress import TrainProgress
+from selfnas.training.schedule import warmup_cosine
+
+
+def stream_seed(seed: int, stream: int, index: int) -> int:
+    """A distinct 63-bit seed per (run seed, purpose, index)."""
+    return (seed * 1_000_003 + stream * 7_919 + index * 2_654_435_761) % (2**63 - 1)
+
+
+@dataclass
+class Plan:
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+    weight_decay: float
+
+
+def make_plan(config: TrainConfig, n_train: int) -> Plan:
+    bs = config.optim.batch_size
+    if n_train < bs:
+        raise ConfigError(
+            f"batch size {bs} is larger than the {n_train} training images; lower optim.batch_size"
+        )
+    spe = n_train // bs
+    total = max(1, round(config.optim.epochs * spe))
+    peak, wd = resolved_lr(config)
+    return Plan(spe, total, min(total, round(config.optim.warmup_epochs * spe)), peak, wd)
+
+
+class Trainer:
+    """Pretrain ``config`` into ``run``. ``fit()`` returns the final metrics dict."""
+
+    epoch_lines = True  # print "epoch N: loss ..." after each epoch (metrics.jsonl has it either way)
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run: RunDir,
+        quiet: bool = False,
+        data: DatasetSplits | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.quiet = quiet
+        self.argv = argv
+        if config.run.threads:
+            torch.set_num_threads(config.run.threads)
+        self.device = resolve_device(config.run.device)
+        # torchrun: each rank trains on its contiguous slice of every global batch (see distributed)
+        distributed.init()
+        self.rank, self.world = distributed.rank(), distributed.world()
+        self.main = self.rank == 0  # the one process that writes files
+        self.quiet = quiet or not self.main
+        local = distributed.check_batch(config.optim.batch_size)
+        self.rows = slice(self.rank * local, (self.rank + 1) * local)
+        self.part = (self.rank, self.world) if self.world > 1 else None
+        self.data = data or load_config_data(config)
+        train = self.data.train
+        # N x C x H x W uint8, resident on the device
+        self.images = self.weight_images(train.images).to(self.device)
+        self.plan = make_plan(config, len(self.images))
+        view1, view2 = augment_preset(config.method.name, train.size, train.channels)
+        self.augment = TwoViewAugment(view1, view2, self.data.mean, self.data.std)
+        torch.manual_seed(config.run.seed)
+        self.model: SSLMethod = prepare_module(
+            self.build_model(train.channels), self.device, config.run.channels_last
+        )
+        self.model = distributed.prepare_model(self.model)  # SyncBatchNorm, rank 0's initial weights
+        self.step_fn = torch.compile(self.model) if config.run.compile else self.model
+        self.optimizers = self.make_optimizers()
+        self.optimizer = self.optimizers["weights"]
+        self._weight_params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.nan_guard = NanGuard.from_config(config.run)  # see selfnas.training.numerics
+
+    # -- hooks a search strategy overrides ----------------------------------------------
+
+    def weight_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The images the weight steps train on (all of train here)."""
+        return images
+
+    def build_model(self, in_channels: int) -> SSLMethod:
+        return build_method(self.config, in_channels)
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"weights": self._weight_optimizer()}
+
+    def before_weight_step(self, step: int, epoch: int) -> None:
+        """Called before each weight step (a search runs its architecture step here)."""
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        """Extra fields for the epoch line of metrics.jsonl."""
+        return {}
+
+    def after_fit(self) -> None:
+        """Called once training finished, before the final weights are written."""
+
+    def progress_info(self) -> dict[str, str]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state a subclass keeps across a resume (saved with each checkpoint)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
+    # -- the weight optimizer ------------------------------------------------------------
+
+    def _weight_optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and not name.endswith("alpha"):  # architecture params have their own
+                (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
+        groups = [
+            {"params": decay, "weight_decay": self.plan.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.config.optim.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=self.plan.peak_lr)
+        return torch.optim.SGD(groups, lr=self.plan.peak_lr, momentum=self.config.optim.momentum)
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _start(self, resume: bool) -> dict[str, Any]:
+        counters: dict[str, Any] = {"step": 0, "acc": {}}
+        if resume and self.run.checkpoint.exists():
+            counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
+            self.load_extra_state(counters.get("extra", {}))
+            self.nan_guard.load_state(counters.get("numerics", {}))
+            if self.main:  # drop metric lines written after the checkpoint: the replay writes them again
+                self.run.remove_temp_files()  # and the temp files of atomic writes a kill interrupted
+                kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
+                write_jsonl(self.run.metrics, kept)
+        elif self.main:
+            if self.run.metrics.exists():
+                self.run.metrics.unlink()
+            atomic_write_text(self.run.config, config_to_yaml(self.config))
+            atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
+            self._save_checkpoint(counters)  # step 0: a NaN before the first checkpoint rolls back here
+        if self.main:
+            self.run.write_status(
+                "running", step=counters["step"], total_steps=self.plan.total_steps, processes=self.world
+            )
+        return counters
+
+    def _knn_monitor(self) -> float | None:
+        val = self.data.val
+        if val is None or not val.labeled or not self.data.train.labeled:
+            return None
+        bank = self.data.train.subset(torch.arange(min(self.config.run.knn_bank, len(self.data.train))))
+        normalize = self.augment.normalize
+        f_bank = extract_features(self.model.backbone, bank.images, normalize, device=self.device)
+        f_val = extract_features(self.model.backbone, val.images, normalize, device=self.device)
+        return knn_accuracy(
+            f_bank, bank.labels, f_val, val.labels, num_classes=self.data.train.num_classes, k=200
+        )
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        counters = self._start(resume)
+        plan, cfg = self.plan, self.config
+        start = counters["step"]
+        acc: dict[str, float] = counters.get("acc", {})
+        bs = cfg.optim.batch_size
+        progress = TrainProgress(plan.total_steps, start, f"{cfg.method.name} {cfg.data.name}", self.quiet)
+        self.model.train()
+        perm: torch.Tensor | None = None
+        perm_epoch = -1
+        t_window, pairs_window = time.perf_counter(), 0
+        last: dict[str, Any] = {}
+        loss_sum: torch.Tensor | None = None
+        try:
+            step = start - 1
+            while (step := step + 1) < plan.total_steps:  # not a for loop: a NaN rollback moves step back
+                epoch = step // plan.steps_per_epoch
+                if epoch != perm_epoch:
+                    g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 1, epoch))
+                    perm = torch.randperm(len(self.images), generator=g).to(self.device)
+                    perm_epoch = epoch
+                assert perm is not None
+                self.before_weight_step(step, epoch)
+                pos = (step % plan.steps_per_epoch) * bs
+                batch = self.images[perm[pos : pos + bs][self.rows]]  # B x C x H x W uint8 (this rank's)
+                g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 2, step))
+                x1, x2 = self.augment(batch, g, part=self.part)
+                if cfg.run.channels_last:
+                    x1 = x1.contiguous(memory_format=torch.channels_last)
+                    x2 = x2.contiguous(memory_format=torch.channels_last)
+                lr = (
+                    warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
+                    * self.nan_guard.lr_scale
+                )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast(self.device, cfg.run.amp):
+                    out = self.step_fn(x1, x2)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                distributed.all_reduce_grads(self._weight_params)  # several ranks: the global-batch grad
+                self.optimizer.step()
+                self.model.on_step_end((step + 1) / plan.total_steps)
+                # accumulate on the device: the host reads it only at log / checkpoint points
+                loss_sum = out.loss.detach().float() + (
+                    loss_sum if loss_sum is not None else acc.get("loss", 0.0)
+                )
+                acc["n"] = acc.get("n", 0) + 1
+                pairs_window += bs
+                done = step + 1
+                end_of_epoch = done % plan.steps_per_epoch == 0 or done == plan.total_steps
+                log_now = done % cfg.run.log_every == 0 or end_of_epoch
+                ckpt_now = done % cfg.run.checkpoint_every == 0 or end_of_epoch
+                if log_now or ckpt_now:
+                    acc["loss"] = float(distributed.mean([loss_sum])[0])  # same on every rank
+                    loss_sum = None
+                    if not (math.isfinite(acc["loss"]) and all_finite(self.model)):
+                        counters = self._roll_back(step)  # or stop, per run.nan_policy
+                        step, acc, perm_epoch = counters["step"] - 1, counters.get("acc", {}), -1
+                        t_window, pairs_window = time.perf_counter(), 0
+                        continue
+                if log_now:
+                    embedding = distributed.gather(out.embedding)  # the global batch's
+                    std = normalized_std(embedding)
+                    dt = time.perf_counter() - t_window
+                    last = {
+                        "kind": "step",
+                        "step": done,
+                        "epoch": done / plan.steps_per_epoch,
+                        "loss": acc["loss"] / acc["n"],
+                        "lr": lr,
+                        "z_std": std,
+                        "z_std_ratio": collapse_ratio(std, embedding.shape[1]),
+                        "pairs_per_s": pairs_window / max(dt, 1e-9),
+                    }
+                    if self.main:
+                        append_jsonl(self.run.metrics, last)
+                    acc = {}
+                    t_window, pairs_window = time.perf_counter(), 0
+                    progress.update(
+                        done,
+                        loss=f"{last['loss']:.4f}",
+                        **{"pairs/s": f"{last['pairs_per_s']:.0f}"},
+                        **self.progress_info(),
+                    )
+                if end_of_epoch:
+                    self._end_epoch(done, last, progress)
+                if ckpt_now and self.main:
+                    self._save_checkpoint({"step": done, "acc": acc})
+                    self.run.write_status("running", step=done)
+        except KeyboardInterrupt:
+            if self.main:
+                self.run.write_status("interrupted", message="interrupted; continue with --resume")
+            raise
+        finally:
+            progress.close()
+        self.after_fit()
+        if self.main:
+            save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
+
+            plot_training_curves(self.run)
+            self.run.write_status("finished", step=plan.total_steps)
+        distributed.barrier()  # the run directory is complete when any rank returns
+        return last
+
+    def _end_epoch(self, done: int, last: dict[str, Any], progress: TrainProgress) -> None:
+        cfg, plan = self.config, self.plan
+        epoch = math.ceil(done / plan.steps_per_epoch)
+        record: dict[str, Any] = {"kind": "epoch", "step": done, "epoch": epoch, "loss": last.get("loss")}
+        ratio = last.get("z_std_ratio")
+        record["collapsed"] = bool(ratio is not None and ratio < COLLAPSE_RATIO)
+        if cfg.run.knn_every and (epoch % cfg.run.knn_every == 0 or done == plan.total_steps) and self.main:
+            knn = self._knn_monitor()  # rank 0 only: eval mode, so no BatchNorm collective
+            if knn is not None:
+                record["knn_val"] = knn
+            self.model.train()
+        record.update(self.epoch_record(epoch))
+        if not self.main:
+            return
+        append_jsonl(self.run.metrics, record)
+        msg = f"epoch {epoch}: loss {record['loss']:.4f}"
+        if "knn_val" in record:
+            msg += f"  kNN(val) {100 * record['knn_val']:.2f}%"
+        if self.epoch_lines:
+            progress.log(msg)
+        if record["collapsed"]:
+            warning = (
+                f"representation collapse suspected at epoch {epoch}: std of normalised embeddings is "
+                f"{ratio:.2f} x the healthy 1/sqrt(d); lower the LR or check the augmentations"
+            )
+            progress.log(f"[yellow]warning:[/] {warning}" if not self.quiet else f"warning: {warning}")
+            status = self.run.read_status()
+            self.run.write_status("running", warnings=[*status.get("warnings", []), warning], collapsed=True)
+
+    def _save_checkpoint(self, counters: dict[str, Any]) -> None:
+        """The resumable state: model, optimizers, ``counters`` (step, partial loss sums), the
+        subclass's extra state and the NaN guard's LR scale."""
+        extra = {**counters, "extra": self.extra_state(), "numerics": self.nan_guard.state()}
+        save_checkpoint(self.run.checkpoint, self.model, self.optimizers, extra)
+
+    def _roll_back(self, step: int) -> dict[str, Any]:
+        """A non-finite loss or weight at ``step``: reload the last good checkpoint with a lower LR
+        and return its counters, or raise the one-line TrainingError (``run.nan_policy``)."""
+        guard = self.nan_guard
+        if not guard.can_roll_back() or not self.run.checkpoint.exists():
+            self._fail_nan(step)
+        counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
+        self.load_extra_state(counters.get("extra", {}))
+        guard.back_off(self.optimizers)
+        good = counters["step"]
+        if self.main:
+            self._save_checkpoint({"step": good, "acc": counters.get("acc", {})})  # keeps the new scale
+            event = {"kind": "event", "event": "nan_rollback", "step": good, "failed_step": step + 1,
+                     "lr_scale": guard.lr_scale, "rollback": guard.rollbacks}  # fmt: skip
+            kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= good]
+            write_jsonl(self.run.metrics, [*kept, event])  # the replay writes the dropped lines again
+            warning = (
+                f"loss became NaN/inf by step {step + 1}: rolled back to step {good} with the LR scaled "
+                f"to x{guard.lr_scale:g} (rollback {guard.rollbacks} of {guard.retries})"
+            )
+            warnings = [*self.run.read_status().get("warnings", []), warning]
+            self.run.write_status("running", step=good, warnings=warnings)
+        distributed.barrier()
+        return counters
+
+    def _fail_nan(self, step: int) -> None:
+        where = (
+            f"the last good checkpoint is kept at {self.run.checkpoint}"
+            if self.run.checkpoint.exists()
+            else "no checkpoint was written yet"
+        )
+        message = (
+            f"loss became NaN/inf at step {step + 1}{self.nan_guard.note()}; {where}; "
+            "lower optim.lr and continue with --resume"
+        )
+        if self.main:
+            self.run.write_status("failed", message=message)
+        raise TrainingError(message)
+
+
+def check_resumable(run: RunDir) -> None:
+    if run.read_status().get("state") == "finished" and run.model.exists():
+        raise RunDirError(f"run {run.path} already finished; evaluate it with `selfnas eval {run.path}`")
