@@ -123,8 +123,8 @@ def _search_study(
         run.write_status("interrupted", message="interrupted; continue with --resume")
         raise
     run.write_status("finished")
-    genotype = json.loads((run.path / "genotype.json").read_text())
-    return {"genotype_file": str(run.path / "genotype.json"), "genotype": genotype, **summary}
+    genotype = json.loads(run.genotype.read_text())
+    return {"genotype_file": str(run.genotype), "genotype": genotype, **summary}
 
 
 def train(
@@ -184,7 +184,7 @@ def search(
     trainer, _ = _fit(trainer_cls, config, out, resume, overwrite, quiet, overrides, argv, "search")
     run = trainer.run
     epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
-    return {"genotype_file": str(run.path / "genotype.json"), **(epochs[-1] if epochs else {})}
+    return {"genotype_file": str(run.genotype), **(epochs[-1] if epochs else {})}
 
 
 def study(

@@ -75,7 +75,7 @@ def open_run(target: str | Path) -> RunDir:
 
 
 def genotype_file(run: RunDir) -> Path | None:
-    path = run.path / "genotype.json"
+    path = run.genotype
     return path if path.is_file() else None
 
 

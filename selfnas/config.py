@@ -81,10 +81,11 @@ class RunConfig(_Strict):
     nan_lr_backoff: float = Field(0.5, gt=0, le=1, description="LR multiplier at each NaN rollback")
 
 
-HEAD_SEARCH_OPS = [
+#: the candidate ops of every searched head layer (NASiam's, with Mish); one home, the head space reads it
+HEAD_SEARCH_OPS = (
     "identity", "max_pool_3", "avg_pool_3", "linear_bn_relu",
     "linear_bn_silu", "linear_bn_hardswish", "linear_bn_elu", "linear_bn_mish",
-]  # fmt: skip
+)  # fmt: skip
 
 
 class SearchConfig(_Strict):

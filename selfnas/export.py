@@ -31,6 +31,7 @@ from selfnas.build import (
 from selfnas.errors import RunDirError
 from selfnas.info import command_line, head_chain, run_info
 from selfnas.io import atomic_write, atomic_write_bytes, atomic_write_text
+from selfnas.rundir import GENOTYPE_FILE
 from selfnas.training.builder import resolved_lr
 
 FORMAT = "selfnas-backbone-1"
@@ -80,7 +81,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     files.append(atomic_write_bytes(out / "config.yaml", run.config.read_bytes()))
     found = genotype_file(run)
     if found is not None:
-        files.append(atomic_write_bytes(out / "genotype.json", found.read_bytes()))
+        files.append(atomic_write_bytes(out / GENOTYPE_FILE, found.read_bytes()))
     files.append(atomic_write_text(out / "MODEL_CARD.md", model_card(run.path, spec)))
     return {"out_dir": str(out), "files": [p.name for p in files], **spec}
 

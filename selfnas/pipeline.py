@@ -29,7 +29,7 @@ def _stage_state(path: Path) -> str:
     if not run.path.exists():
         return "new"
     state = run.read_status().get("state")
-    if state == "finished" and ((run.path / "eval.json").exists() or (run.path / "genotype.json").exists()):
+    if state == "finished" and ((run.path / "eval.json").exists() or run.genotype.exists()):
         return "done"
     if state == "finished" and run.model.exists():
         return "evaluate"  # killed during the final evaluation
@@ -70,14 +70,14 @@ def compare_heads(
         if stage == "search":
             api.search(None if resume else search_cfg, out=out / stage, resume=resume, quiet=quiet)
         else:
-            cfg = stages[stage] or api.with_genotype(config, out / "search" / "genotype.json")
+            cfg = stages[stage] or api.with_genotype(config, RunDir(out / "search").genotype)
             api.train(None if resume else cfg, out=out / stage, resume=resume, quiet=quiet)
         if stage != "search" and not (out / stage / "eval.json").exists():
             evaluate(out / stage, device=config.run.device)
     import json
 
     results = {s: json.loads((out / s / "eval.json").read_text()) for s in ("found", "hand")}
-    genotype = json.loads((out / "search" / "genotype.json").read_text())
+    genotype = json.loads((RunDir(out / "search").genotype).read_text())
     summary = {
         "method": config.method.name,
         "data": config.data.name,

@@ -8,6 +8,7 @@ RUN/
   checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
   model.safetensors    final weights of the whole SSL model (backbone + heads)
   eval.json            kNN and linear-probe results on the held-out splits
+  genotype.json        the found architecture (search runs)
   plots/*.png          curves
 """
 
@@ -22,6 +23,8 @@ from selfnas.errors import RunDirError
 from selfnas.io import atomic_write_json, atomic_write_text
 
 RUN_MARKERS = ("config.yaml", "status.json")
+#: the found architecture of a search run (and the architecture of a study unit)
+GENOTYPE_FILE = "genotype.json"
 
 
 class RunDir:
@@ -37,6 +40,7 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.safetensors")
     model = property(lambda self: self.path / "model.safetensors")
     eval = property(lambda self: self.path / "eval.json")
+    genotype = property(lambda self: self.path / GENOTYPE_FILE)
     plots = property(lambda self: self.path / "plots")
 
     def is_run(self) -> bool:

@@ -23,6 +23,7 @@ from selfnas.models.genotype import HeadGenotype, load_genotype
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
 from selfnas.models.heads import HeadSpec
 from selfnas.report.draw_cells import render_cells
+from selfnas.rundir import RunDir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -169,7 +170,7 @@ def render(title: str, chains: list[Chain]) -> Figure:
 
 def _cell_genotype(target: Path) -> Any:
     """The cell genotype of a genotype file or of a run directory's genotype.json, else None."""
-    path = target / "genotype.json" if target.is_dir() else target
+    path = RunDir(target).genotype if target.is_dir() else target
     if not (path.is_file() and path.suffix == ".json"):
         return None
     genotype = load_genotype(path)

@@ -96,7 +96,7 @@ def _read_config(run: RunDir, facts: RunFacts) -> None:
 
 
 def _read_genotype(run: RunDir, facts: RunFacts) -> None:
-    path = run.path / "genotype.json"
+    path = run.genotype
     if not path.exists():
         return
     try:

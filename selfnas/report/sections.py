@@ -121,7 +121,7 @@ def _is_cell_search(facts: RunFacts) -> bool:
 
 def cell_search(facts: RunFacts) -> Html | None:
     """A cell search: the found normal and reduction cells as graphs (the `selfnas draw` image)."""
-    if not _is_cell_search(facts) or not (facts.run.path / "genotype.json").exists():
+    if not _is_cell_search(facts) or not facts.run.genotype.exists():
         return None
 
     image = draw(facts.run.path, facts.run.plots / "architecture")[1]

@@ -103,7 +103,7 @@ def pretrain(study: StudyDir, plan: Plan, unit: Unit, data: StudyData) -> None:
         shutil.rmtree(run.path)  # a start killed before its first checkpoint: nothing to keep
     run.path.mkdir(parents=True, exist_ok=True)
     if unit.arch.genotype is not None:  # what `selfnas draw` / `export` read
-        atomic_write_json(run.path / "genotype.json", unit.arch.genotype)
+        atomic_write_json(run.genotype, unit.arch.genotype)
     trainer = Trainer(plan.train_config(unit), run, quiet=True, data=data.pretraining(unit.data))
     trainer.fit(resume=resume)
 

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from selfnas.config import HEAD_SEARCH_OPS
 from selfnas.errors import GenotypeError
 from selfnas.models.heads import build_head
-from selfnas.nas.spaces.heads import SEARCH_HEAD_OPS, HeadSearchSpace, SearchHead
+from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
 
 
 def space(layers=3, width=8):
@@ -25,7 +26,7 @@ def test_every_enumerated_choice_builds():
 def test_supernet_shapes_and_stem():
     head = SearchHead(space(width=8), in_dim=8)
     assert head(torch.randn(4, 8)).shape == (4, 6)
-    assert head.alpha.shape == (3, len(SEARCH_HEAD_OPS)) and torch.equal(
+    assert head.alpha.shape == (3, len(HEAD_SEARCH_OPS)) and torch.equal(
         head.alpha, torch.zeros_like(head.alpha)
     )
     wider = SearchHead(space(width=16), in_dim=8)  # a stem maps 8 -> 16
@@ -36,9 +37,9 @@ def test_supernet_shapes_and_stem():
 def test_derive_takes_the_argmax_and_is_deterministic():
     head = SearchHead(space(), in_dim=8)
     with torch.no_grad():
-        head.alpha[0, SEARCH_HEAD_OPS.index("linear_bn_silu")] = 2.0
-        head.alpha[1, SEARCH_HEAD_OPS.index("avg_pool_3")] = 1.0
-        head.alpha[2, SEARCH_HEAD_OPS.index("identity")] = 0.5
+        head.alpha[0, HEAD_SEARCH_OPS.index("linear_bn_silu")] = 2.0
+        head.alpha[1, HEAD_SEARCH_OPS.index("avg_pool_3")] = 1.0
+        head.alpha[2, HEAD_SEARCH_OPS.index("identity")] = 0.5
     ops = [layer.op for layer in head.derive().layers]
     assert ops == ["linear_bn_silu", "avg_pool_3", "identity", "linear_bn_noaffine"]
     assert head.derive() == head.derive()
@@ -50,7 +51,7 @@ def test_derive_takes_the_argmax_and_is_deterministic():
 
 def test_entropy_is_maximal_at_start():
     head = SearchHead(space(), in_dim=8)
-    assert head.entropy() == pytest.approx(torch.log(torch.tensor(len(SEARCH_HEAD_OPS))).item(), rel=1e-6)
+    assert head.entropy() == pytest.approx(torch.log(torch.tensor(len(HEAD_SEARCH_OPS))).item(), rel=1e-6)
 
 
 def test_bad_space_is_refused():

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
+from selfnas.config import HEAD_SEARCH_OPS
 from selfnas.models.head_ops import make_head_op
 from selfnas.nas.mixed_op import MixedOp
-from selfnas.nas.spaces.heads import SEARCH_HEAD_OPS
 
 
 def test_one_hot_weights_equal_the_single_op():
     torch.manual_seed(0)
-    mixed = MixedOp({op: make_head_op(op, 12, 12) for op in SEARCH_HEAD_OPS}).eval()
+    mixed = MixedOp({op: make_head_op(op, 12, 12) for op in HEAD_SEARCH_OPS}).eval()
     x = torch.randn(5, 12)
     for i, op in enumerate(mixed.ops):
         weights = torch.zeros(len(mixed.ops))

@@ -2,7 +2,7 @@
 
 Projector: ``layers`` (default 6) mixed layers at ``width`` then Linear + BatchNorm without
 affine; predictor: ``layers`` (default 4) mixed layers then Linear. Each mixed layer chooses
-one op of :data:`SEARCH_HEAD_OPS` (the shared head op table). When ``width`` differs from
+one op of :data:`HEAD_SEARCH_OPS` (the shared head op table). When ``width`` differs from
 the input width, a fixed Linear-BN-ReLU stem maps the input to ``width`` first (NASiam
 searches at the backbone's own width, which is the default).
 """
@@ -16,21 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from selfnas.config import HEAD_SEARCH_OPS
 from selfnas.errors import GenotypeError
 from selfnas.models.head_ops import HEAD_OPS, PARAMETER_FREE_HEAD_OPS, make_head_op
 from selfnas.models.heads import HeadLayer, HeadSpec
 from selfnas.nas.mixed_op import MixedOp
 
-SEARCH_HEAD_OPS = (
-    "identity",
-    "max_pool_3",
-    "avg_pool_3",
-    "linear_bn_relu",
-    "linear_bn_silu",
-    "linear_bn_hardswish",
-    "linear_bn_elu",
-    "linear_bn_mish",
-)
 STEM_OP = "linear_bn_relu"
 
 
@@ -42,7 +33,7 @@ class HeadSearchSpace:
     width: int
     out_dim: int
     final_op: str
-    ops: tuple[str, ...] = SEARCH_HEAD_OPS
+    ops: tuple[str, ...] = HEAD_SEARCH_OPS
 
     def __post_init__(self) -> None:
         unknown = [op for op in (*self.ops, self.final_op) if op not in HEAD_OPS]

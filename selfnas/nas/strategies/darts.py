@@ -248,7 +248,7 @@ class HeadSearchTrainer(Trainer):
         """Derive the genotype on rank 0, hand it to every rank (``final_genotype``), write it."""
         self.final_genotype = distributed.on_main(self.genotype)
         if self.main:
-            save_genotype(self.run.path / "genotype.json", self.final_genotype)
+            save_genotype(self.run.genotype, self.final_genotype)
 
 
 def _as_lists(weights: torch.Tensor | tuple[torch.Tensor, ...]) -> list:

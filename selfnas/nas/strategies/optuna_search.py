@@ -308,7 +308,7 @@ def _write_results(run: RunDir, study: optuna.Study, search: SearchConfig) -> di
     if not complete:
         raise ConfigError("no trial of the study completed; see trials.jsonl")
     best = study.best_trial
-    save_genotype(run.path / "genotype.json", genotype_from_json(best.user_attrs["genotype"]))
+    save_genotype(run.genotype, genotype_from_json(best.user_attrs["genotype"]))
     counts = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
     summary = {
         "space": search.space, "strategy": search.strategy, "score": search.score,
