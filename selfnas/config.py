@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfnas.errors import ConfigError
+from selfnas.methods import METHOD_NAMES
 
 
 class _Strict(BaseModel):
@@ -32,7 +33,7 @@ class ModelConfig(_Strict):
 
 
 class MethodConfig(_Strict):
-    name: Literal["simsiam", "simclr", "moco", "byol"] = "simsiam"
+    name: Literal[METHOD_NAMES] = "simsiam"  # type: ignore[valid-type]  # the method records' names
     proj_hidden: int = Field(512, ge=1, le=65536)
     proj_out: int = Field(128, ge=1, le=65536)
     pred_hidden: int = Field(64, ge=1, le=65536)

@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from selfnas.errors import ConfigError
+from selfnas.methods import METHOD_NAMES, METHOD_RECORDS
 
-#: SSL methods with an augmentation preset
-METHODS = ("simsiam", "simclr", "moco", "byol")
 #: image sides with a preset; other sides use the nearest
 PRESET_SIZES = (28, 32, 96, 224)
 
@@ -80,27 +79,6 @@ class AugmentConfig:
             raise ConfigError(f"hue must be in [0, 0.5], got {self.hue}")
 
 
-@dataclass(frozen=True)
-class _MethodPreset:
-    """Paper settings of one method; ``jitter`` is (brightness, contrast, saturation, hue)."""
-
-    jitter: tuple[float, float, float, float]
-    jitter_small: tuple[float, float, float, float]  # <= 32 px (SimCLR uses strength 0.5 on CIFAR)
-    crop_min: float  # >= 96 px; small images use 0.2 (SimSiam CIFAR practice)
-    blur_p: tuple[float, float]  # view 1, view 2; >= 96 px only
-    solarize_p: tuple[float, float]
-
-
-_MOCO_JITTER = (0.4, 0.4, 0.4, 0.1)
-_BYOL_JITTER = (0.4, 0.4, 0.2, 0.1)
-_METHOD_PRESETS = {
-    "simclr": _MethodPreset((0.8, 0.8, 0.8, 0.2), (0.4, 0.4, 0.4, 0.1), 0.08, (0.5, 0.5), (0.0, 0.0)),
-    "moco": _MethodPreset(_MOCO_JITTER, _MOCO_JITTER, 0.2, (0.5, 0.5), (0.0, 0.0)),
-    "simsiam": _MethodPreset(_MOCO_JITTER, _MOCO_JITTER, 0.2, (0.5, 0.5), (0.0, 0.0)),
-    "byol": _MethodPreset(_BYOL_JITTER, _BYOL_JITTER, 0.08, (1.0, 0.1), (0.0, 0.2)),
-}
-
-
 def augment_preset(method: str, image_size: int, channels: int) -> tuple[AugmentConfig, AugmentConfig]:
     """The (view 1, view 2) configs of ``method`` for square ``image_size`` images.
 
@@ -109,14 +87,14 @@ def augment_preset(method: str, image_size: int, channels: int) -> tuple[Augment
     solarize there. With one channel there is no saturation, hue or grayscale; brightness and
     contrast still apply.
     """
-    if method not in _METHOD_PRESETS:
-        raise ConfigError(f"unknown augmentation method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method not in METHOD_RECORDS:
+        raise ConfigError(f"unknown augmentation method {method!r}; choose one of: {', '.join(METHOD_NAMES)}")
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")
     small = min(PRESET_SIZES, key=lambda size: (abs(size - image_size), size)) <= 32
-    preset = _METHOD_PRESETS[method]
+    preset = METHOD_RECORDS[method].augment
     brightness, contrast, saturation, hue = preset.jitter_small if small else preset.jitter
     colour = channels == 3
     base = AugmentConfig(

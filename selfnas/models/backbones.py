@@ -174,28 +174,40 @@ def _tv_resnet(
     return net
 
 
-@BACKBONES.register("resnet18", help="torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool), 32 px")
-def resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-18, CIFAR stem, out_dim 512."""
-    return _tv_resnet("resnet18", _tv("resnet18"), in_channels, True, zero_init_residual)
+#: name -> (torchvision constructor, CIFAR stem (3x3 conv, no max-pool) or ImageNet stem, registry help)
+TORCHVISION_RESNETS = {
+    "resnet18": (
+        "resnet18",
+        True,
+        "torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool), 32 px; out_dim 512",
+    ),
+    "resnet50": (
+        "resnet50",
+        True,
+        "torchvision ResNet-50, CIFAR stem (3x3 conv, no max-pool), 32 px; out_dim 2048",
+    ),
+    "tv_resnet18": (
+        "resnet18",
+        False,
+        "torchvision ResNet-18 with the ImageNet stem, 96-224 px; out_dim 512",
+    ),
+    "tv_resnet50": (
+        "resnet50",
+        False,
+        "torchvision ResNet-50 with the ImageNet stem, 96-224 px; out_dim 2048",
+    ),
+}
 
 
-@BACKBONES.register("resnet50", help="torchvision ResNet-50, CIFAR stem (3x3 conv, no max-pool), 32 px")
-def resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-50, CIFAR stem, out_dim 2048."""
-    return _tv_resnet("resnet50", _tv("resnet50"), in_channels, True, zero_init_residual)
+def _torchvision_resnet(name: str, arch: str, cifar_stem: bool) -> Callable[..., nn.Module]:
+    def build(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
+        return _tv_resnet(name, _tv(arch), in_channels, cifar_stem, zero_init_residual)
+
+    return build
 
 
-@BACKBONES.register("tv_resnet18", help="torchvision ResNet-18 with the ImageNet stem, 96-224 px")
-def tv_resnet18(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-18, ImageNet stem, out_dim 512."""
-    return _tv_resnet("tv_resnet18", _tv("resnet18"), in_channels, False, zero_init_residual)
-
-
-@BACKBONES.register("tv_resnet50", help="torchvision ResNet-50 with the ImageNet stem, 96-224 px")
-def tv_resnet50(in_channels: int = 3, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-50, ImageNet stem, out_dim 2048."""
-    return _tv_resnet("tv_resnet50", _tv("resnet50"), in_channels, False, zero_init_residual)
+for _name, (_arch, _cifar, _help) in TORCHVISION_RESNETS.items():
+    BACKBONES.add(_name, _torchvision_resnet(_name, _arch, _cifar), _help)
 
 
 @BACKBONES.register("mobilenet_v2", help="torchvision MobileNetV2, ImageNet stem, 96-224 px (width_mult)")

@@ -19,13 +19,13 @@ from typing import Any
 
 from selfnas.errors import GenotypeError
 from selfnas.io import atomic_write_json
+from selfnas.methods import METHOD_NAMES
 from selfnas.models.cell_genotype import CellGenotype
 from selfnas.models.genotype_format import check_header, header
 from selfnas.models.heads import HeadSpec
 from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 
 MAX_BYTES = 1_000_000
-METHOD_NAMES = ("simsiam", "simclr", "moco", "byol")
 
 
 @dataclass(frozen=True)

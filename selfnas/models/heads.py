@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from selfnas.errors import GenotypeError
+from selfnas.methods import METHOD_RECORDS, HeadRecipe
 from selfnas.models.head_ops import HEAD_OPS, make_head_op
 
 MAX_HEAD_DIM = 65536
@@ -82,24 +83,19 @@ def mlp_spec(hidden: int, out: int, hidden_layers: int, hidden_op: str, out_op: 
 
 
 def default_heads(method: str, hidden: int, out: int, pred_hidden: int) -> tuple[HeadSpec, HeadSpec | None]:
-    """The hand-crafted projector and predictor of each method's paper (widths scaled by the caller).
+    """The hand-crafted projector and predictor of each method's paper (widths scaled by the caller),
+    built from the head recipes of the method's record in :mod:`selfnas.methods`.
 
-    SimSiam: 2 x (Linear-BN-ReLU) + Linear-BN(no affine); predictor Linear-BN-ReLU + Linear.
-    SimCLR: Linear-BN-ReLU + Linear. MoCo v2: Linear-ReLU + Linear.
-    BYOL: Linear-BN-ReLU + Linear for projector and predictor.
+    The projector's hidden layers are ``hidden`` wide, the predictor's ``pred_hidden``; both end in
+    ``out`` features. The predictor is ``None`` for methods without one (SimCLR, MoCo).
     """
-    if method == "simsiam":
-        return (
-            mlp_spec(hidden, out, 2, "linear_bn_relu", "linear_bn_noaffine"),
-            mlp_spec(pred_hidden, out, 1, "linear_bn_relu", "linear"),
-        )
-    if method == "simclr":
-        return mlp_spec(hidden, out, 1, "linear_bn_relu", "linear"), None
-    if method == "moco":
-        return mlp_spec(hidden, out, 1, "linear_relu", "linear"), None
-    if method == "byol":
-        return (
-            mlp_spec(hidden, out, 1, "linear_bn_relu", "linear"),
-            mlp_spec(pred_hidden, out, 1, "linear_bn_relu", "linear"),
-        )
-    raise GenotypeError(f"no default heads for method {method!r}")
+    if method not in METHOD_RECORDS:
+        raise GenotypeError(f"no default heads for method {method!r}")
+    record = METHOD_RECORDS[method]
+    projector = _recipe_spec(record.projector, hidden, out)
+    predictor = None if record.predictor is None else _recipe_spec(record.predictor, pred_hidden, out)
+    return projector, predictor
+
+
+def _recipe_spec(recipe: HeadRecipe, hidden: int, out: int) -> HeadSpec:
+    return mlp_spec(hidden, out, recipe.hidden_layers, recipe.hidden_op, recipe.out_op)

@@ -8,12 +8,13 @@ from typing import Any
 from selfnas.config import TrainConfig
 from selfnas.data import load_dataset
 from selfnas.data.types import DatasetSplits
+from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import HeadGenotype, load_genotype
 from selfnas.models.heads import HeadSpec, default_heads
 from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.ssl.base import SSLMethod
-from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+from selfnas.ssl.registry import create_method
 
 
 def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
@@ -24,7 +25,7 @@ def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
         projector = HeadSpec.from_json(m.projector)
     if m.predictor is not None:
         predictor = HeadSpec.from_json(m.predictor)
-    if not METHOD_DEFAULTS[m.name].needs_predictor:
+    if not method_record(m.name).needs_predictor:
         predictor = None
     return projector, predictor
 
@@ -37,7 +38,7 @@ def build_method(config: TrainConfig, in_channels: int) -> SSLMethod:
 
 def resolved_lr(config: TrainConfig) -> tuple[float, float]:
     """(peak LR scaled linearly by batch/256, weight decay), with per-method defaults."""
-    defaults = METHOD_DEFAULTS[config.method.name]
+    defaults = method_record(config.method.name)
     base = config.optim.lr if config.optim.lr is not None else defaults.base_lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else defaults.weight_decay
     return base * config.optim.batch_size / 256, wd
@@ -72,6 +73,6 @@ def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig
             "predictor": None if genotype.predictor is None else genotype.predictor.to_json(),
         }
     )
-    if genotype.predictor is None and METHOD_DEFAULTS[config.method.name].needs_predictor:
+    if genotype.predictor is None and method_record(config.method.name).needs_predictor:
         method = method.model_copy(update={"predictor": None})  # the method's own predictor
     return config.model_copy(update={"method": method})

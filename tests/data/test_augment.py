@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from selfnas.data.augment import (
-    METHODS,
     PRESET_SIZES,
     AugmentConfig,
     TwoViewAugment,
@@ -21,6 +20,7 @@ from selfnas.data.augment import (
     blur_kernel_size,
 )
 from selfnas.errors import ConfigError
+from selfnas.methods import METHOD_NAMES
 
 #: every op off and the crop is the whole image: the identity
 OFF = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
@@ -175,7 +175,7 @@ def test_cpu_generator_drives_cuda_images_like_cpu() -> None:
 
 
 @pytest.mark.parametrize(
-    "method,size,channels", list(itertools.product(METHODS, (*PRESET_SIZES, 64, 500), (1, 3)))
+    "method,size,channels", list(itertools.product(METHOD_NAMES, (*PRESET_SIZES, 64, 500), (1, 3)))
 )
 def test_presets_for_every_method_size_and_channels(method: str, size: int, channels: int) -> None:
     view1, view2 = augment_preset(method, size, channels)

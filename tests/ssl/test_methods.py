@@ -3,8 +3,9 @@ import torch
 from torch import nn
 
 from selfnas.errors import ConfigError, RegistryError
+from selfnas.methods import method_record
 from selfnas.models.heads import default_heads
-from selfnas.ssl.registry import METHOD_DEFAULTS, METHODS, create_method
+from selfnas.ssl.registry import METHODS, create_method
 
 
 class TinyBackbone(nn.Module):
@@ -21,7 +22,7 @@ class TinyBackbone(nn.Module):
 
 def make(name: str, **hp):
     projector, predictor = default_heads(name, 16, 12, 6)
-    if not METHOD_DEFAULTS[name].needs_predictor:
+    if not method_record(name).needs_predictor:
         predictor = None
     return create_method(name, TinyBackbone(), projector, predictor, **hp)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
-import types
 from dataclasses import dataclass
 
 import pytest
@@ -95,14 +93,13 @@ FAKE_SCENARIOS = ("syn-source", "syn-coarse", "syn-inverted")
 
 @pytest.fixture
 def fake_study_modules(monkeypatch):
-    """Install the fakes as ``selfnas.nas.spaces.macro`` and ``selfnas.data.scenarios``."""
-    macro = types.ModuleType("selfnas.nas.spaces.macro")
-    macro.MACRO_SPACES = {"fake-variants": FakeSpace}
-    scenarios = types.ModuleType("selfnas.data.scenarios")
-    scenarios.load_scenario = fake_load_scenario
-    scenarios.scenario_names = lambda offline_only=False: list(FAKE_SCENARIOS)
-    monkeypatch.setitem(sys.modules, "selfnas.nas.spaces.macro", macro)
-    monkeypatch.setitem(sys.modules, "selfnas.data.scenarios", scenarios)
+    """Put the fakes where the study reads its spaces and scenarios (``selfnas.studies.plan`` and
+    ``selfnas.studies.runner``)."""
+    from selfnas.studies import plan, runner
+
+    monkeypatch.setattr(plan, "MACRO_SPACES", {"fake-variants": FakeSpace})
+    monkeypatch.setattr(plan, "scenario_names", lambda offline_only=False: list(FAKE_SCENARIOS))
+    monkeypatch.setattr(runner, "load_scenario", fake_load_scenario)
 
 
 @pytest.fixture

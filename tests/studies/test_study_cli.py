@@ -11,9 +11,6 @@ import pytest
 
 from tests.conftest import FASHION_MNIST, REPO, run_cli, set_args
 
-pytest.importorskip("selfnas.nas.spaces.macro")
-pytest.importorskip("selfnas.data.scenarios")
-
 SETS = [
     "study.space_kwargs={widths: [8], groups: [1, 2]}",  # CPU-sized variants only
     "model.backbone_kwargs={width: 8, depths: [1, 1]}",

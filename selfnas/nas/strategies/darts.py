@@ -24,13 +24,14 @@ from torch.func import functional_call
 
 from selfnas import distributed
 from selfnas.config import SearchConfig, TrainConfig
+from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
 from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
 from selfnas.render.plots import plot_alpha_evolution
 from selfnas.ssl.base import SSLMethod
-from selfnas.ssl.registry import METHOD_DEFAULTS, create_method
+from selfnas.ssl.registry import create_method
 from selfnas.training.builder import head_specs
 from selfnas.training.trainer import Trainer, stream_seed
 
@@ -73,7 +74,7 @@ class HeadSearchTrainer(Trainer):
             backbone.out_dim,
         )
         predictor = None
-        if METHOD_DEFAULTS[cfg.method.name].needs_predictor:
+        if method_record(cfg.method.name).needs_predictor:
             predictor = SearchHead(
                 HeadSearchSpace(
                     search.predictor_layers,
