@@ -21,7 +21,7 @@ import torch
 from selfnas.api import with_genotype
 from selfnas.config import build_config
 from selfnas.data import load_dataset
-from selfnas.evaluate import evaluate_features
+from selfnas.evaluation import evaluate_features
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer

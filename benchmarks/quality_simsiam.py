@@ -21,7 +21,7 @@ from lightly_baseline import LightlySimSiam, train_baseline
 
 from selfnas.config import build_config
 from selfnas.data import load_dataset
-from selfnas.evaluate import evaluate_features
+from selfnas.evaluation import evaluate_features
 from selfnas.models.backbones import create_backbone
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer

@@ -13,7 +13,7 @@ from selfnas import distributed
 from selfnas.build import load_run_config
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
 from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
 from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer

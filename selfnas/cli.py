@@ -1,6 +1,9 @@
 """``selfnas`` command line: a thin layer over :mod:`selfnas.api`.
 
 User mistakes (:class:`selfnas.errors.SelfnasError`) print one line and exit 2.
+
+The commands import the heavy modules (torch, the API) inside their bodies, so that
+``selfnas --help`` and a mistyped flag answer at once: keep those imports there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfnas.errors import SelfnasError
+from selfnas.render.tables import eval_rows, percent  # standard library only: cheap
 
 app = typer.Typer(
     name="selfnas",
@@ -26,6 +30,50 @@ app = typer.Typer(
 console = Console()
 
 Opt = typer.Option
+
+# -- options shared by train, search and study, each declared once -------------------------------
+# An alias where every command words the option alike; a function of the words that differ otherwise.
+
+ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")]
+DataRootOpt = Annotated[str | None, Opt(help="folder holding the dataset files")]
+TrainLimitOpt = Annotated[int | None, Opt(help="use at most this many training images")]
+BackboneOpt = Annotated[str | None, Opt(help="backbone name (see `selfnas backbones`)")]
+BatchSizeOpt = Annotated[int | None, Opt(help="images per step")]
+DeviceOpt = Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")]
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="no progress bar; plain log lines")]
+
+
+def _out(command: str, what: str = "run") -> typer.models.OptionInfo:
+    return Opt("--out", "-o", help=f"{what} directory (default runs/{command}-<time>)")
+
+
+def _data(note: str = "") -> typer.models.OptionInfo:
+    listed = "dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH"
+    return Opt(help=listed + (f" ({note})" if note else ""))
+
+
+def _method(default: str = "") -> typer.models.OptionInfo:
+    return Opt(help="simsiam | simclr | moco | byol" + (f" (default {default})" if default else ""))
+
+
+def _epochs(what: str, default: str = "") -> typer.models.OptionInfo:
+    return Opt(help=f"{what} epochs (fractions allowed{f'; default {default}' if default else ''})")
+
+
+def _seed(of: str = "") -> typer.models.OptionInfo:
+    return Opt(help="random seed" + (f" of {of}" if of else ""))
+
+
+def _set(example: str, keys: str = "any config key") -> typer.models.OptionInfo:
+    return Opt("--set", "-s", help=f"override {keys}: {example}")
+
+
+def _resume(what: str = "run", how: str = "where it stopped") -> typer.models.OptionInfo:
+    return Opt(help=f"continue the {what} in --out {how}")
+
+
+def _overwrite(what: str = "an existing run") -> typer.models.OptionInfo:
+    return Opt(help=f"replace {what} in --out")
 
 
 def _train_overrides(**flags: object) -> list[str]:
@@ -53,31 +101,27 @@ def _train_overrides(**flags: object) -> list[str]:
 
 @app.command()
 def train(
-    config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
-    out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/train-<time>)")] = None,
-    data: Annotated[
-        str | None, Opt(help="dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH")
-    ] = None,
-    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, _out("train")] = None,
+    data: Annotated[str | None, _data()] = None,
+    data_root: DataRootOpt = None,
     download: Annotated[bool, Opt(help="let torchvision datasets download (needs internet)")] = False,
-    train_limit: Annotated[int | None, Opt(help="use at most this many training images")] = None,
-    method: Annotated[str | None, Opt(help="simsiam | simclr | moco | byol")] = None,
-    backbone: Annotated[str | None, Opt(help="backbone name (see `selfnas backbones`)")] = None,
-    epochs: Annotated[float | None, Opt(help="training epochs (fractions allowed)")] = None,
-    batch_size: Annotated[int | None, Opt(help="images per step")] = None,
+    train_limit: TrainLimitOpt = None,
+    method: Annotated[str | None, _method()] = None,
+    backbone: BackboneOpt = None,
+    epochs: Annotated[float | None, _epochs("training")] = None,
+    batch_size: BatchSizeOpt = None,
     lr: Annotated[float | None, Opt(help="base learning rate per 256 images")] = None,
-    seed: Annotated[int | None, Opt(help="random seed")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
+    seed: Annotated[int | None, _seed()] = None,
+    device: DeviceOpt = None,
     compile: Annotated[bool, Opt("--compile", help="torch.compile the model")] = False,
-    set_: Annotated[
-        list[str] | None, Opt("--set", "-s", help="override any config key: optim.lr=0.1")
-    ] = None,
+    set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
     genotype: Annotated[
         Path | None, Opt(help="genotype.json of found heads: pretrain them from scratch")
     ] = None,
-    resume: Annotated[bool, Opt(help="continue the run in --out where it stopped")] = False,
-    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar; one line per epoch")] = False,
+    resume: Annotated[bool, _resume()] = False,
+    overwrite: Annotated[bool, _overwrite()] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe)."""
     from selfnas.config import build_config  # validate before the heavy torch imports
@@ -134,23 +178,21 @@ def search(
     study_name: Annotated[str | None, Opt(help="name of the shared study to join in --storage")] = None,
     n_workers: Annotated[int | None, Opt(help="local worker processes for the study")] = None,
     order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
-    config: Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")] = None,
-    out: Annotated[Path | None, Opt("--out", "-o", help="run directory (default runs/search-<time>)")] = None,
-    data: Annotated[str | None, Opt(help="dataset (unlabeled is fine)")] = None,
-    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
-    train_limit: Annotated[int | None, Opt(help="use at most this many training images")] = None,
-    method: Annotated[str | None, Opt(help="simsiam | simclr | moco | byol")] = None,
-    backbone: Annotated[str | None, Opt(help="backbone name")] = None,
-    epochs: Annotated[float | None, Opt(help="search epochs")] = None,
-    batch_size: Annotated[int | None, Opt(help="images per step")] = None,
-    seed: Annotated[int | None, Opt(help="random seed")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
-    set_: Annotated[
-        list[str] | None, Opt("--set", "-s", help="override any key: search.beta_decay=0.5")
-    ] = None,
-    resume: Annotated[bool, Opt(help="continue the search in --out where it stopped")] = False,
-    overwrite: Annotated[bool, Opt(help="replace an existing run in --out")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q")] = False,
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, _out("search")] = None,
+    data: Annotated[str | None, _data("unlabeled is fine")] = None,
+    data_root: DataRootOpt = None,
+    train_limit: TrainLimitOpt = None,
+    method: Annotated[str | None, _method()] = None,
+    backbone: BackboneOpt = None,
+    epochs: Annotated[float | None, _epochs("search")] = None,
+    batch_size: BatchSizeOpt = None,
+    seed: Annotated[int | None, _seed()] = None,
+    device: DeviceOpt = None,
+    set_: Annotated[list[str] | None, _set("search.beta_decay=0.5")] = None,
+    resume: Annotated[bool, _resume("search")] = False,
+    overwrite: Annotated[bool, _overwrite()] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Search an architecture without labels; writes genotype.json (retrain it with `train --genotype`)."""
     from selfnas.config import build_config
@@ -212,25 +254,20 @@ def study(
     pretrain_on: Annotated[
         str | None, Opt(help="source: pretrain once on the source | scenario: on each scenario")
     ] = None,
-    method: Annotated[
-        str | None, Opt(help="simclr (default, temperature 0.5) | simsiam | moco | byol")
-    ] = None,
-    epochs: Annotated[float | None, Opt(help="pretraining epochs per architecture (default 1)")] = None,
-    seed: Annotated[int | None, Opt(help="seed of the sampling, the training and the probes")] = None,
+    method: Annotated[str | None, _method("simclr, temperature 0.5")] = None,
+    epochs: Annotated[float | None, _epochs("pretraining", "1 per architecture")] = None,
+    seed: Annotated[int | None, _seed("the sampling, the training and the probes")] = None,
     limit: Annotated[int | None, Opt(help="use at most this many images per scenario split")] = None,
-    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")] = None,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = None,
     workers: Annotated[int, Opt(help="processes sharing the architectures")] = 1,
-    out: Annotated[
-        Path | None, Opt("--out", "-o", help="study directory (default runs/study-<time>)")
-    ] = None,
+    out: Annotated[Path | None, _out("study", "study")] = None,
     set_: Annotated[
-        list[str] | None,
-        Opt("--set", "-s", help="override a training key (optim.lr=0.1) or a study key (study.scale=full)"),
+        list[str] | None, _set("optim.lr=0.1, study.scale=full", "a training or a study key")
     ] = None,
-    resume: Annotated[bool, Opt(help="continue the study in --out with its own options")] = False,
-    overwrite: Annotated[bool, Opt(help="replace the study in --out")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar")] = False,
+    resume: Annotated[bool, _resume("study", "with its own options")] = False,
+    overwrite: Annotated[bool, _overwrite("the study")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """One network doesn't rule them all: pretrain N sampled architectures (and the default) with
     SSL, linear-probe each on every scenario, rank them and correlate the rankings. Run the same
@@ -274,9 +311,9 @@ def quickstart(
         Path | None, Opt("--config", "-c", help="config file (default: the embedded one)")
     ] = None,
     search_epochs: Annotated[float, Opt(help="epochs of the head search")] = 2.0,
-    set_: Annotated[list[str] | None, Opt("--set", "-s", help="override any config key")] = None,
+    set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
     overwrite: Annotated[bool, Opt(help="start again from scratch")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The main job on the embedded default (Fashion-MNIST, CPU, minutes): SimSiam head search ->
     pretrain the found and the hand-crafted heads at equal budget -> kNN + linear probe -> report.
@@ -297,10 +334,7 @@ def quickstart(
         table.add_column(f"linear {split}", justify="right")
     for name in ("found", "hand"):
         row = summary[name]
-        cells = []
-        for split in ("val", "test"):
-            cells.append(f"{100 * row['knn'][split]:.2f}%" if split in row["knn"] else "-")
-            cells.append(f"{100 * row['linear'][split]:.2f}%" if split in row["linear"] else "-")
+        cells = [percent(row[probe].get(split)) for split in ("val", "test") for probe in ("knn", "linear")]
         table.add_row("found (DARTS)" if name == "found" else "hand-crafted", *cells)
     console.print(table)
     ops = " -> ".join(layer["op"] for layer in summary["genotype"]["projector"]["layers"])
@@ -315,7 +349,7 @@ def quickstart(
 def eval_(
     target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one")],
     data: Annotated[str | None, Opt(help="labeled dataset to evaluate on (default: the run's)")] = None,
-    data_root: Annotated[str | None, Opt(help="folder holding the dataset files")] = None,
+    data_root: DataRootOpt = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
     linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
     train_limit: Annotated[
@@ -324,7 +358,7 @@ def eval_(
     test_limit: Annotated[int | None, Opt(help="images of each held-out split (default: all)")] = None,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
-    from selfnas.evaluate import evaluate
+    from selfnas.evaluation import evaluate
 
     result = evaluate(
         target, data=data, data_root=data_root, device=device, linear=linear,
@@ -430,17 +464,13 @@ def _print_result(result: dict) -> None:
     if "knn" not in result:
         console.print_json(json.dumps(result))
         return
+    header, rows = eval_rows(result)
     table = Table(title=f"evaluation on {result.get('data')}")
-    table.add_column("metric")
-    splits = sorted(result["knn"])
-    for split in splits:
+    table.add_column(header[0])
+    for split in header[1:]:
         table.add_column(split, justify="right")
-    table.add_row("kNN top-1 (k=200)", *(f"{100 * result['knn'][s]:.2f}%" for s in splits))
-    if "linear" in result:
-        table.add_row(
-            f"linear probe (wd {result['linear']['weight_decay']:g})",
-            *(f"{100 * result['linear'][s]:.2f}%" if s in result["linear"] else "-" for s in splits),
-        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

@@ -20,9 +20,7 @@ from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import resolve_device
 from selfnas.errors import DatasetError
-from selfnas.eval.features import extract_features
-from selfnas.eval.knn import knn_accuracy
-from selfnas.eval.linear import linear_probe, predict, standardize, train_logreg
+from selfnas.eval.probes import probe_features
 from selfnas.io import append_jsonl, atomic_write_json
 
 
@@ -50,29 +48,16 @@ def evaluate_features(
     if not held_out:
         raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
     t0 = time.perf_counter()
-    f_train = extract_features(backbone, train.images, normalize, device=device)
-    feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
-    result: dict[str, Any] = {"data": data.name, "n_train": len(train), "feature_dim": int(f_train.shape[1])}
-    k = train.num_classes
-    result["knn"] = {
-        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=k, k=knn_k)
-        for n, f in feats.items()
-    }
-    if linear:
-        report_on = "test" if "test" in feats else "val"
-        probe = linear_probe(
-            f_train, train.labels, feats[report_on], held_out[report_on].labels, num_classes=k, seed=seed
-        )
-        linear_acc = {report_on: probe.accuracy}
-        if report_on == "test" and "val" in feats:
-            x_train, x_val = standardize(f_train, feats["val"])
-            w, b = train_logreg(x_train, train.labels, k, probe.weight_decay)
-            pred = predict(w, b, x_val)
-            linear_acc["val"] = float((pred == held_out["val"].labels).float().mean())
+    probe = probe_features(
+        backbone, normalize, train, held_out, device, knn_k=knn_k, linear=linear, seed=seed
+    )
+    result: dict[str, Any] = {"data": data.name, "n_train": probe.n_train, "feature_dim": probe.feature_dim}
+    result["knn"] = probe.knn
+    if probe.linear is not None:
         result["linear"] = {
-            **linear_acc,
+            **probe.linear,
             "weight_decay": probe.weight_decay,
-            "cv": {str(wd): s for wd, s in probe.cv_scores.items()},
+            "cv": {str(wd): s for wd, s in (probe.cv_scores or {}).items()},
         }
     result["seconds"] = time.perf_counter() - t0
     return result

@@ -31,6 +31,8 @@ from selfnas.build import (
 from selfnas.errors import RunDirError
 from selfnas.info import command_line, head_chain, run_info
 from selfnas.io import atomic_write, atomic_write_bytes, atomic_write_text
+from selfnas.render.markdown import md_table
+from selfnas.render.tables import eval_rows
 from selfnas.rundir import GENOTYPE_FILE
 from selfnas.training.builder import resolved_lr
 
@@ -90,25 +92,15 @@ def _python_kwargs(kwargs: dict[str, Any]) -> str:
     return "".join(f", {k}={v!r}" for k, v in kwargs.items())
 
 
-def _table_row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def _scores(evaluation: dict[str, Any]) -> list[str]:
     """Markdown table of kNN and linear-probe accuracy per held-out split."""
     if not evaluation:
         return ["Not evaluated yet: `selfnas eval RUN_DIR` writes the scores."]
-    splits = [s for s in ("val", "test") if s in evaluation["knn"]]
-    knn, linear = evaluation["knn"], evaluation.get("linear", {})
-    rows = [
-        _table_row(["metric", *splits]),
-        _table_row(["---"] * (len(splits) + 1)),
-        _table_row(["kNN top-1 (k=200)", *(f"{100 * knn[s]:.2f}%" for s in splits)]),
+    return [
+        *md_table(*eval_rows(evaluation)),
+        "",
+        f"Frozen features on `{evaluation['data']}`; nothing was selected on the test split.",
     ]
-    if linear:
-        name = f"linear probe (weight decay {evaluation['linear_weight_decay']:g})"
-        rows.append(_table_row([name, *(f"{100 * linear[s]:.2f}%" if s in linear else "-" for s in splits)]))
-    return [*rows, "", f"Frozen features on `{evaluation['data']}`; nothing was selected on the test split."]
 
 
 def model_card(run_path: Path, spec: dict[str, Any]) -> str:

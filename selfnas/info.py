@@ -15,6 +15,7 @@ import yaml
 
 from selfnas.build import genotype_file, open_run
 from selfnas.io import read_jsonl
+from selfnas.render.tables import eval_lines
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -63,12 +64,6 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def _percent(scores: dict[str, Any]) -> str:
-    """``{"test": 0.7, "val": 0.6}`` -> ``val 60.00%, test 70.00%``."""
-    ordered = sorted(scores.items(), key=lambda item: (item[0] != "val", item[0]))
-    return ", ".join(f"{split} {100 * acc:.2f}%" for split, acc in ordered)
-
-
 def head_chain(head: dict[str, Any] | None) -> str:
     """``{"layers": [{"op": "linear_bn_relu", "dim": 64}, ...]}`` -> ``linear_bn_relu(64) -> ...``."""
     if not head:
@@ -113,10 +108,7 @@ def format_info(info: dict[str, Any]) -> str:
         rows.append(("last epoch", line))
     evaluation = info["eval"]
     if evaluation:
-        rows.append(("kNN", _percent(evaluation["knn"])))
-        if "linear" in evaluation:
-            wd = evaluation["linear_weight_decay"]
-            rows.append(("linear probe", f"{_percent(evaluation['linear'])} (weight decay {wd:g})"))
+        rows += eval_lines(evaluation)
     heads = info["genotype"] or method  # found heads, or the explicit heads a run was trained with
     for head in ("projector", "predictor"):
         if heads.get(head):

@@ -17,7 +17,7 @@ from typing import Any
 from selfnas import api
 from selfnas.config import TrainConfig, config_to_yaml
 from selfnas.errors import RunDirError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text
 from selfnas.rundir import RunDir
 

@@ -2,7 +2,7 @@ import pytest
 
 from selfnas.config import build_config
 from selfnas.errors import ConfigError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
 from tests.conftest import TINY

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from selfnas.build import load_pretrained, load_run_config
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.export import export_run
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import load_genotype

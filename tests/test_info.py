@@ -7,7 +7,7 @@ import pytest
 
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.info import format_info, run_info
 from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.models.heads import HeadLayer, HeadSpec

@@ -5,34 +5,20 @@ Everything here returns plain strings built from untrusted files: the renderers 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
+from selfnas.render.tables import eval_rows, eval_splits, finite_number, split_order
+from selfnas.render.tables import percent as pct  # an accuracy cell, for the report's other tables
 from selfnas.report.facts import RunFacts
 
-SPLIT_ORDER = ("train", "val", "test")
 SHORT_OPS = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def pct(value: Any) -> str:
-    """An accuracy in [0, 1] as ``"72.66%"``; anything else as its text, or ``-``."""
-    number = _number(value)
-    if number is not None:
-        return f"{100 * number:.2f}%"
-    return "-" if value is None else str(value)
-
-
 def num(value: Any, digits: int = 4) -> str:
-    number = _number(value)
+    number = finite_number(value)
     if number is not None:
         return f"{number:.{digits}g}"
     return "-" if value is None else str(value)
@@ -167,30 +153,7 @@ def warnings(facts: RunFacts) -> list[str]:
 # -- results ---------------------------------------------------------------------------
 
 
-def _split_order(names: set[str]) -> list[str]:
-    return sorted(names, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
-
-
-def _splits(evaluation: dict[str, Any]) -> set[str]:
-    knn = evaluation.get("knn") if isinstance(evaluation.get("knn"), dict) else {}
-    linear = evaluation.get("linear") if isinstance(evaluation.get("linear"), dict) else {}
-    return set(knn) | {k for k, v in linear.items() if k != "weight_decay" and _number(v) is not None}
-
-
-def eval_table(evaluation: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: kNN and linear-probe accuracy per held-out split."""
-    splits = _split_order(_splits(evaluation))
-    rows = []
-    knn = evaluation.get("knn")
-    if isinstance(knn, dict):
-        rows.append(["kNN top-1", *(pct(knn.get(s)) for s in splits)])
-    linear = evaluation.get("linear")
-    if isinstance(linear, dict):
-        label = "linear probe" + (
-            f" (weight decay {num(linear['weight_decay'])})" if "weight_decay" in linear else ""
-        )
-        rows.append([label, *(pct(linear.get(s)) for s in splits)])
-    return ["metric", *splits], rows
+eval_table = eval_rows  # header and rows of kNN and linear-probe accuracy: selfnas/render/tables.py
 
 
 def eval_context(evaluation: dict[str, Any]) -> str:
@@ -208,7 +171,7 @@ def eval_context(evaluation: dict[str, Any]) -> str:
 def comparison_table(children: list[RunFacts]) -> tuple[list[str], list[list[str]]]:
     """One row per sub-run: state, kNN and linear probe per split, and its heads."""
     evals = {id(c): c.evaluation or {} for c in children}
-    splits = _split_order({s for e in evals.values() for s in _splits(e)})
+    splits = split_order({s for e in evals.values() for s in eval_splits(e)})
     show_heads = any(heads_of(c) for c in children)
     header = ["run", "state", *(f"kNN {s}" for s in splits), *(f"linear {s}" for s in splits)]
     header += ["heads"] if show_heads else []

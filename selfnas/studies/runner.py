@@ -29,9 +29,7 @@ from selfnas.data.scenarios import load_scenario
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import resolve_device
 from selfnas.errors import RunDirError, SelfnasError, TrainingError
-from selfnas.eval.features import extract_features
-from selfnas.eval.knn import knn_accuracy
-from selfnas.eval.linear import linear_probe
+from selfnas.eval.probes import probe_features
 from selfnas.io import atomic_write_json, atomic_write_text
 from selfnas.provenance import collect_provenance
 from selfnas.studies.cache import StudyDir
@@ -132,20 +130,17 @@ def probe(
 ) -> dict[str, Any]:
     """Linear probe (weight decay by 5-fold CV on train) and kNN (k=200) of frozen features,
     both trained on the scenario's train split and reported on its test split."""
-
     train, test = scenario.train, scenario.test
-    f_train = extract_features(backbone, train.images, normalize, device=device)  # N x D
-    f_test = extract_features(backbone, test.images, normalize, device=device)  # M x D
-    k = scenario.num_classes
-    linear = linear_probe(f_train, train.labels, f_test, test.labels, num_classes=k, seed=seed)
+    result = probe_features(backbone, normalize, train, {"test": test}, device, knn_k=200, seed=seed)
+    assert result.linear is not None and result.cv_scores is not None
     return {
-        "linear": linear.accuracy,
-        "knn": knn_accuracy(f_train, train.labels, f_test, test.labels, num_classes=k, k=200),
-        "weight_decay": linear.weight_decay,
-        "cv": {str(wd): acc for wd, acc in linear.cv_scores.items()},
-        "n_train": len(train),
+        "linear": result.linear["test"],
+        "knn": result.knn["test"],
+        "weight_decay": result.weight_decay,
+        "cv": {str(wd): acc for wd, acc in result.cv_scores.items()},
+        "n_train": result.n_train,
         "n_test": len(test),
-        "feature_dim": int(f_train.shape[1]),
+        "feature_dim": result.feature_dim,
     }
 
 

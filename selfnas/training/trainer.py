@@ -20,8 +20,7 @@ from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.types import DatasetSplits
 from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
-from selfnas.eval.features import extract_features
-from selfnas.eval.knn import knn_accuracy
+from selfnas.eval.probes import probe_features
 from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.provenance import collect_provenance
 from selfnas.render.plots import plot_training_curves
@@ -182,13 +181,17 @@ class Trainer:
         val = self.data.val
         if val is None or not val.labeled or not self.data.train.labeled:
             return None
-        bank = self.data.train.subset(torch.arange(min(self.config.run.knn_bank, len(self.data.train))))
-        normalize = self.augment.normalize
-        f_bank = extract_features(self.model.backbone, bank.images, normalize, device=self.device)
-        f_val = extract_features(self.model.backbone, val.images, normalize, device=self.device)
-        return knn_accuracy(
-            f_bank, bank.labels, f_val, val.labels, num_classes=self.data.train.num_classes, k=200
+        result = probe_features(
+            self.model.backbone,
+            self.augment.normalize,
+            self.data.train,
+            {"val": val},
+            self.device,
+            train_limit=self.config.run.knn_bank,
+            knn_k=200,
+            linear=False,
         )
+        return result.knn["val"]
 
     # -- the loop ----------------------------------------------------------------------
 

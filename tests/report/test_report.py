@@ -10,7 +10,7 @@ import yaml
 
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
-from selfnas.evaluate import evaluate
+from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.report.write import write_report

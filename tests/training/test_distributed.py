@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from selfnas.io import read_jsonl
 from tests.conftest import REPO, TINY, run_cli, set_args
 
-WORKER = REPO / "tests" / "train" / "dist_worker.py"
+WORKER = REPO / "tests" / "training" / "dist_worker.py"
 #: 7 steps (one epoch: 448 synthetic images / 64), with a checkpoint, the kNN monitor and an epoch line
 TRAIN = [*TINY, "optim.epochs=1", "run.eval_at_end=false"]
 #: after 7 float32 SimSiam steps 2 ranks differ from 1 by rounding drift alone (see above): 2.1e-5 on

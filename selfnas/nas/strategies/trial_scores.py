@@ -18,9 +18,7 @@ import torch
 
 from selfnas.config import TrainConfig
 from selfnas.errors import ConfigError
-from selfnas.eval.features import extract_features
-from selfnas.eval.knn import knn_accuracy
-from selfnas.eval.linear import linear_probe
+from selfnas.eval.probes import probe_features
 from selfnas.eval.scores import alignment, rankme, uniformity
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer, stream_seed
@@ -103,16 +101,19 @@ class TrialTrainer(Trainer):
         train, val = self.data.train, self.data.val
         if val is None or not (train.labeled and val.labeled):
             return {}
-        bank = train.subset(torch.arange(min(limit, len(train))))
-        normalize = self.augment.normalize
-        f_bank = extract_features(self.model.backbone, bank.images, normalize, device=self.device)
-        f_val = extract_features(self.model.backbone, val.images, normalize, device=self.device)
-        if not (torch.isfinite(f_bank).all() and torch.isfinite(f_val).all()):
-            return {"knn": math.nan, "linear": math.nan}
-        classes = train.num_classes
-        knn = knn_accuracy(f_bank, bank.labels, f_val, val.labels, num_classes=classes, k=200)
-        probe = linear_probe(f_bank, bank.labels, f_val, val.labels, classes, seed=self.config.run.seed)
-        return {"knn": knn, "linear": probe.accuracy}
+        result = probe_features(
+            self.model.backbone,
+            self.augment.normalize,
+            train,
+            {"val": val},
+            self.device,
+            train_limit=limit,
+            knn_k=200,
+            seed=self.config.run.seed,
+            nan_if_nonfinite=True,  # a diverged candidate scores (nan, nan)
+        )
+        assert result.linear is not None
+        return {"knn": result.knn["val"], "linear": result.linear["val"]}
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
         value = self.objective()

@@ -1,0 +1,132 @@
+"""Features -> kNN -> linear probe: the one routine every evaluation of a frozen backbone runs.
+
+The training monitor (kNN on val), a search trial's accuracies, a study's probe of a scenario
+and ``selfnas evaluate`` all call :func:`probe_features`; they differ only in which splits they
+pass and whether they want the linear probe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from selfnas.data.types import ImageSet
+from selfnas.errors import DatasetError
+from selfnas.eval.features import extract_features
+from selfnas.eval.knn import knn_accuracy
+from selfnas.eval.linear import DEFAULT_WEIGHT_DECAYS, linear_probe, predict, standardize, train_logreg
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What :func:`probe_features` measured.
+
+    knn: held-out split name -> kNN top-1 accuracy in [0, 1], in the order the splits were given.
+    linear: split name -> linear-probe accuracy, the reported split first (see
+        :func:`probe_features`), then every other held-out split; ``None`` when not asked for.
+    weight_decay: the decay chosen by cross-validation on train; cv_scores: every grid decay ->
+        its mean CV accuracy. Both ``None`` when no probe was fitted.
+    n_train: the training images used (after ``train_limit``); feature_dim: D of the features.
+    finite: whether every feature was finite (when not, and ``nan_if_nonfinite`` was set, every
+        accuracy is nan and nothing was fitted).
+    """
+
+    knn: dict[str, float]
+    linear: dict[str, float] | None
+    weight_decay: float | None
+    cv_scores: dict[float, float] | None
+    n_train: int
+    feature_dim: int
+    finite: bool = True
+
+
+def linear_report_split(held_out: Mapping[str, ImageSet]) -> str:
+    """The held-out split the cross-validated linear probe reports on: ``"test"`` when there is
+    one, else the first held-out split."""
+    if not held_out:
+        raise DatasetError("probing needs at least one held-out split to report on")
+    return "test" if "test" in held_out else next(iter(held_out))
+
+
+def probe_features(
+    backbone: nn.Module,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    train: ImageSet,
+    held_out: Mapping[str, ImageSet],
+    device: torch.device | str,
+    *,
+    train_limit: int | None = None,
+    knn_k: int = 200,
+    linear: bool = True,
+    seed: int = 0,
+    weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
+    max_iter: int = 100,
+    nan_if_nonfinite: bool = False,
+) -> ProbeResult:
+    """kNN (and optionally a linear probe) of ``backbone``'s frozen features, fitted on ``train``
+    and measured on every split of ``held_out``.
+
+    normalize: uint8 batch -> the float batch the backbone expects (see :func:`extract_features`).
+    train_limit: use only the first ``train_limit`` training images (the kNN bank / probe set).
+    held_out: split name -> labelled images, e.g. ``{"val": ..., "test": ...}``.
+    knn_k: neighbours of the weighted kNN vote (clipped to the training set's size).
+    linear: also fit the linear probe: its weight decay is chosen by 5-fold CV on train (folds
+        shuffled with ``seed``) and its accuracy reported on :func:`linear_report_split`; every
+        other held-out split gets a refit on all of train with that chosen decay.
+    weight_decays, max_iter: the CV grid and the L-BFGS iterations of every fit (see
+        :func:`linear_probe`; the defaults are its defaults).
+    nan_if_nonfinite: when any feature is non-finite (a diverged candidate), return nan for every
+        accuracy instead of fitting anything.
+    Features are extracted train first, then the held-out splits in order. Classes are
+    ``train.num_classes``. Raises DatasetError for unlabeled splits or an empty ``held_out``.
+    """
+    report_on = linear_report_split(held_out)
+    for name, split in {"train": train, **held_out}.items():
+        if not split.labeled:
+            raise DatasetError(f"kNN / linear probing needs labels, but the {name} split has none")
+    if train_limit is not None:
+        if train_limit < 1:
+            raise ValueError(f"train_limit must be >= 1, got {train_limit}")
+        train = train.subset(torch.arange(min(train_limit, len(train))))
+    assert train.labels is not None  # checked above; narrows the type
+    f_train = extract_features(backbone, train.images, normalize, device=device)  # N x D
+    feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
+    n_train, dim = len(train), int(f_train.shape[1])
+    finite = bool(torch.isfinite(f_train).all()) and all(
+        bool(torch.isfinite(f).all()) for f in feats.values()
+    )
+    if not finite and nan_if_nonfinite:
+        nan_linear = {n: math.nan for n in [report_on, *(n for n in feats if n != report_on)]}
+        return ProbeResult(
+            {n: math.nan for n in feats}, nan_linear if linear else None, None, None, n_train, dim, False
+        )
+    classes = train.num_classes
+    knn = {
+        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=classes, k=knn_k)
+        for n, f in feats.items()
+    }
+    if not linear:
+        return ProbeResult(knn, None, None, None, n_train, dim, finite)
+    probe = linear_probe(
+        f_train,
+        train.labels,
+        feats[report_on],
+        held_out[report_on].labels,
+        num_classes=classes,
+        weight_decays=weight_decays,
+        seed=seed,
+        max_iter=max_iter,
+    )
+    accuracy = {report_on: probe.accuracy}
+    for name, f in feats.items():
+        if name != report_on:
+            x_train, x_eval = standardize(f_train, f)
+            weight, bias = train_logreg(x_train, train.labels, classes, probe.weight_decay, max_iter)
+            labels = held_out[name].labels
+            assert labels is not None
+            accuracy[name] = float((predict(weight, bias, x_eval) == labels.cpu()).float().mean())
+    return ProbeResult(knn, accuracy, probe.weight_decay, probe.cv_scores, n_train, dim, finite)
