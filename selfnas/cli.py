@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfnas.errors import SelfnasError
+from selfnas.registry import Registry
 from selfnas.render.tables import eval_rows, percent  # standard library only: cheap
 
 app = typer.Typer(
@@ -126,20 +127,10 @@ def train(
     """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe)."""
     from selfnas.config import build_config  # validate before the heavy torch imports
 
-    overrides = list(set_ or []) + _train_overrides(
-        data=data,
-        data_root=data_root,
-        download=download,
-        train_limit=train_limit,
-        method=method,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        compile=compile,
-    )  # named flags win over --set
+    flags = dict(data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
+                 backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                 compile=compile)  # fmt: skip
+    overrides = list(set_ or []) + _train_overrides(**flags)  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import train as api_train
     from selfnas.api import with_genotype
@@ -434,10 +425,7 @@ def datasets() -> None:
     """List the dataset names (`name`, `name:PATH`, `name@SIZE`)."""
     from selfnas.data import DATASETS
 
-    table = Table("name", "description")
-    for name in DATASETS.names():
-        table.add_row(name, DATASETS.describe(name))
-    console.print(table)
+    _print_registry(DATASETS)
 
 
 @app.command()
@@ -445,9 +433,13 @@ def backbones() -> None:
     """List the backbone names."""
     from selfnas.models.backbones import BACKBONES
 
+    _print_registry(BACKBONES)
+
+
+def _print_registry(registry: Registry) -> None:
     table = Table("name", "description")
-    for name in BACKBONES.names():
-        table.add_row(name, BACKBONES.describe(name))
+    for name in registry.names():
+        table.add_row(name, registry.describe(name))
     console.print(table)
 
 

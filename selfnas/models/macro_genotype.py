@@ -66,8 +66,19 @@ def _check_counts(space: str, key: str, value: Any, length: int, high: int) -> t
     return tuple(_check_int(space, f"{key}[{i}]", v, 1, high) for i, v in enumerate(value))
 
 
-def _header(space: str, data: Any, fields: tuple[str, ...]) -> None:
-    check_header(data, space, {"format", "version", "space", *fields})
+def _variant_to_json(genotype: Any) -> dict[str, Any]:
+    """The header, then the genotype's ``json_fields`` in order (tuples as lists)."""
+    values = {f: getattr(genotype, f) for f in genotype.json_fields}
+    return {
+        **header(genotype.space),
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()},
+    }
+
+
+def _variant_from_json(cls: Any, data: Any) -> Any:
+    """A validated ``cls`` genotype from its JSON object: exactly the header and ``json_fields``."""
+    check_header(data, cls.space, {"format", "version", "space", *cls.json_fields})
+    return cls(**{f: data[f] for f in cls.json_fields})
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class ResNetVariantGenotype:
 
     space: ClassVar[str] = "resnet-variants"
     backbone: ClassVar[str] = "resnet_variant"
+    json_fields: ClassVar[tuple[str, ...]] = ("scale", "block", "blocks", "width_per_group", "groups")
 
     def __post_init__(self) -> None:
         name = "resnet-variants"
@@ -112,26 +124,8 @@ class ResNetVariantGenotype:
         text = f"resnet {self.block} [{blocks}] w{self.width_per_group} g{self.groups}"
         return text if self.scale == "small" else f"{text} full"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **header(self.space),
-            "scale": self.scale,
-            "block": self.block,
-            "blocks": list(self.blocks),
-            "width_per_group": self.width_per_group,
-            "groups": self.groups,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> ResNetVariantGenotype:
-        _header(cls.space, data, ("scale", "block", "blocks", "width_per_group", "groups"))
-        return cls(
-            block=data["block"],
-            blocks=data["blocks"],
-            width_per_group=data["width_per_group"],
-            groups=data["groups"],
-            scale=data["scale"],
-        )
+    to_json = _variant_to_json
+    from_json = classmethod(_variant_from_json)
 
 
 @dataclass(frozen=True)
@@ -144,6 +138,7 @@ class MobileNetVariantGenotype:
 
     space: ClassVar[str] = "mobilenet-variants"
     backbone: ClassVar[str] = "mobilenet_variant"
+    json_fields: ClassVar[tuple[str, ...]] = ("scale", "repeats", "width_mult")
 
     def __post_init__(self) -> None:
         name = "mobilenet-variants"
@@ -170,18 +165,8 @@ class MobileNetVariantGenotype:
         text = f"mobilenet [{repeats}] x{self.width_mult:g}"
         return text if self.scale == "small" else f"{text} full"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **header(self.space),
-            "scale": self.scale,
-            "repeats": list(self.repeats),
-            "width_mult": self.width_mult,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> MobileNetVariantGenotype:
-        _header(cls.space, data, ("scale", "repeats", "width_mult"))
-        return cls(repeats=data["repeats"], width_mult=data["width_mult"], scale=data["scale"])
+    to_json = _variant_to_json
+    from_json = classmethod(_variant_from_json)
 
 
 MacroGenotype = ResNetVariantGenotype | MobileNetVariantGenotype

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from selfnas.render.markdown import md, md_table
+from selfnas.render.tables import eval_rows
 from selfnas.report.facts import RunFacts
 from selfnas.report.summary import (
     chain_text,
@@ -15,7 +16,6 @@ from selfnas.report.summary import (
     describe,
     describe_runs,
     eval_context,
-    eval_table,
     found_heads,
     progress,
     setup_line,
@@ -34,7 +34,7 @@ def _run_lines(facts: RunFacts, level: int) -> list[str]:
     if found_warnings:
         lines += ["", "**Warnings:**", ""] + [f"- {md(w)}" for w in found_warnings]
     if facts.evaluation is not None:
-        header, rows = eval_table(facts.evaluation)
+        header, rows = eval_rows(facts.evaluation)
         lines += [
             "",
             f"{h} Results",

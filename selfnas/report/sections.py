@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfnas.render.html import Html, bullets, esc, join, page, png, pre, table, tag
+from selfnas.render.tables import eval_rows
 from selfnas.report.draw import draw
 from selfnas.report.facts import RunFacts
 from selfnas.report.optuna_section import optuna_study
@@ -23,7 +24,6 @@ from selfnas.report.summary import (
     describe_runs,
     detail,
     eval_context,
-    eval_table,
     found_heads,
     num,
     ordered_heads,
@@ -66,7 +66,7 @@ def status_block(facts: RunFacts) -> Html:
 def results(facts: RunFacts) -> Html | None:
     if facts.evaluation is None:
         return None
-    header, rows = eval_table(facts.evaluation)
+    header, rows = eval_rows(facts.evaluation)
     return tag("p", "Frozen-backbone evaluation " + eval_context(facts.evaluation)) + table(header, rows)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
-from selfnas.render.tables import eval_rows, eval_splits, finite_number, split_order
+from selfnas.render.tables import eval_splits, finite_number, split_order
 from selfnas.render.tables import percent as pct  # an accuracy cell, for the report's other tables
 from selfnas.report.facts import RunFacts
 
@@ -151,9 +151,6 @@ def warnings(facts: RunFacts) -> list[str]:
 
 
 # -- results ---------------------------------------------------------------------------
-
-
-eval_table = eval_rows  # header and rows of kNN and linear-probe accuracy: selfnas/render/tables.py
 
 
 def eval_context(evaluation: dict[str, Any]) -> str:
