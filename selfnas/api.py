@@ -21,6 +21,7 @@ from selfnas.nas.strategies.optuna_search import open_storage, run_search_study,
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.studies.runner import run_scenario_study
+from selfnas.studies.tables import TableConfig, build_table
 from selfnas.training.builder import load_config_data, with_genotype
 from selfnas.training.trainer import Trainer, check_resumable
 
@@ -214,4 +215,21 @@ def study(
     )
 
 
-__all__ = ["evaluate", "search", "study", "train", "with_genotype"]
+def table(
+    config: TableConfig,
+    out: str | Path,
+    export: str | Path | None = None,
+    threads: int | None = None,
+    limit: int | None = None,
+    quiet: bool = False,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Build (or continue) a ground-truth table of ``config.space`` in ``out``: each architecture
+    trained at the table's budget, label-free scores at the fidelities, kNN / linear truth on val and
+    test; the finished rows go to ``export`` (JSON Lines) after every row. Several processes may
+    build one table together; a killed one resumes where it stopped."""
+    report = None if quiet else print
+    return build_table(config, out, export=export, threads=threads, limit=limit, report=report, argv=argv)
+
+
+__all__ = ["evaluate", "search", "study", "table", "train", "with_genotype"]

@@ -296,6 +296,47 @@ def study(
 
 
 @app.command()
+def table(
+    space: Annotated[str, Opt(help="heads | cells | resnet-variants")] = "heads",
+    out: Annotated[Path | None, _out("table", "table")] = None,
+    export: Annotated[
+        Path | None, Opt(help="JSON Lines file of the finished rows (default OUT/table.jsonl)")
+    ] = None,
+    archs: Annotated[int, Opt(help="architectures sampled from the space (plus the default)")] = 40,
+    seeds: Annotated[int, Opt(help="seeds of the first --seeded-archs architectures")] = 3,
+    seeded_archs: Annotated[int, Opt(help="architectures (default first) trained with every seed")] = 10,
+    threads: Annotated[
+        int | None, Opt(help="torch threads of this process (run several on one table)")
+    ] = None,
+    limit: Annotated[int | None, Opt(help="stop after building this many rows")] = None,
+    set_: Annotated[
+        list[str] | None, _set("optim.epochs=8, table.space_kwargs={width: 8}", "a training or a table key")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Ground-truth table of a search space: each architecture trained longer and judged with labels,
+    with label-free scores at several fidelities. Run the same command again (or in several
+    processes at once) to continue."""
+    from selfnas.studies.tables import build_table_config
+
+    cfg = build_table_config(
+        {"space": space, "archs": archs, "seeds": seeds, "seeded_archs": seeded_archs}, list(set_ or [])
+    )
+    from selfnas.api import default_run_dir
+    from selfnas.api import table as api_table
+
+    out = out if out is not None else default_run_dir(f"table-{space}")
+    result = api_table(cfg, out, export=export, threads=threads, limit=limit, quiet=quiet, argv=sys.argv)
+    console.print(
+        f"{result['finished']} of {result['rows']} rows finished ({result['built']} new): {result['export']}",
+        markup=False,
+        highlight=False,
+    )
+    if result["failed"]:
+        raise SelfnasError(f"{len(result['failed'])} rows failed ({result['failed'][0]}); see {out}/failed/")
+
+
+@app.command()
 def quickstart(
     out: Annotated[Path, Opt("--out", "-o", help="pipeline directory")] = Path("runs/quickstart"),
     config: Annotated[

@@ -10,7 +10,7 @@ from selfnas.data import load_dataset
 from selfnas.data.types import DatasetSplits
 from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
-from selfnas.models.genotype import HeadGenotype, load_genotype
+from selfnas.models.genotype import Genotype, HeadGenotype, load_genotype
 from selfnas.models.heads import HeadSpec, default_heads
 from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 from selfnas.ssl.base import SSLMethod
@@ -56,8 +56,13 @@ def load_config_data(config: TrainConfig, **overrides: Any) -> DatasetSplits:
 
 
 def with_genotype(config: TrainConfig, genotype_path: str | Path) -> TrainConfig:
-    """``config`` with its heads replaced by a found genotype (validated, never eval'd)."""
-    genotype = load_genotype(genotype_path)
+    """``config`` with the architecture of a genotype file (validated, never eval'd)."""
+    return apply_genotype(config, load_genotype(genotype_path))
+
+
+def apply_genotype(config: TrainConfig, genotype: Genotype) -> TrainConfig:
+    """``config`` with ``genotype`` in place: found heads replace the heads, found cells or a
+    variant replace the backbone (cells keep the configured ``width`` / ``layers``)."""
     if isinstance(genotype, ResNetVariantGenotype | MobileNetVariantGenotype):  # a whole macro backbone
         update = {"backbone": genotype.backbone, "backbone_kwargs": {"genotype": genotype.to_json()}}
         return config.model_copy(update={"model": config.model.model_copy(update=update)})

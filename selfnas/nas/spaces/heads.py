@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from selfnas.config import HEAD_SEARCH_OPS
+from selfnas.config import HEAD_SEARCH_OPS, SearchConfig
 from selfnas.errors import GenotypeError
 from selfnas.models.head_ops import HEAD_OPS, PARAMETER_FREE_HEAD_OPS, make_head_op
 from selfnas.models.heads import HeadLayer, HeadSpec
@@ -56,6 +56,24 @@ class HeadSearchSpace:
         stem = [HeadLayer(STEM_OP, self.width)] if in_dim != self.width else []
         chain = [HeadLayer(op, self.width) for op in choices]
         return HeadSpec(tuple(stem + chain + [HeadLayer(self.final_op, self.out_dim)]))
+
+
+def head_spaces(
+    search: SearchConfig, proj_out: int, backbone_dim: int, needs_predictor: bool
+) -> tuple[HeadSearchSpace, HeadSearchSpace | None]:
+    """The projector space (at ``search.width`` or the backbone's width, ending in Linear + BN
+    without affine) and, for a method with a predictor, the predictor space (at
+    ``search.pred_width`` or ``proj_out``, ending in Linear), as ``search`` configures them."""
+    ops = tuple(search.ops)
+    projector = HeadSearchSpace(
+        search.projector_layers, search.width or backbone_dim, proj_out, "linear_bn_noaffine", ops
+    )
+    if not needs_predictor:
+        return projector, None
+    predictor = HeadSearchSpace(
+        search.predictor_layers, search.pred_width or proj_out, proj_out, "linear", ops
+    )
+    return projector, predictor
 
 
 class SearchHead(nn.Module):

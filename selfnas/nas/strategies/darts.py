@@ -28,7 +28,7 @@ from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
-from selfnas.nas.spaces.heads import HeadSearchSpace, SearchHead
+from selfnas.nas.spaces.heads import SearchHead, head_spaces
 from selfnas.render.plots import plot_alpha_evolution
 from selfnas.ssl.base import SSLMethod
 from selfnas.ssl.registry import create_method
@@ -63,28 +63,10 @@ class HeadSearchTrainer(Trainer):
     def build_model(self, in_channels: int) -> SSLMethod:
         cfg, search = self.config, self._search()
         backbone = create_backbone(cfg.model.backbone, in_channels=in_channels, **cfg.model.backbone_kwargs)
-        projector = SearchHead(
-            HeadSearchSpace(
-                search.projector_layers,
-                search.width or backbone.out_dim,
-                cfg.method.proj_out,
-                "linear_bn_noaffine",
-                tuple(search.ops),
-            ),
-            backbone.out_dim,
-        )
-        predictor = None
-        if method_record(cfg.method.name).needs_predictor:
-            predictor = SearchHead(
-                HeadSearchSpace(
-                    search.predictor_layers,
-                    search.pred_width or cfg.method.proj_out,
-                    cfg.method.proj_out,
-                    "linear",
-                    tuple(search.ops),
-                ),
-                cfg.method.proj_out,
-            )
+        needs_predictor = method_record(cfg.method.name).needs_predictor
+        spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, needs_predictor)
+        projector = SearchHead(spaces[0], backbone.out_dim)
+        predictor = None if spaces[1] is None else SearchHead(spaces[1], cfg.method.proj_out)
         return create_method(cfg.method.name, backbone, projector, predictor, **cfg.method.hparams)
 
     def _search(self) -> SearchConfig:

@@ -1,0 +1,162 @@
+"""Label-free scores of one candidate SSL model, measured on held-out images without their labels.
+
+Two families (see ``docs/ARCHITECTURE.md`` for where each score function lives):
+
+- **Embedding scores** of the backbone's features, at any point of training: the SSL loss on two
+  seeded views, RankMe (raw and divided by min(N, D)), alpha-ReQ, LiDAR, alignment, uniformity,
+  view retrieval, and the normalised std that flags collapse.
+- **Zero-cost scores** of the network at initialisation: NASWOT, SynFlow, grad-norm of the SSL
+  loss. Plus the baselines every score must beat: parameter count and FLOPs per image.
+
+Measuring leaves the model as it found it (mode, weights, BatchNorm statistics, gradients), so
+scores read from a training run at some step cost no extra training and change nothing after.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from selfnas.data.augment import TwoViewAugment
+from selfnas.eval.scores import alignment, normalized_std, rankme, uniformity
+from selfnas.eval.spectral import alpha_req, alpha_req_distance, lidar, rankme_normalized, view_retrieval
+from selfnas.eval.zero_cost import flops_per_image, grad_norm, naswot, param_count, synflow
+from selfnas.ssl.base import SSLMethod
+from selfnas.training.monitor import COLLAPSE_RATIO
+
+#: score -> +1 when higher is better, -1 when lower is better (what a search maximises: sign * score)
+DIRECTION: dict[str, float] = {
+    "ssl_loss": -1.0,
+    "rankme": 1.0,
+    "rankme_normalized": 1.0,
+    "alpha_req": 1.0,  # reported as measured; alpha_req_distance is the one with a direction
+    "alpha_req_distance": -1.0,
+    "lidar": 1.0,
+    "alignment": -1.0,
+    "uniformity": -1.0,
+    "view_retrieval": 1.0,
+    "naswot": 1.0,
+    "synflow": 1.0,
+    "grad_norm": 1.0,
+    "params": 1.0,
+    "flops": 1.0,
+}
+EMBEDDING_SCORES = (
+    "ssl_loss", "rankme", "rankme_normalized", "alpha_req", "alpha_req_distance", "lidar",
+    "alignment", "uniformity", "view_retrieval",
+)  # fmt: skip
+ZERO_COST_SCORES = ("naswot", "synflow", "grad_norm")
+BASELINES = ("params", "flops")
+LIDAR_VIEWS = 4  # augmentations per surrogate class (image)
+LIDAR_IMAGES = 256
+ZERO_COST_BATCH = 128
+
+
+def _finite(
+    fn: Callable[..., float], *args: Any, costs: dict[str, float] | None = None, name: str = ""
+) -> float:
+    """``fn(*args)`` as a float, nan when the representation diverged; its seconds go to ``costs``."""
+    start = time.perf_counter()
+    try:
+        value = float(fn(*args))
+    except ValueError:  # non-finite embeddings: the candidate diverged
+        value = math.nan
+    if costs is not None:
+        costs[name or fn.__name__] = round(time.perf_counter() - start, 4)
+    return value if math.isfinite(value) else math.nan
+
+
+@torch.no_grad()
+def embedding_scores(
+    model: SSLMethod,
+    augment: TwoViewAugment,
+    images: torch.Tensor,
+    seed: int,
+    batch: int = 256,
+    costs: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Every embedding score of ``model`` on uint8 ``images`` (N x C x H x W, on the model's device),
+    plus ``normalized_std`` and ``collapsed`` (1.0 when the std of the normalised features is below
+    :data:`COLLAPSE_RATIO` of the healthy 1/sqrt(D)). Views are drawn from ``seed``; nan marks a
+    score of a diverged (non-finite) representation. ``costs`` receives the seconds of the shared
+    forward passes (``features``, ``ssl_loss``, ``lidar_views``) and of each score."""
+    costs = {} if costs is None else costs
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    backbone = model.backbone
+    g = torch.Generator().manual_seed(seed)
+    try:
+        chunks = [b for b in images.split(batch) if len(b) > 1]
+        clean = torch.cat([backbone(augment.normalize(b)).flatten(1) for b in chunks])  # N x D
+        costs["features"] = round(time.perf_counter() - start, 4)
+        start = time.perf_counter()
+        losses, z1, z2 = [], [], []
+        for b in chunks:
+            v1, v2 = augment(b, g)
+            losses.append(float(model(v1, v2).loss))
+            z1.append(backbone(v1).flatten(1))
+            z2.append(backbone(v2).flatten(1))
+        a, b = torch.cat(z1), torch.cat(z2)  # N x D each
+        costs["ssl_loss"] = round(time.perf_counter() - start, 4)  # the two views' features included
+        start = time.perf_counter()
+        k = min(LIDAR_IMAGES, len(images))
+        views = torch.stack(
+            [backbone(v).flatten(1) for _ in range(LIDAR_VIEWS // 2) for v in augment(images[:k], g)], dim=1
+        )  # K x Q x D
+        costs["lidar_views"] = round(time.perf_counter() - start, 4)
+    finally:
+        model.train(was_training)
+    std = _finite(normalized_std, clean)
+    out = {"ssl_loss": sum(losses) / len(losses)}
+    for name, fn, args in (
+        ("rankme", rankme, (clean,)),
+        ("rankme_normalized", rankme_normalized, (clean,)),
+        ("alpha_req", alpha_req, (clean,)),
+        ("alpha_req_distance", alpha_req_distance, (clean,)),
+        ("lidar", lidar, (views,)),
+        ("alignment", alignment, (a, b)),
+        ("uniformity", uniformity, (a,)),
+        ("view_retrieval", view_retrieval, (a, b)),
+    ):
+        out[name] = _finite(fn, *args, costs=costs, name=name)
+    out["normalized_std"] = std
+    out["collapsed"] = float(not (std * math.sqrt(clean.shape[1]) >= COLLAPSE_RATIO))  # nan counts too
+    return out
+
+
+def zero_cost_scores(
+    model: SSLMethod,
+    augment: TwoViewAugment,
+    images: torch.Tensor,
+    seed: int,
+    costs: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """NASWOT and SynFlow of the backbone, grad-norm of the SSL loss on one batch of two views;
+    measured on a copy, so the model (weights, statistics, gradients) is untouched."""
+    probe = copy.deepcopy(model)
+    batch = images[:ZERO_COST_BATCH]
+    x = augment.normalize(batch)  # B x C x S x S
+    g = torch.Generator().manual_seed(seed)
+    v1, v2 = augment(batch, g)
+    probe.train()
+    return {
+        "naswot": _finite(naswot, probe.backbone, x, costs=costs, name="naswot"),
+        "synflow": _finite(synflow, probe.backbone, tuple(x.shape[1:]), costs=costs, name="synflow"),
+        "grad_norm": _finite(grad_norm, lambda: probe(v1, v2).loss, probe, costs=costs, name="grad_norm"),
+    }
+
+
+def size_scores(model: SSLMethod, input_shape: tuple[int, int, int]) -> dict[str, float]:
+    """The baselines: trainable parameters of the whole SSL model, FLOPs per image of backbone and
+    projector (what a downstream user runs, plus the head a head search changes)."""
+    encoder = torch.nn.Sequential(model.backbone, torch.nn.Flatten(1), model.projector)
+    return {
+        "params": float(param_count(model)),
+        "flops": float(flops_per_image(copy.deepcopy(encoder), input_shape)),
+    }
