@@ -161,7 +161,11 @@ def search(
     ] = "darts",
     trials: Annotated[int | None, Opt(help="tpe/random/evolution: trials in the study")] = None,
     score: Annotated[
-        str | None, Opt(help="trial score: ssl_loss | rankme | alignment | uniformity | knn (supervised)")
+        str | None,
+        Opt(
+            help="trial score (default ssl_loss): a label-free score, e.g. rankme_normalized, lidar, "
+            "naswot (zero-cost: no training), params; knn is supervised"
+        ),
     ] = None,
     storage: Annotated[
         str | None, Opt(help="study storage: postgresql://... (machines), journal:FILE (processes)")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from selfnas.errors import ConfigError
 from selfnas.methods import METHOD_NAMES
+from selfnas.score_records import SEARCH_SCORES
 
 
 class _Strict(BaseModel):
@@ -115,7 +116,7 @@ class SearchConfig(_Strict):
     )
     trials: int = Field(20, ge=1, le=100000, description="tpe/random/evolution: trials in the study")
     trial_epochs: float = Field(2.0, gt=0, le=1000, description="tpe/random/evolution: pretraining per trial")
-    score: Literal["ssl_loss", "rankme", "alignment", "uniformity", "knn"] = Field(
+    score: Literal[SEARCH_SCORES] = Field(  # type: ignore[valid-type]  # the score records' selectable names
         "ssl_loss", description="trial score: label-free, or knn (a supervised proxy: needs labels)"
     )
     label_eval: bool = Field(

@@ -26,26 +26,14 @@ from selfnas.data.augment import TwoViewAugment
 from selfnas.eval.scores import alignment, normalized_std, rankme, uniformity
 from selfnas.eval.spectral import alpha_req, alpha_req_distance, lidar, rankme_normalized, view_retrieval
 from selfnas.eval.zero_cost import flops_per_image, grad_norm, naswot, param_count, synflow
+from selfnas.score_records import SCORE_RECORDS
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.monitor import COLLAPSE_RATIO
 
-#: score -> +1 when higher is better, -1 when lower is better (what a search maximises: sign * score)
-DIRECTION: dict[str, float] = {
-    "ssl_loss": -1.0,
-    "rankme": 1.0,
-    "rankme_normalized": 1.0,
-    "alpha_req": 1.0,  # reported as measured; alpha_req_distance is the one with a direction
-    "alpha_req_distance": -1.0,
-    "lidar": 1.0,
-    "alignment": -1.0,
-    "uniformity": -1.0,
-    "view_retrieval": 1.0,
-    "naswot": 1.0,
-    "synflow": 1.0,
-    "grad_norm": 1.0,
-    "params": 1.0,
-    "flops": 1.0,
-}
+#: score -> +1 when higher is better, -1 when lower is better, 0 when neither (alpha_req: reported
+#: only; alpha_req_distance is the one with a direction); what a search maximises: sign * score.
+#: Read from the score records, the one home of these facts.
+DIRECTION: dict[str, float] = {r.name: float(r.direction) for r in SCORE_RECORDS}
 EMBEDDING_SCORES = (
     "ssl_loss", "rankme", "rankme_normalized", "alpha_req", "alpha_req_distance", "lidar",
     "alignment", "uniformity", "view_retrieval",
@@ -79,14 +67,25 @@ def embedding_scores(
     seed: int,
     batch: int = 256,
     costs: dict[str, float] | None = None,
+    calibration: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Every embedding score of ``model`` on uint8 ``images`` (N x C x H x W, on the model's device),
-    plus ``normalized_std`` and ``collapsed`` (1.0 when the std of the normalised features is below
-    :data:`COLLAPSE_RATIO` of the healthy 1/sqrt(D)). Views are drawn from ``seed``; nan marks a
-    score of a diverged (non-finite) representation. ``costs`` receives the seconds of the shared
-    forward passes (``features``, ``ssl_loss``, ``lidar_views``) and of each score."""
+    plus ``normalized_std`` and ``collapsed`` of the projector outputs, the trainer's collapse
+    monitor (SimSiam's): 1.0 when the std of the l2-normalised outputs is below
+    :data:`COLLAPSE_RATIO` of the healthy 1/sqrt(D) (raw backbone features are non-negative after
+    their last ReLU, so their normalised std is small even when healthy: they are not the test).
+    Views are drawn from ``seed``; nan marks a score of a diverged (non-finite) representation.
+    ``costs`` receives the seconds of the shared forward passes (``features``, ``ssl_loss``,
+    ``lidar_views``, ``calibration``) and of each score.
+
+    ``calibration`` (uint8 training images): measure a copy of the model whose BatchNorm running
+    statistics are recomputed on them (see :func:`calibrated_copy`); the model is not touched."""
     costs = {} if costs is None else costs
     start = time.perf_counter()
+    if calibration is not None:
+        model = calibrated_copy(model, augment, calibration, batch)
+        costs["calibration"] = round(time.perf_counter() - start, 4)
+        start = time.perf_counter()
     was_training = model.training
     model.eval()
     backbone = model.backbone
@@ -96,10 +95,12 @@ def embedding_scores(
         clean = torch.cat([backbone(augment.normalize(b)).flatten(1) for b in chunks])  # N x D
         costs["features"] = round(time.perf_counter() - start, 4)
         start = time.perf_counter()
-        losses, z1, z2 = [], [], []
+        losses, outputs, z1, z2 = [], [], [], []
         for b in chunks:
             v1, v2 = augment(b, g)
-            losses.append(float(model(v1, v2).loss))
+            step = model(v1, v2)
+            losses.append(float(step.loss))
+            outputs.append(step.embedding.flatten(1))  # the projector output the trainer monitors
             z1.append(backbone(v1).flatten(1))
             z2.append(backbone(v2).flatten(1))
         a, b = torch.cat(z1), torch.cat(z2)  # N x D each
@@ -112,7 +113,8 @@ def embedding_scores(
         costs["lidar_views"] = round(time.perf_counter() - start, 4)
     finally:
         model.train(was_training)
-    std = _finite(normalized_std, clean)
+    embedding = torch.cat(outputs)  # N x D' projector outputs of the first views
+    std = _finite(normalized_std, embedding)
     out = {"ssl_loss": sum(losses) / len(losses)}
     for name, fn, args in (
         ("rankme", rankme, (clean,)),
@@ -126,8 +128,32 @@ def embedding_scores(
     ):
         out[name] = _finite(fn, *args, costs=costs, name=name)
     out["normalized_std"] = std
-    out["collapsed"] = float(not (std * math.sqrt(clean.shape[1]) >= COLLAPSE_RATIO))  # nan counts too
+    out["collapsed"] = float(not (std * math.sqrt(embedding.shape[1]) >= COLLAPSE_RATIO))  # nan counts too
     return out
+
+
+@torch.no_grad()
+def calibrated_copy(
+    model: SSLMethod, augment: TwoViewAugment, images: torch.Tensor, batch: int = 256
+) -> SSLMethod:
+    """A copy of ``model`` whose backbone and projector BatchNorm statistics are the exact average
+    over the clean ``images`` (uint8 N x C x H x W), as one-shot NAS recalibrates a subnetwork.
+
+    After a few steps the running statistics still mostly hold their initial (0, 1): evaluation
+    mode then shrinks a deep network's activations layer by layer, and a barely trained candidate
+    looks collapsed although it is not (seen: a 15-block MobileNetV2 variant after 7 steps,
+    features constant to 1e-4 in eval mode, healthy in train mode)."""
+    copy_ = copy.deepcopy(model)
+    network = torch.nn.Sequential(copy_.backbone, torch.nn.Flatten(1), copy_.projector)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the calibration batches
+    network.train()
+    for b in images.split(batch):
+        if len(b) > 1:
+            network(augment.normalize(b))
+    return copy_.eval()
 
 
 def zero_cost_scores(

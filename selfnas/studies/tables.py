@@ -44,6 +44,7 @@ TABLE_FORMAT = "selfnas-table-1"
 FIDELITIES = ("init", "quarter", "epoch1", "final")
 MIN_BUDGET_EPOCHS = 4  # the ground truth trains at least 4x the longest fidelity (1 epoch)
 DEFAULT_ARCH = "default"
+CALIBRATION_IMAGES = 1024  # training images that recompute BatchNorm statistics before scoring
 
 
 def table_train_defaults() -> dict[str, Any]:
@@ -193,7 +194,14 @@ class TableTrainer(Trainer):
         """Measure every score at ``fidelity`` (zero-cost ones at ``init`` only) into scores.json."""
         seed = self.config.run.seed
         costs: dict[str, float] = {}
-        scores = embedding_scores(self.model, self.augment, self.score_images, seed, costs=costs)
+        scores = embedding_scores(
+            self.model,
+            self.augment,
+            self.score_images,
+            seed,
+            costs=costs,
+            calibration=self.images[:CALIBRATION_IMAGES],
+        )
         if fidelity == "init":
             scores |= zero_cost_scores(self.model, self.augment, self.score_images, seed, costs=costs)
         saved = json.loads(self.scores_path.read_text()) if self.scores_path.exists() else {}

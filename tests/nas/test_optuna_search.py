@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -12,7 +13,8 @@ from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace
-from selfnas.nas.strategies.optuna_search import suggest_cells
+from selfnas.nas.strategies.optuna_search import retry_dead_trials, suggest_cells
+from selfnas.nas.strategies.trial_scores import TrialTrainer
 
 CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=2"]  # fmt: skip
@@ -103,3 +105,47 @@ def test_several_workers_on_sqlite_are_refused_before_anything_is_written(tmp_pa
     with pytest.raises(ConfigError, match="journal:FILE"):
         search(cfg, out=tmp_path / "s", quiet=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_collapsed_candidate_fails_and_never_wins_even_with_the_lowest_loss(tmp_path, tiny_overrides,
+                                                                              monkeypatch):  # fmt: skip
+    real = TrialTrainer.embedding_scores
+
+    def collapse_trial_1(self):  # every input of trial 1 maps to one point: SimSiam's trivial minimum
+        scores = real(self)
+        if self.trial.number == 1:
+            scores.update(ssl_loss=-1.0, normalized_std=0.0, collapsed=1.0)
+        return scores
+
+    monkeypatch.setattr(TrialTrainer, "embedding_scores", collapse_trial_1)
+    base = [*tiny_overrides, *CELLS, "search.strategy=random", "search.pruner=halving",
+            "search.trial_epochs=1", "search.label_eval=false", "search.score=ssl_loss"]  # fmt: skip
+    result = search(build_config(overrides=[*base, "search.trials=3"]), out=tmp_path / "s", quiet=True)
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    collapsed = rows[1]
+    assert collapsed["state"] == "FAIL" and collapsed["value"] is None  # not PRUNED, not COMPLETE
+    assert collapsed["fail_reason"].startswith("collapsed: every input maps to one point")
+    assert collapsed["scores"]["ssl_loss"] < min(r["scores"]["ssl_loss"] for r in rows if r is not collapsed)
+    assert result["trials"]["FAIL"] == 1 and result["trials"]["COMPLETE"] >= 1  # the pruner may stop trial 2
+    assert result["best_trial"] != 1 and rows[result["best_trial"]]["state"] == "COMPLETE"
+    assert result["best_value"] == min(r["value"] for r in rows if r["state"] == "COMPLETE")
+    # a collapsed trial is a result, not a dead worker: never re-enqueued, counted once in the budget
+    study = optuna.load_study(study_name="selfnas", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    assert retry_dead_trials(study) == []
+    search(None, out=tmp_path / "s", resume=True, quiet=True, overrides=["search.trials=4"])
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    assert len(rows) == 4 and [r["retry_of"] for r in rows] == [None] * 4
+    assert rows[1]["state"] == "FAIL" and rows[1]["params"] != rows[3]["params"]
+
+
+def test_only_a_collapse_to_one_point_or_non_finite_features_rejects_a_candidate():
+    trainer = SimpleNamespace(model=SimpleNamespace(backbone=SimpleNamespace(out_dim=16)))
+
+    def rejection(**scores):
+        return TrialTrainer.rejection(trainer, {"collapsed": 1.0, **scores})
+
+    assert rejection(normalized_std=0.0).startswith("collapsed: every input maps to one point")
+    assert rejection(normalized_std=1e-5).startswith("collapsed")  # 4e-5 x the healthy 1/sqrt(16)
+    assert rejection(normalized_std=math.nan) == "collapsed: the features are not finite"
+    assert rejection(normalized_std=0.01) is None  # flagged (0.04 x healthy) but still spread: recorded
+    assert TrialTrainer.rejection(trainer, {"collapsed": 0.0, "normalized_std": 0.0}) is None

@@ -22,14 +22,23 @@ import optuna
 import torch
 
 from selfnas.config import SearchConfig, TrainConfig
-from selfnas.errors import ConfigError, SelfnasError
+from selfnas.errors import ConfigError, SelfnasError, TrainingError
 from selfnas.eval.correlation import score_correlations
 from selfnas.io import atomic_write_json, write_jsonl
 from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
-from selfnas.nas.strategies.trial_scores import LABEL_FREE, SUPERVISED_PROXIES, TrialTrainer
+from selfnas.nas.strategies.trial_scores import (
+    LABEL_FREE,
+    SUPERVISED_PROXIES,
+    TrialRejected,
+    TrialTrainer,
+)
 from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
+
+#: the label-free scores set against accuracy in ``score_vs_accuracy.png`` (with the study's own);
+#: the correlation table in study.json has every score
+PLOTTED = ("ssl_loss", "rankme", "alignment", "uniformity")
 
 __all__ = ["TrialTrainer", "open_search_study", "run_search_study", "storage_url", "suggest_cells"]
 
@@ -207,10 +216,20 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any):
         trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score, quiet=True, data=data)
         try:
             trial.set_user_attr("parameters", sum(p.numel() for p in trainer.model.backbone.parameters()))
-            trainer.fit()
-            scores = trainer.label_free_scores()  # all four in one pass over the held-out images
-            value = trainer.objective(scores=scores)
-            trial.set_user_attr("scores", _clean(scores))
+            at_init = trainer.init_scores()  # before the first training step
+            trial.set_user_attr("scores", _clean(at_init))
+            try:
+                if trainer.zero_cost:  # a zero-cost proxy: the value at initialisation, no training
+                    return trainer.objective(at_init)
+                try:
+                    trainer.fit()
+                finally:  # a pruned or failed trial keeps the scores of its last epoch
+                    trial.set_user_attr("scores", _clean({**trainer.epoch_scores, **at_init}))
+                scores = {**trainer.final_scores(), **at_init}  # collapse was checked at the last epoch
+                trial.set_user_attr("scores", _clean(scores))
+                value = trainer.objective(scores)
+            except (TrialRejected, TrainingError) as exc:
+                return _fail(trial, trainer, str(exc))
             if search.label_eval:
                 trial.set_user_attr("accuracy", _clean(trainer.accuracies(search.probe_limit)))
             return value
@@ -219,6 +238,16 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any):
             gc.collect()  # a long study must not grow: free every trial's model and data views
 
     return objective
+
+
+def _fail(trial: optuna.Trial, trainer: TrialTrainer, reason: str) -> float:
+    """A candidate that cannot win (collapsed, non-finite score, diverged training) is a result:
+    the trial ends FAIL (Optuna's state for a nan objective) with ``fail_reason`` recorded. It is
+    not RUNNING, so no retry callback re-enqueues it, and it counts toward ``search.trials``."""
+    trial.set_user_attr("fail_reason", reason)
+    if trainer.main:
+        trainer.run.write_status("failed", message=reason)
+    return math.nan
 
 
 def _clean(values: dict[str, float]) -> dict[str, float | None]:
@@ -273,7 +302,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "params": t.params, "parameters": t.user_attrs.get("parameters"),
             "intermediate": {str(k): v for k, v in t.intermediate_values.items() if math.isfinite(v)},
             "scores": t.user_attrs.get("scores", {}), "accuracy": t.user_attrs.get("accuracy", {}),
-            "retry_of": retry_of(t),
+            "retry_of": retry_of(t), "fail_reason": t.user_attrs.get("fail_reason"),
             "duration_s": t.duration.total_seconds() if t.duration else None,
             "architecture": _describe(genotype),
         })  # fmt: skip
@@ -319,5 +348,6 @@ def _write_results(run: RunDir, study: optuna.Study, search: SearchConfig) -> di
                          for k, c in correlations(rows).items()},
     }  # fmt: skip
     atomic_write_json(run.path / "study.json", summary)
-    plot_search_study(run, rows, study, LABEL_FREE)
+    plotted = tuple(dict.fromkeys((search.score, *PLOTTED)))  # one panel a score: a few, not all
+    plot_search_study(run, rows, study, tuple(s for s in plotted if s in LABEL_FREE))
     return summary

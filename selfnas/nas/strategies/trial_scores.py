@@ -1,11 +1,19 @@
 """Scores of one study trial: label-free ones that rank candidates, and labelled ones that only judge.
 
-A trial pretrains one candidate and, after every epoch, reports the score the study
-minimises (``search.score``) so a pruner can stop it. When it finishes, it records every
-label-free score (SSL loss, RankMe, alignment, uniformity) and, when the data has labels and
-``search.label_eval`` is on, the kNN and linear-probe accuracy on the validation split: those
-never steer the sampler; they measure how well each label-free score predicts accuracy.
-``search.score=knn`` is the exception: a supervised proxy, marked as such everywhere.
+A trial measures its candidate's zero-cost and baseline scores at initialisation, before any
+training step (NASWOT, SynFlow, grad-norm, parameters, FLOPs), then pretrains it and reports the
+score the study ranks by (``search.score``) after every epoch so a pruner can stop it. When it
+finishes it records every embedding score of :func:`selfnas.nas.scoring.embedding_scores` and,
+when the data has labels and ``search.label_eval`` is on, the kNN and linear-probe accuracy on
+the validation split: those never steer the sampler; they measure how well each label-free
+score predicts accuracy. ``search.score=knn`` is the exception: a supervised proxy, marked as
+such everywhere. When ``search.score`` is a zero-cost or baseline score, the trial never trains:
+its objective is the value at initialisation (that is the point of a zero-cost proxy).
+
+Collapse never wins: a candidate whose final embedding is collapsed, or whose score is not
+finite, is a failed trial (:class:`TrialRejected`), whatever its score; the study records why.
+Which way is better for each score comes from the score records (:data:`DIRECTION`); the study
+minimises ``-DIRECTION[score] * score``.
 """
 
 from __future__ import annotations
@@ -19,15 +27,37 @@ import torch
 from selfnas.config import TrainConfig
 from selfnas.errors import ConfigError
 from selfnas.eval.probes import probe_features
-from selfnas.eval.scores import alignment, rankme, uniformity
+from selfnas.nas.scoring import (
+    BASELINES,
+    DIRECTION,
+    EMBEDDING_SCORES,
+    ZERO_COST_BATCH,
+    ZERO_COST_SCORES,
+    embedding_scores,
+    size_scores,
+    zero_cost_scores,
+)
 from selfnas.rundir import RunDir
+from selfnas.score_records import family_names
 from selfnas.training.trainer import Trainer, stream_seed
 
-LABEL_FREE = ("ssl_loss", "rankme", "alignment", "uniformity")
-SUPERVISED_PROXIES = ("knn",)
-# the study minimises sign * score: RankMe and kNN accuracy are better when higher
-SIGN = {"ssl_loss": 1.0, "rankme": -1.0, "alignment": 1.0, "uniformity": 1.0, "knn": -1.0}
+#: the scores measured once, on the untrained candidate
+AT_INIT = ZERO_COST_SCORES + BASELINES
+#: every label-free score a finished trial records (the embedding ones after training)
+LABEL_FREE = EMBEDDING_SCORES + AT_INIT
+SUPERVISED_PROXIES = family_names("supervised")
 SCORE_IMAGES = 2048  # held-out images a label-free score is measured on
+#: a flagged collapse fails the trial when the features' spread (std of the normalised features
+#: x sqrt(D)) is under this: every input maps to one point. The flag alone (under COLLAPSE_RATIO,
+#: 0.2, of the backbone's non-centred features) also marks barely trained candidates that still
+#: rank (seen: 0.013-0.45 after one epoch of the tiny test cells); those are recorded, not failed.
+POINT_COLLAPSE = 1e-3
+CALIBRATION_IMAGES = 1024  # training images that recompute BatchNorm statistics before scoring
+
+
+class TrialRejected(Exception):
+    """The candidate is a result, and a failed one: its embedding collapsed or its score is not
+    finite. The study marks the trial FAIL with this reason (never PRUNED, never retried)."""
 
 
 class TrialTrainer(Trainer):
@@ -39,6 +69,9 @@ class TrialTrainer(Trainer):
         self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: str, **kwargs: Any
     ) -> None:
         self.trial, self.score_name = trial, score
+        if not DIRECTION.get(score):
+            raise ConfigError(f"search.score={score} has no better side; pick one of the search scores")
+        self._epoch_scores: tuple[int, dict[str, float]] | None = None  # (epoch, its embedding scores)
         super().__init__(config, run, **kwargs)
         if self.data.val is None:
             raise ConfigError("a scored search needs a held-out split: set data.val_fraction > 0")
@@ -47,49 +80,70 @@ class TrialTrainer(Trainer):
                 "search.score=knn is a supervised proxy and needs labels; pick a label-free score"
             )
 
-    def objective(self, name: str | None = None, scores: dict[str, float] | None = None) -> float:
-        """The value the study minimises for score ``name`` (default: the configured one);
-        a label-free score is taken from ``scores`` when given there, else measured."""
-        name = name or self.score_name
-        if name == "knn":
-            value = self._knn()
-        elif scores is not None and name in scores:
-            value = scores[name]
-        else:
-            value = self.label_free_scores((name,))[name]
-        return SIGN[name] * value
+    @property
+    def zero_cost(self) -> bool:
+        """Whether the configured score is read at initialisation (the trial then never trains)."""
+        return self.score_name in AT_INIT
 
-    @torch.no_grad()
-    def label_free_scores(self, names: tuple[str, ...] = LABEL_FREE) -> dict[str, float]:
-        """Scores of the held-out images: mean SSL loss over two seeded views, RankMe of the clean
-        backbone features, alignment / uniformity of the two views' backbone features (nan when
-        the representation is not finite)."""
-        images = self.data.val.images[:SCORE_IMAGES].to(self.device)
-        batches = [b for b in images.split(256) if len(b) > 1]
-        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 9, 0))
-        backbone = self.model.backbone
-        self.model.eval()
-        out: dict[str, float] = {}
-        try:
-            if "rankme" in names:
-                clean = torch.cat([backbone(self.augment.normalize(b)).flatten(1) for b in batches])
-                out["rankme"] = _finite(rankme, clean)
-            if {"ssl_loss", "alignment", "uniformity"} & set(names):
-                losses, z1, z2 = [], [], []
-                for b in batches:
-                    v1, v2 = self.augment(b, g)
-                    losses.append(float(self.model(v1, v2).loss))
-                    if {"alignment", "uniformity"} & set(names):
-                        z1.append(backbone(v1).flatten(1))
-                        z2.append(backbone(v2).flatten(1))
-                out["ssl_loss"] = sum(losses) / len(losses)
-                if z1:
-                    a, b = torch.cat(z1), torch.cat(z2)
-                    out["alignment"] = _finite(alignment, a, b)
-                    out["uniformity"] = _finite(uniformity, a)
-        finally:
-            self.model.train()
-        return {k: out[k] for k in names}
+    def objective(self, scores: dict[str, float], name: str | None = None) -> float:
+        """The value the study minimises for score ``name`` (default: the configured one), taken
+        from ``scores`` (the kNN accuracy is measured here); raises :class:`TrialRejected` when
+        it is not finite."""
+        name = name or self.score_name
+        value = self._knn() if name == "knn" else scores.get(name, math.nan)
+        if not math.isfinite(value):
+            raise TrialRejected(f"non-finite score: {name} is {value}")
+        return -DIRECTION[name] * value
+
+    def _score_images(self) -> torch.Tensor:
+        assert self.data.val is not None
+        return self.data.val.images[:SCORE_IMAGES].to(self.device)  # N x C x H x W uint8
+
+    def init_scores(self) -> dict[str, float]:
+        """Zero-cost and baseline scores of the candidate as it is now (call before training);
+        measured on copies: the model, its statistics and the global RNG are left as they were."""
+        images = self._score_images()
+        seed = stream_seed(self.config.run.seed, 9, 1)
+        with torch.random.fork_rng(devices=[]):
+            scores = zero_cost_scores(self.model, self.augment, images[:ZERO_COST_BATCH], seed)
+            scores.update(size_scores(self.model, tuple(images.shape[1:])))
+        return scores
+
+    @property
+    def epoch_scores(self) -> dict[str, float]:
+        """The embedding scores measured at the end of the last epoch so far (``{}`` before)."""
+        return dict(self._epoch_scores[1]) if self._epoch_scores is not None else {}
+
+    def final_scores(self) -> dict[str, float]:
+        """Every embedding score of the trained candidate (the last epoch's, when it measured them),
+        plus ``normalized_std`` and ``collapsed``."""
+        if self._epoch_scores is not None and self._epoch_scores[0] == self.last_epoch:
+            return dict(self._epoch_scores[1])
+        return self.embedding_scores()
+
+    def embedding_scores(self) -> dict[str, float]:
+        """:func:`selfnas.nas.scoring.embedding_scores` of the held-out images, views from the
+        trial's seed (the same views at every epoch)."""
+        seed = stream_seed(self.config.run.seed, 9, 0)
+        calibration = self.images[:CALIBRATION_IMAGES]
+        return embedding_scores(self.model, self.augment, self._score_images(), seed, calibration=calibration)
+
+    def rejection(self, scores: dict[str, float]) -> str | None:
+        """Why a trained candidate with these final embedding scores cannot win, or None: its
+        features are collapsed (``collapsed`` of :func:`~selfnas.nas.scoring.embedding_scores`)
+        to one point (their spread under :data:`POINT_COLLAPSE` of a healthy one), or not finite."""
+        if not scores.get("collapsed"):
+            return None
+        std = scores.get("normalized_std", math.nan)
+        ratio = std * math.sqrt(self.model.backbone.out_dim)
+        if not math.isfinite(ratio):
+            return "collapsed: the features are not finite"
+        if ratio < POINT_COLLAPSE:
+            return (
+                f"collapsed: every input maps to one point (std of the normalised features is "
+                f"{ratio:.2g} x the healthy 1/sqrt(D))"
+            )
+        return None
 
     def _knn(self) -> float:
         value = self._knn_monitor()
@@ -115,18 +169,19 @@ class TrialTrainer(Trainer):
         assert result.linear is not None
         return {"knn": result.knn["val"], "linear": result.linear["val"]}
 
+    @property
+    def last_epoch(self) -> int:
+        return math.ceil(self.plan.total_steps / self.plan.steps_per_epoch)
+
     def epoch_record(self, epoch: int) -> dict[str, Any]:
-        value = self.objective()
-        if not math.isfinite(value):
-            raise optuna.TrialPruned(f"score is {value}")
+        scores: dict[str, float] = {}
+        if self.score_name != "knn" or epoch == self.last_epoch:
+            scores = self.embedding_scores()
+            self._epoch_scores = (epoch, scores)
+        if epoch == self.last_epoch and (reason := self.rejection(scores)):
+            raise TrialRejected(reason)  # before the pruner: a collapsed candidate fails, never prunes
+        value = self.objective(scores)  # a non-finite score fails the trial: TrialRejected
         self.trial.report(value, epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned()
         return {"score": value}
-
-
-def _finite(fn: Any, *args: torch.Tensor) -> float:
-    try:
-        return fn(*args)
-    except ValueError:  # non-finite embeddings: the candidate diverged
-        return math.nan

@@ -1,0 +1,69 @@
+"""The score records: one name list for the config, the scoring code and the search."""
+
+import re
+
+import pytest
+import torch
+
+from selfnas.config import build_config
+from selfnas.data.augment import TwoViewAugment, augment_preset
+from selfnas.errors import ConfigError, RegistryError
+from selfnas.nas import scoring
+from selfnas.nas.strategies.trial_scores import AT_INIT, LABEL_FREE, SUPERVISED_PROXIES
+from selfnas.score_records import SCORE_NAMES, SCORE_RECORDS, SEARCH_SCORES, family_names, score_record
+from selfnas.training.builder import build_method
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_each_record_is_one_plain_fact():
+    assert len(set(SCORE_NAMES)) == len(SCORE_NAMES) == len(SCORE_RECORDS)
+    for r in SCORE_RECORDS:
+        assert r.direction in (-1, 0, 1) and r.family in ("embedding", "zero_cost", "baseline", "supervised")
+        assert r.description and "\n" not in r.description
+        assert re.search(r"\b(19|20)\d\d\b|\(ours\)|CSNAS|supervised proxy", r.description), r.name
+        assert score_record(r.name) is r
+        assert r.selectable == (r.name in SEARCH_SCORES) == (r.direction != 0)
+    assert [r.name for r in SCORE_RECORDS if not r.selectable] == ["alpha_req"]  # best near 1: no side
+    with pytest.raises(RegistryError, match="unknown score 'bogus'"):
+        score_record("bogus")
+
+
+@torch.no_grad()
+def _tiny_model_and_views(tiny_overrides):
+    cfg = build_config(overrides=tiny_overrides)
+    torch.manual_seed(0)
+    model = build_method(cfg, 3)
+    augment = TwoViewAugment(*augment_preset(cfg.method.name, 16, 3), (0.5,) * 3, (0.25,) * 3)
+    images = torch.randint(
+        0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    return model, augment, images
+
+
+def test_every_record_is_measured_by_the_scoring_code_and_nothing_else_is(tiny_overrides):
+    model, augment, images = _tiny_model_and_views(tiny_overrides)
+    embedding = scoring.embedding_scores(model, augment, images, seed=0)
+    zero_cost = scoring.zero_cost_scores(model, augment, images, seed=0)
+    size = scoring.size_scores(model, (3, 16, 16))
+    assert set(embedding) - {"normalized_std", "collapsed"} == set(family_names("embedding"))
+    assert set(zero_cost) == set(family_names("zero_cost"))
+    assert set(size) == set(family_names("baseline"))
+    assert set(family_names("supervised")) == set(SUPERVISED_PROXIES) == {"knn"}  # measured with labels
+    # the name lists of the scoring code and of a search trial are the records' families
+    assert scoring.EMBEDDING_SCORES == family_names("embedding")
+    assert scoring.ZERO_COST_SCORES == family_names("zero_cost")
+    assert scoring.BASELINES == family_names("baseline")
+    assert set(LABEL_FREE) | set(SUPERVISED_PROXIES) == set(SCORE_NAMES)
+    assert set(AT_INIT) == set(family_names("zero_cost")) | set(family_names("baseline"))
+    assert scoring.DIRECTION == {r.name: float(r.direction) for r in SCORE_RECORDS}
+
+
+def test_the_config_takes_every_selectable_score_and_refuses_the_rest(tiny_overrides):
+    for name in SEARCH_SCORES:
+        assert build_config(overrides=[*tiny_overrides, f"search.score={name}"]).search.score == name
+    assert build_config(overrides=[*tiny_overrides, "search.strategy=tpe"]).search.score == "ssl_loss"
+    for bad in ("alpha_req", "bogus", "RankMe"):
+        with pytest.raises(ConfigError, match="search.score") as err:
+            build_config(overrides=[*tiny_overrides, f"search.score={bad}"])
+        assert "\n" not in str(err.value)
