@@ -142,3 +142,52 @@ def test_cell_and_resnet_tables_sample_their_spaces(tmp_path, single_thread):
     assert build_table(resnet, tmp_path / "resnet", limit=0)["rows"] == 2
     plan = json.loads((tmp_path / "resnet" / "plan.json").read_text())
     assert plan["archs"][1]["genotype"]["space"] == "resnet-variants"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_row_then_rerun_gives_the_rows_of_an_uninterrupted_build(tmp_path):
+    """A real ``selfnas table`` process killed with SIGKILL after its first checkpoint: the rerun
+    keeps nothing half-written, redoes no finished row and ends with the reference's rows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO, set_args
+
+    args = [
+        "table",
+        "--archs",
+        "1",
+        "--seeds",
+        "1",
+        "--quiet",
+        *set_args([*TINY_TABLE, "run.checkpoint_every=2"]),
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+
+    def cli(out, **kwargs):
+        cmd = [sys.executable, "-m", "selfnas.cli", *args, "--out", str(out)]
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs
+        )
+
+    assert cli(tmp_path / "ref").wait(timeout=600) == 0
+    out = tmp_path / "killed"
+    proc = cli(out)
+    checkpoint = out / "runs" / "default.s0" / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (out / "rows" / "a01.s0.json").exists()  # killed before the second row
+    assert cli(out).wait(timeout=600) == 0
+    for row in ("default.s0", "a01.s0"):
+        ref = json.loads((tmp_path / "ref" / "rows" / f"{row}.json").read_text())
+        got = json.loads((out / "rows" / f"{row}.json").read_text())
+        for key in ("scores", "truth", "params", "flops", "collapsed", "genotype"):
+            assert got[key] == ref[key], (row, key)
+    assert (out / "table.jsonl").read_text().count("\n") == 2
