@@ -21,6 +21,7 @@ from selfnas.data.types import DatasetSplits
 from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.probes import probe_features
+from selfnas.eval.scores import normalized_std
 from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.provenance import collect_provenance
 from selfnas.render.plots import plot_training_curves
@@ -28,7 +29,7 @@ from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.builder import build_method, load_config_data, resolved_lr
 from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio, normalized_std
+from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio
 from selfnas.training.numerics import NanGuard, all_finite
 from selfnas.training.progress import TrainProgress
 from selfnas.training.schedule import warmup_cosine

@@ -7,10 +7,11 @@ from safetensors.torch import load_file
 
 from selfnas.config import build_config
 from selfnas.errors import TrainingError
+from selfnas.eval.scores import normalized_std
 from selfnas.io import read_jsonl
 from selfnas.rundir import RunDir
 from selfnas.training import trainer as trainer_mod
-from selfnas.training.monitor import collapse_ratio, normalized_std
+from selfnas.training.monitor import collapse_ratio
 from selfnas.training.trainer import Trainer
 
 
