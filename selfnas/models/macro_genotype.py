@@ -66,6 +66,15 @@ def _check_counts(space: str, key: str, value: Any, length: int, high: int) -> t
     return tuple(_check_int(space, f"{key}[{i}]", v, 1, high) for i, v in enumerate(value))
 
 
+def _ints(values: tuple[int, ...]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _scaled(scale: str, text: str) -> str:
+    """``text``, with `` full`` appended for the full-scale grid."""
+    return text if scale == "small" else f"{text} full"
+
+
 def _variant_to_json(genotype: Any) -> dict[str, Any]:
     """The header, then the genotype's ``json_fields`` in order (tuples as lists)."""
     values = {f: getattr(genotype, f) for f in genotype.json_fields}
@@ -120,9 +129,9 @@ class ResNetVariantGenotype:
 
     def describe(self) -> str:
         """Short and human: ``resnet basic [2,1,3] w16 g2`` (`` full`` appended at full scale)."""
-        blocks = ",".join(str(b) for b in self.blocks)
-        text = f"resnet {self.block} [{blocks}] w{self.width_per_group} g{self.groups}"
-        return text if self.scale == "small" else f"{text} full"
+        return _scaled(
+            self.scale, f"resnet {self.block} [{_ints(self.blocks)}] w{self.width_per_group} g{self.groups}"
+        )
 
     to_json = _variant_to_json
     from_json = classmethod(_variant_from_json)
@@ -161,9 +170,7 @@ class MobileNetVariantGenotype:
 
     def describe(self) -> str:
         """Short and human: ``mobilenet [1,2,3,2,1,3,1] x1.5`` (`` full`` appended at full scale)."""
-        repeats = ",".join(str(r) for r in self.repeats)
-        text = f"mobilenet [{repeats}] x{self.width_mult:g}"
-        return text if self.scale == "small" else f"{text} full"
+        return _scaled(self.scale, f"mobilenet [{_ints(self.repeats)}] x{self.width_mult:g}")
 
     to_json = _variant_to_json
     from_json = classmethod(_variant_from_json)

@@ -110,17 +110,22 @@ def setup_line(facts: RunFacts) -> str | None:
     method, data = facts.section("method").get("name"), facts.section("data").get("name")
     if method is None and data is None:
         return None
-    parts = [f"{method} on {data}"]
     model, optim, run = facts.section("model"), facts.section("optim"), facts.section("run")
-    if "backbone" in model:
-        parts.append(f"backbone {model['backbone']}")
-    if "epochs" in optim:
-        parts.append(f"{num(optim['epochs'])} epochs")
-    if "batch_size" in optim:
-        parts.append(f"batch {optim['batch_size']}")
-    if "seed" in run:
-        parts.append(f"seed {run['seed']}")
-    return ", ".join(str(p) for p in parts)
+    parts = _present(
+        (model, "backbone", "backbone {}"), (optim, "epochs", "{} epochs"),
+        (optim, "batch_size", "batch {}"), (run, "seed", "seed {}"),
+    )  # fmt: skip
+    return ", ".join([f"{method} on {data}", *parts])
+
+
+def _present(*fields: tuple[dict[str, Any], str, str]) -> list[str]:
+    """``template`` filled with ``section[key]`` (numbers as :func:`num` writes them) for every
+    ``(section, key, template)`` whose key is present."""
+    return [
+        template.format(num(section[key]) if isinstance(section[key], float) else section[key])
+        for section, key, template in fields
+        if key in section
+    ]
 
 
 # -- warnings --------------------------------------------------------------------------
@@ -155,13 +160,10 @@ def warnings(facts: RunFacts) -> list[str]:
 
 def eval_context(evaluation: dict[str, Any]) -> str:
     """``"on synthetic: 461 training images, 16 features, weights model.safetensors"``."""
-    parts = []
-    if "n_train" in evaluation:
-        parts.append(f"{evaluation['n_train']} training images")
-    if "feature_dim" in evaluation:
-        parts.append(f"{evaluation['feature_dim']} features")
-    if "weights" in evaluation:
-        parts.append(f"weights {evaluation['weights']}")
+    parts = _present(
+        (evaluation, "n_train", "{} training images"), (evaluation, "feature_dim", "{} features"),
+        (evaluation, "weights", "weights {}"),
+    )  # fmt: skip
     return f"on {evaluation.get('data', '?')}" + (": " + ", ".join(parts) if parts else "")
 
 
