@@ -45,6 +45,8 @@ def _prepare(
         if resume:
             raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
         out = default_run_dir(prefix)
+    if not resume and config is None:
+        config = build_config(overrides=overrides)  # a bad override fails before any folder is made
 
     def open_run() -> RunDir:
         run = RunDir.prepare(out, resume=resume, overwrite=overwrite)
@@ -57,19 +59,19 @@ def _prepare(
     run = distributed.on_main(open_run)
     if resume:
         config = build_config(base=load_run_config(run).model_dump(mode="json"), overrides=overrides)
-    elif config is None:
-        config = build_config(overrides=overrides)
+    assert config is not None
     return run, config
 
 
 @contextlib.contextmanager
 def _cleanup_on_error(run: RunDir) -> Iterator[None]:
-    """Remove a run directory that an early error (bad data, bad model) left empty."""
+    """On an early error (bad data, bad model), remove what opening the run created: its folder
+    and parents such as ``runs/`` that did not exist before, while they are still empty."""
     try:
         yield
     except BaseException:
-        if distributed.is_main() and run.path.is_dir() and not any(run.path.iterdir()):
-            run.path.rmdir()
+        if distributed.is_main():
+            run.remove_created()
         raise
 
 

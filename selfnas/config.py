@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from selfnas.errors import ConfigError
 from selfnas.methods import METHOD_NAMES
@@ -152,6 +153,54 @@ class SearchConfig(_Strict):
     entropy_stop: float | None = Field(
         None, gt=0, description="freeze alphas once their mean entropy (nats) falls below this"
     )
+
+    @field_validator("storage", mode="before")
+    @classmethod
+    def _storage_url(cls, v: object) -> object:
+        return check_storage_url(v)
+
+
+STORAGE_FORMS = "sqlite:///PATH, postgresql://USER@HOST[:PORT]/DB or journal:PATH"
+
+
+def _storage_text(value: object) -> str:
+    """The text a non-string ``--storage`` value was read from (YAML turns ``x:::`` into a mapping)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, item),) = value.items()
+        return f"{key}:" if item is None else f"{key}: {item}"
+    return str(value)
+
+
+def check_storage_url(value: object) -> object:
+    """Refuse a ``search.storage`` that is none of the accepted forms, saying what is wrong with it;
+    None (the run's own SQLite file) and accepted URLs pass unchanged. Only the form is checked
+    here: whether the database answers and the journal's folder exists are checked by the search
+    before it writes anything (:func:`selfnas.nas.strategies.optuna_search.storage_url`)."""
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else _storage_text(value)
+    problem = _storage_problem(text)
+    if problem is None and not isinstance(value, str):
+        problem = f"{text!r} is not a storage URL"
+    if problem is not None:
+        raise PydanticCustomError("storage_url", "{problem}; use " + STORAGE_FORMS, {"problem": problem})
+    return text
+
+
+def _storage_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a storage URL, or None when it has an accepted form."""
+    scheme, colon, rest = url.partition(":")
+    if not colon or not scheme:
+        return f"{url!r} is not a storage URL: it has no scheme"
+    if scheme == "journal":
+        return None if rest.strip() else f"{url!r} names no journal file"
+    if scheme == "sqlite":
+        if rest.startswith("///") and rest[3:].strip():
+            return None
+        return f"{url!r} names no database file (SQLite needs three slashes and a path)"
+    if scheme == "postgresql" or scheme.startswith("postgresql+"):
+        return None if rest.startswith("//") and rest[2:].strip("/ ") else f"{url!r} names no database server"
+    return f"{url!r} has the unknown scheme {scheme!r}"
 
 
 class TrainConfig(_Strict):

@@ -32,7 +32,11 @@ def evaluate_features(
     seed: int = 0,
     linear: bool = True,
 ) -> dict[str, Any]:
-    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits."""
+    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits.
+
+    ``knn_k`` in the result is the k the kNN vote used: ``knn_k`` clipped to the bank (the train
+    images), recorded because a k clipped to a small bank depresses the kNN accuracy (see
+    :func:`selfnas.eval.knn.effective_k`)."""
     train = data.train
     if not train.labeled:
         raise DatasetError(
@@ -53,6 +57,7 @@ def evaluate_features(
     )
     result: dict[str, Any] = {"data": data.name, "n_train": probe.n_train, "feature_dim": probe.feature_dim}
     result["knn"] = probe.knn
+    result["knn_k"] = probe.knn_k
     if probe.linear is not None:
         result["linear"] = {
             **probe.linear,

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfnas.errors import RunDirError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -70,25 +72,74 @@ def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> 
 
 
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line. A kill can only lose the last, unterminated line,
-    which :func:`read_jsonl` skips."""
+    """Append one JSON line. A kill can only lose the last, unterminated line, which
+    :func:`read_jsonl` skips; the next append first drops such a torn line (or ends a complete
+    one with its newline), so a torn line never ends up in the middle of the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(jsonl_line(record))
+    with open(path, "a+b") as fh:
+        _end_last_line(fh)
+        fh.write(jsonl_line(record).encode("utf-8"))
         fh.flush()
 
 
+def _end_last_line(fh: Any) -> None:
+    """Make the file open in ``fh`` (binary, append mode) end with a newline: an unterminated
+    last line that parses gets its newline, a torn one is cut off."""
+    size = fh.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    start = size
+    while start > 0:  # find the start of the last line, reading backwards in blocks
+        block = min(start, 65536)
+        fh.seek(start - block)
+        newline = fh.read(block).rfind(b"\n")
+        if newline >= 0:
+            start = start - block + newline + 1
+            break
+        start -= block
+    fh.seek(start)
+    if _parses(fh.read()):
+        fh.write(b"\n")
+    else:
+        fh.truncate(start)
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a JSON Lines file, in order; ``[]`` when the file does not exist.
+
+    Blank lines are skipped, and so is a torn last line: one without its trailing newline that
+    does not parse (a process killed mid-append, see :func:`append_jsonl`). Any other line that
+    is not valid JSON (or not UTF-8) means the file was damaged: raises :class:`RunDirError`
+    naming the file and the line number.
+    """
     path = Path(path)
     if not path.exists():
         return []
+    *lines, tail = path.read_bytes().split(b"\n")  # tail: b"" when the file ends with a newline
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a killed process
+            records.append(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise RunDirError(
+                f"{path}: line {number} is not valid JSON ({problem}); the file is damaged: "
+                f"restore it from a copy or delete line {number}"
+            ) from None
+    if tail.strip() and _parses(tail):
+        records.append(json.loads(tail.decode("utf-8")))  # complete, only its newline is missing
     return records

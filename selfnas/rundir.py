@@ -14,6 +14,7 @@ RUN/
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: the folders :meth:`prepare` created for this run, deepest (the run's own) first
+        self.created: tuple[Path, ...] = ()
 
     config = property(lambda self: self.path / "config.yaml")
     provenance = property(lambda self: self.path / "provenance.json")
@@ -73,14 +76,29 @@ class RunDir:
                     f"run directory {run.path} exists; pass --resume to continue it or --overwrite"
                 )
             shutil.rmtree(run.path)
+        run.created = _missing_folders(run.path)  # an overwritten run's folder is made anew: counted
         try:
             run.path.mkdir(parents=True, exist_ok=True)
             probe = run.path / ".write-test"
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
+            run.remove_created()
             raise RunDirError(f"cannot write to {run.path}: {exc.strerror}; choose another --out") from None
         return run
+
+    def remove_created(self) -> None:
+        """Undo :meth:`prepare` after an early error: remove the folders it created, the run's own
+        first and then parents such as ``runs/``, each only while it is empty. Folders that existed
+        before stay, and so does every folder above one that is not empty."""
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: something else was written there
+                break
+        self.created = ()
 
     def remove_temp_files(self) -> list[Path]:
         """Delete the temp files of atomic writes that a killed process left (``.NAME.*.tmp``, see
@@ -109,3 +127,13 @@ class RunDir:
 
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self.path / name, text)
+
+
+def _missing_folders(path: Path) -> tuple[Path, ...]:
+    """``path`` and its parents that do not exist yet, deepest first (absolute paths)."""
+    missing = []
+    folder = Path(os.path.abspath(path))
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return tuple(missing)

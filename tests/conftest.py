@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -13,6 +14,10 @@ pytest_plugins = ["tests.pg"]  # the session-wide PostgreSQL server fixture, pos
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: CI installs Fashion-MNIST, Chromium and PostgreSQL (.ci/run): there a missing one fails the run
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+#: words of a skip reason that name one of those requirements (see pytest_runtest_makereport)
+CI_REQUIREMENTS = ("dataset-fashion-mnist", "chromium", "postgresql")
 
 TINY = [
     "data.name=synthetic",
@@ -30,20 +35,56 @@ TINY = [
 ]
 
 
+def missing(what: str, install: str) -> NoReturn:
+    """End the calling test (or fixture) because ``what`` is not installed: a skip that says how to
+    install it, except under ``CI=true``, where it is a failure (CI installs everything)."""
+    if IN_CI:
+        pytest.fail(f"{what} is missing but CI=true: {install}", pytrace=False)
+    pytest.skip(f"{what} is missing: {install}")
+
+
+@pytest.fixture
+def fashion_mnist() -> Path:
+    """The installed Fashion-MNIST folder; skips without it (fails under ``CI=true``)."""
+    if not FASHION_MNIST.is_dir():
+        missing(f"Fashion-MNIST ({FASHION_MNIST})", "apt-get install dataset-fashion-mnist")
+    return FASHION_MNIST
+
+
+#: mark a test that needs the installed Fashion-MNIST (a skip, or under CI=true a failure, without it)
+needs_fashion_mnist = pytest.mark.usefixtures("fashion_mnist")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under ``CI=true``, a test skipped because Fashion-MNIST, Chromium or PostgreSQL is missing
+    fails instead, however the skip was written (a ``skipif`` in a file that does not use
+    :func:`missing` yet included)."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if any(word in reason.lower() for word in CI_REQUIREMENTS):
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI=true, where it must run: {reason}"
+
+
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
 
 
-def run_cli(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``selfnas ARGS`` in a fresh interpreter, as a user would."""
+def run_cli(
+    *args: str, timeout: float = 300, check: bool = False, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """Run ``selfnas ARGS`` in a fresh interpreter, as a user would, in ``cwd`` (the repository)."""
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "selfnas.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd,
         env=env,
     )
     if check and proc.returncode != 0:

@@ -3,7 +3,7 @@
 CI installs the ``postgresql`` package (``.ci/run``); the fixture initialises a cluster in a
 temporary directory, starts it on a free loopback port and stops it afterwards. As root (CI
 and these machines) the server runs as the ``postgres`` user, since PostgreSQL refuses root.
-Where the binaries are missing the tests skip, except under ``CI`` where that is a failure.
+Where the binaries are missing the tests skip, except under ``CI=true`` where that is a failure.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 def postgres_url():
     bin_dir = _bin_dir()
     if bin_dir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries not found: .ci/run must install the postgresql package")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        from tests.conftest import missing
+
+        missing("PostgreSQL (/usr/lib/postgresql/*/bin/initdb)", "apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="selfnas-pg-"))
     data = root / "data"
     if os.geteuid() == 0:

@@ -63,6 +63,21 @@ def _mixed_images(folder: Path, broken: bool) -> Path:
     return folder
 
 
+def _partial_fashion(tmp: Path) -> Path:
+    """A --data-root whose fashion-mnist folder lacks the test labels (the installed copy is complete)."""
+    folder = tmp / "d" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name, dims in (("train-images-idx3-ubyte", (40, 28, 28)), ("train-labels-idx1-ubyte", (40,)),
+                       ("t10k-images-idx3-ubyte", (10, 28, 28))):  # fmt: skip
+        (folder / name).write_bytes(_idx(dims))
+    return tmp / "d"
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _write(tmp: Path, name: str, text: str | bytes) -> Path:
     path = tmp / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -94,7 +109,8 @@ def _finished_run(tmp: Path) -> Path:
 
 @dataclass
 class Case:
-    """``args(tmp)`` -> CLI arguments; ``out(tmp)`` -> the directory that must be left unchanged."""
+    """``args(tmp)`` -> CLI arguments; ``out(tmp)`` -> the directory that must be left unchanged;
+    ``cwd(tmp)`` -> the working directory of the command (default: the repository)."""
 
     name: str
     args: Callable[[Path], list[str]]
@@ -102,6 +118,7 @@ class Case:
     out: Callable[[Path], Path] = field(default=lambda tmp: tmp / "run")
     max_seconds: float | None = None
     after: Callable[[Path], None] | None = None
+    cwd: Callable[[Path], Path] | None = None
 
 
 def _no_pwned(tmp: Path) -> None:
@@ -148,7 +165,7 @@ def _train(*extra: str | Callable[[Path], object]) -> Callable[[Path], list[str]
     return _cli("train", "--out", RUN, *set_args(TINY), *extra)
 
 
-def _search(*extra: str) -> Callable[[Path], list[str]]:
+def _search(*extra: str | Callable[[Path], object]) -> Callable[[Path], list[str]]:
     return _cli("search", "--out", RUN, *set_args(TINY), "-q", *extra)
 
 
@@ -170,6 +187,17 @@ CASES = [
         "broken.jpg",
     ),
     Case("npy-not-uint8", _train("--data", lambda t: f"npy:{_float_npy(t)}"), "expected uint8"),
+    # a named --data-root is used or refused, never swapped for the installed copy
+    Case(
+        "data-root-does-not-exist",
+        _train("--data", "fashion-mnist", "--data-root", lambda t: t / "typo"),
+        "does not exist",
+    ),
+    Case(
+        "data-root-lacks-a-file",
+        _train("--data", "fashion-mnist", "--data-root", _partial_fashion),
+        "lacks t10k-labels-idx1-ubyte",
+    ),
     Case(
         "eval-unlabeled",
         _cli("eval", _finished_run, "--data", lambda t: f"imagefolder:{t / 'imgs'}@16"),
@@ -240,6 +268,12 @@ CASES = [
         max_seconds=30,
     ),
     Case("sqlite-several-workers", _search(*STUDY, "--n-workers", "3"), "SQLite"),
+    Case(
+        "journal-folder-missing",
+        _search(*STUDY, "--storage", lambda t: f"journal:{t / 'no-such-folder' / 'study.log'}"),
+        "no-such-folder of the journal file",
+    ),
+    Case("storage-not-a-url", _search(*STUDY, "--storage", "notaurl:::"), "unknown scheme 'notaurl'"),
     # -- run directories
     Case(
         "out-under-a-file",
@@ -248,6 +282,34 @@ CASES = [
         out=lambda t: t / "afile",
     ),
     Case("existing-run", _cli("train", "--out", _finished_run, *set_args(TINY)), "--overwrite", out=DONE),
+    Case(  # no --out: the default runs/RUN in the working directory, runs/ included, is removed again
+        "early-error-default-out",
+        _cli("train", *set_args(TINY), "--data", "no-such-data"),
+        "unknown dataset",
+        out=lambda t: _mkdir(t / "work"),
+        cwd=lambda t: t / "work",
+    ),
+    Case(  # the parents the command created go too ...
+        "early-error-new-parents",
+        _cli(
+            "train",
+            "--out",
+            lambda t: t / "new" / "deeper" / "run",
+            *set_args(TINY),
+            "--data",
+            "no-such-data",
+        ),
+        "unknown dataset",
+        out=lambda t: t / "new",
+    ),
+    Case(  # ... but a parent that existed before stays
+        "early-error-existing-parent",
+        _cli(
+            "train", "--out", lambda t: _mkdir(t / "mine") / "run", *set_args(TINY), "--data", "no-such-data"
+        ),
+        "unknown dataset",
+        out=lambda t: t / "mine",
+    ),
     Case("resume-nonexistent-train", _cli("train", "--out", RUN, "--resume"), "no run to resume"),
     Case("resume-nonexistent-search", _cli("search", "--out", RUN, "--resume"), "no run to resume"),
     Case(
@@ -259,13 +321,16 @@ CASES = [
 ]
 
 
-def _snapshot(path: Path) -> dict[str, bytes] | None:
-    """Every file under ``path`` with its bytes (None when ``path`` does not exist)."""
+def _snapshot(path: Path) -> dict[str, bytes | None] | None:
+    """Every file under ``path`` with its bytes and every folder (None when ``path`` does not
+    exist): an empty folder left behind is a change too."""
     if not path.exists():
         return None
     if path.is_file():
         return {"": path.read_bytes()}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() if p.is_file() else None for p in sorted(path.rglob("*"))
+    }
 
 
 def _the_one_line(proc) -> str:
@@ -289,7 +354,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case, request):
     out = case.out(tmp_path)
     before = _snapshot(out)
     start = time.perf_counter()
-    proc = run_cli(*args, timeout=120)
+    proc = (
+        run_cli(*args, timeout=120)
+        if case.cwd is None
+        else run_cli(*args, timeout=120, cwd=case.cwd(tmp_path))
+    )
     elapsed = time.perf_counter() - start
     line = _the_one_line(proc)
     assert case.fragment in line, line

@@ -8,7 +8,7 @@ from selfnas.config import build_config
 from selfnas.io import read_jsonl
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
-from tests.conftest import FASHION_MNIST
+from tests.conftest import needs_fashion_mnist
 
 METHODS = ["simsiam", "simclr", "moco", "byol"]
 
@@ -31,7 +31,7 @@ def _falls(losses, method):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 @pytest.mark.parametrize("method", METHODS)
 def test_method_learns_on_fashion_mnist(tmp_path, method):
     losses, knn = _train(
@@ -92,7 +92,7 @@ def test_method_learns_on_an_image_folder(tmp_path, method):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 @pytest.mark.parametrize("method", METHODS)
 def test_head_search_then_retrain_on_fashion_mnist(tmp_path, method):
     from selfnas.api import with_genotype
@@ -121,7 +121,7 @@ def test_head_search_then_retrain_on_fashion_mnist(tmp_path, method):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 @pytest.mark.parametrize("strategy", ["tpe", "random", "evolution", "darts"])
 def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy):
     """The user's path through the CLI: search cells, retrain the found genotype, evaluate it."""

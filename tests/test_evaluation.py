@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from selfnas.config import build_config
@@ -38,3 +40,11 @@ def test_explicit_limits_override_the_config_and_are_seeded(run):
 def test_a_zero_limit_is_refused_with_its_name(run):
     with pytest.raises(ConfigError, match="test_limit must be a positive"):
         evaluate(run, device="cpu", linear=False, write=False, test_limit=0)
+
+
+def test_eval_json_records_the_k_the_knn_used(run):
+    """k = 200 with a 100-image bank (run.eval_train_limit) votes with all 100: eval.json says so."""
+    small = evaluate(run, device="cpu", linear=False)
+    assert small["knn_k"] == 100 and json.loads((run / "eval.json").read_text())["knn_k"] == 100
+    full = evaluate(run, device="cpu", linear=False, write=False, train_limit=10**9)
+    assert full["n_train"] > 200 and full["knn_k"] == 200

@@ -181,12 +181,17 @@ def load_dataset(
 
 
 def _search_dirs(root: str | None, subdirs: tuple[str, ...], system_dir: Path | None) -> list[Path]:
-    """``root`` then ``$SELFNAS_DATA_ROOT``, each as ``base/<subdir>`` then ``base``, then ``system_dir``."""
+    """Where an IDX dataset may lie: ``base/<subdir>`` then ``base`` for ``base`` = ``root``, else
+    ``$SELFNAS_DATA_ROOT`` then ``system_dir``. A ``root`` the user named is searched alone: the
+    system copy is only a fallback when no root was given."""
+    if root:
+        base_path = Path(root).expanduser()
+        return [base_path / sub for sub in subdirs] + [base_path]
     dirs = []
-    for base in (root, os.environ.get(DATA_ROOT_ENV)):
-        if base:
-            base_path = Path(base).expanduser()
-            dirs += [base_path / sub for sub in subdirs] + [base_path]
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        base_path = Path(env).expanduser()
+        dirs += [base_path / sub for sub in subdirs] + [base_path]
     if system_dir is not None:
         dirs.append(system_dir)
     return dirs
@@ -211,14 +216,19 @@ def _idx_split(images_path: Path, labels_path: Path, classes: tuple[str, ...]) -
 
 
 def _idx_paths(directory: Path) -> dict[str, tuple[Path, Path]] | None:
-    """{split: (images file, labels file)} when ``directory`` holds all four files, else None."""
-    paths = {}
-    for split, (image_stem, label_stem) in IDX_STEMS.items():
-        images, labels = _idx_file(directory, image_stem), _idx_file(directory, label_stem)
-        if images is None or labels is None:
-            return None
-        paths[split] = (images, labels)
-    return paths
+    """{split: (images file, labels file)} when ``directory`` holds all four files; None when it
+    holds none of them. Raises DatasetError naming the missing ones when it holds only some."""
+    stems = [stem for pair in IDX_STEMS.values() for stem in pair]
+    found = {stem: path for stem in stems if (path := _idx_file(directory, stem)) is not None}
+    if not found:
+        return None
+    missing = [stem for stem in stems if stem not in found]
+    if missing:
+        raise DatasetError(
+            f"{directory} lacks {', '.join(missing)} (or .gz) of the four IDX files; "
+            "copy the missing files there or point --data-root at a complete copy"
+        )
+    return {split: (found[images], found[labels]) for split, (images, labels) in IDX_STEMS.items()}
 
 
 def _load_idx_dataset(
@@ -229,6 +239,19 @@ def _load_idx_dataset(
     hint: str,
     classes: tuple[str, ...],
 ) -> RawSplits:
+    """The first folder of :func:`_search_dirs` holding the four IDX files. A ``--data-root`` that
+    does not exist, holds none of them or only some is a DatasetError, never the system copy."""
+    if req.root:
+        root = Path(req.root).expanduser()
+        if not root.is_dir():
+            problem = "does not exist" if not root.exists() else "is not a directory"
+            raise DatasetError(
+                f"--data-root {root} {problem}; pass the folder that holds {title}"
+                + (" or drop --data-root to use the installed copy" if system_dir is not None else "")
+            )
+        hint = f"put its four IDX files in {root / subdirs[0]}"
+        if system_dir is not None:
+            hint += " or drop --data-root to use the installed copy"
     tried = _search_dirs(req.root, subdirs, system_dir)
     for directory in tried:
         paths = _idx_paths(directory)

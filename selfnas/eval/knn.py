@@ -8,6 +8,21 @@ import torch.nn.functional as F
 from selfnas.errors import DatasetError
 
 
+def effective_k(k: int, n_bank: int) -> int:
+    """The number of neighbours a kNN vote over a bank of ``n_bank`` features really uses:
+    ``min(k, n_bank)`` (at least 1).
+
+    A ``k`` beyond the bank cannot be honoured, and it is not a harmless clip: with ``k`` at or
+    above the bank size every query is voted on by the whole bank, most of it from other classes,
+    so the accuracy drops (k = 200 on a small bank, e.g. fewer than 200 train images per class,
+    reports a depressed number that says more about the bank than about the features). The k is
+    therefore not tuned here (tuning it would select on held-out data) but recorded next to every
+    accuracy (``knn_k`` in ``eval.json``), so such a result can be recognised and compared only
+    with results of the same k. Where ``k <= n_bank`` nothing changes.
+    """
+    return max(1, min(k, n_bank))
+
+
 def knn_predict(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor | None,
@@ -21,8 +36,9 @@ def knn_predict(
 
     train_feats: N x D; train_labels: int, N, values in [0, num_classes); query_feats: M x D.
     Each neighbour votes for its class with weight ``exp(cos_sim / temperature)``.
-    ``k`` is clipped to N. Neighbours tied at the k-th similarity are taken in order of
-    training index, so results do not depend on ``chunk_size`` or the top-k kernel.
+    ``k`` is clipped to N (:func:`effective_k`, which says why callers record it). Neighbours
+    tied at the k-th similarity are taken in order of training index, so results do not depend
+    on ``chunk_size`` or the top-k kernel.
     Queries are processed ``chunk_size`` at a time (peak memory ~ chunk_size x N floats).
     Returns float32, M x num_classes, on ``train_feats.device``.
     """
@@ -46,7 +62,7 @@ def knn_predict(
     labels = train_labels.to(device=device, dtype=torch.long)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"train_labels must lie in [0, {num_classes})")
-    k = min(k, train_feats.shape[0])
+    k = effective_k(k, train_feats.shape[0])
     bank = F.normalize(train_feats.to(torch.float32), dim=1)
     scores = []
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from torch import nn
 from selfnas.data.types import ImageSet
 from selfnas.errors import DatasetError
 from selfnas.eval.features import extract_features
-from selfnas.eval.knn import knn_accuracy
+from selfnas.eval.knn import effective_k, knn_accuracy
 from selfnas.eval.linear import DEFAULT_WEIGHT_DECAYS, linear_probe, predict, standardize, train_logreg
 
 
@@ -31,6 +31,8 @@ class ProbeResult:
     weight_decay: the decay chosen by cross-validation on train; cv_scores: every grid decay ->
         its mean CV accuracy. Both ``None`` when no probe was fitted.
     n_train: the training images used (after ``train_limit``); feature_dim: D of the features.
+    knn_k: the neighbours the kNN vote actually used, ``min(knn_k, n_train)``: a k clipped to a
+        small bank depresses the accuracy, so it is reported with it (see :func:`effective_k`).
     finite: whether every feature was finite (when not, and ``nan_if_nonfinite`` was set, every
         accuracy is nan and nothing was fitted).
     """
@@ -41,6 +43,7 @@ class ProbeResult:
     cv_scores: dict[float, float] | None
     n_train: int
     feature_dim: int
+    knn_k: int
     finite: bool = True
 
 
@@ -73,7 +76,8 @@ def probe_features(
     normalize: uint8 batch -> the float batch the backbone expects (see :func:`extract_features`).
     train_limit: use only the first ``train_limit`` training images (the kNN bank / probe set).
     held_out: split name -> labelled images, e.g. ``{"val": ..., "test": ...}``.
-    knn_k: neighbours of the weighted kNN vote (clipped to the training set's size).
+    knn_k: neighbours of the weighted kNN vote, clipped to the training set's size; the k used is
+        returned in ``ProbeResult.knn_k`` (see :func:`effective_k` for why it matters).
     linear: also fit the linear probe: its weight decay is chosen by 5-fold CV on train (folds
         shuffled with ``seed``) and its accuracy reported on :func:`linear_report_split`; every
         other held-out split gets a refit on all of train with that chosen decay.
@@ -96,21 +100,22 @@ def probe_features(
     f_train = extract_features(backbone, train.images, normalize, device=device)  # N x D
     feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
     n_train, dim = len(train), int(f_train.shape[1])
+    k = effective_k(knn_k, n_train)
     finite = bool(torch.isfinite(f_train).all()) and all(
         bool(torch.isfinite(f).all()) for f in feats.values()
     )
     if not finite and nan_if_nonfinite:
         nan_linear = {n: math.nan for n in [report_on, *(n for n in feats if n != report_on)]}
         return ProbeResult(
-            {n: math.nan for n in feats}, nan_linear if linear else None, None, None, n_train, dim, False
+            {n: math.nan for n in feats}, nan_linear if linear else None, None, None, n_train, dim, k, False
         )
     classes = train.num_classes
     knn = {
-        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=classes, k=knn_k)
+        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=classes, k=k)
         for n, f in feats.items()
     }
     if not linear:
-        return ProbeResult(knn, None, None, None, n_train, dim, finite)
+        return ProbeResult(knn, None, None, None, n_train, dim, k, finite)
     probe = linear_probe(
         f_train,
         train.labels,
@@ -129,4 +134,4 @@ def probe_features(
             labels = held_out[name].labels
             assert labels is not None
             accuracy[name] = float((predict(weight, bias, x_eval) == labels.cpu()).float().mean())
-    return ProbeResult(knn, accuracy, probe.weight_decay, probe.cv_scores, n_train, dim, finite)
+    return ProbeResult(knn, accuracy, probe.weight_decay, probe.cv_scores, n_train, dim, k, finite)

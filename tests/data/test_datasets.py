@@ -18,10 +18,10 @@ from selfnas.data.datasets import DATA_ROOT_ENV, DatasetSpec, channel_stats, par
 from selfnas.data.splits import carve_validation, limit_images
 from selfnas.data.types import ImageSet
 from selfnas.errors import ConfigError, DatasetError, RegistryError
+from tests.conftest import FASHION_MNIST as FASHION_DIR
+from tests.conftest import needs_fashion_mnist
 
 from .test_idx import write_idx
-
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_channel_stats_match_float_computation() -> None:
 # --- Fashion-MNIST and MNIST -------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
+@needs_fashion_mnist
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets_module, "SYSTEM_DATA_DIR", FASHION_DIR.parent)
     splits = load_dataset("fashion-mnist", seed=0)
@@ -195,9 +195,52 @@ def test_fashion_mnist_root_beats_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_fashion_mnist_missing_says_apt_get(tmp_path: Path) -> None:
-    message = dataset_error("fashion-mnist", root=str(tmp_path / "empty"))
+    message = dataset_error("fashion-mnist")
     assert "apt-get install dataset-fashion-mnist" in message and "--data-root" in message
-    assert str(tmp_path / "empty") in message and "no-system-datasets" in message
+    assert "no-system-datasets" in message
+
+
+@pytest.fixture
+def system_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An installed Fashion-MNIST (40 train images) that a named --data-root must never fall back to."""
+    write_fake_idx_dataset(tmp_path / "system" / "fashion-mnist", n_train=40)
+    monkeypatch.setattr(datasets_module, "SYSTEM_DATA_DIR", tmp_path / "system")
+    assert len(load_dataset("fashion-mnist", val_fraction=0).train) == 40  # found without a root
+    return tmp_path / "system"
+
+
+def test_a_named_root_that_is_missing_is_an_error_not_the_system_copy(system_copy, tmp_path: Path) -> None:
+    message = dataset_error("fashion-mnist", root=str(tmp_path / "typo"))
+    assert f"--data-root {tmp_path / 'typo'} does not exist" in message
+    assert str(system_copy) not in message
+    (tmp_path / "afile").write_text("x")
+    assert "is not a directory" in dataset_error("fashion-mnist", root=str(tmp_path / "afile"))
+
+
+def test_a_named_root_without_the_files_is_an_error_not_the_system_copy(system_copy, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    message = dataset_error("fashion-mnist", root=str(tmp_path / "empty"))
+    assert f"Fashion-MNIST not found in {tmp_path / 'empty' / 'fashion-mnist'}" in message
+    assert str(system_copy) not in message and str(tmp_path / "empty" / "fashion-mnist") in message
+
+
+@pytest.mark.parametrize("missing", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"])
+def test_a_named_root_lacking_some_files_names_them(system_copy, tmp_path: Path, missing: str) -> None:
+    write_fake_idx_dataset(tmp_path / "mine", suffix="")
+    (tmp_path / "mine" / missing).unlink()
+    message = dataset_error("fashion-mnist", root=str(tmp_path / "mine"))
+    assert f"{tmp_path / 'mine'} lacks {missing}" in message and str(system_copy) not in message
+
+
+def test_a_partial_copy_in_a_subfolder_is_an_error_not_the_root_itself(system_copy, tmp_path: Path) -> None:
+    write_fake_idx_dataset(tmp_path / "mine" / "fashion-mnist", suffix="")
+    (tmp_path / "mine" / "fashion-mnist" / "t10k-images-idx3-ubyte").unlink()
+    assert "t10k-images-idx3-ubyte" in dataset_error("fashion-mnist", root=str(tmp_path / "mine"))
+
+
+def test_mnist_root_that_does_not_exist_offers_no_installed_copy(tmp_path: Path) -> None:
+    message = dataset_error("mnist", root=str(tmp_path / "typo"))
+    assert "does not exist" in message and "installed copy" not in message
 
 
 def test_fashion_mnist_truncated_says_reinstall(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selfnas.errors import DatasetError
-from selfnas.eval.knn import knn_accuracy, knn_predict
+from selfnas.eval.knn import effective_k, knn_accuracy, knn_predict
 
 TOY_FEATS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]])
 TOY_LABELS = torch.tensor([0, 1, 1, 2])
@@ -30,6 +30,20 @@ def test_k_larger_than_n_uses_all_neighbours() -> None:
     clipped = knn_predict(TOY_FEATS, TOY_LABELS, query, 3, k=500)
     torch.testing.assert_close(clipped, knn_predict(TOY_FEATS, TOY_LABELS, query, 3, k=4))
     assert clipped.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("k", "n_bank", "used"), [(200, 1000, 200), (200, 200, 200), (200, 60, 60), (1, 5, 1)]
+)
+def test_effective_k_is_k_clipped_to_the_bank(k: int, n_bank: int, used: int) -> None:
+    assert effective_k(k, n_bank) == used
+
+
+def test_k_within_the_bank_is_used_as_given() -> None:
+    """k <= N keeps its number: only the nearest k vote (the farthest point, class 1, adds nothing)."""
+    query = torch.tensor([[2.0, 1.0]])
+    three = knn_predict(TOY_FEATS, TOY_LABELS, query, 3, k=3)
+    assert three[0, 1] > 0 and three[0, 1] < knn_predict(TOY_FEATS, TOY_LABELS, query, 3, k=4)[0, 1]
 
 
 @pytest.mark.parametrize("labels, winner", [((1, 0, 0), 1), ((0, 1, 1), 0)])

@@ -66,6 +66,22 @@ def test_the_probe_defaults_are_those_of_the_pieces() -> None:
     assert ours["seed"].default == probe["seed"].default and ours["knn_k"].default == 200
 
 
+@pytest.mark.parametrize(
+    ("knn_k", "train_limit", "used"), [(7, None, 7), (60, None, 60), (200, None, 60), (200, 25, 25)]
+)
+def test_the_k_actually_used_is_reported(
+    backbone: nn.Module, knn_k: int, train_limit: int | None, used: int
+) -> None:
+    """A k beyond the bank is clipped to it, and the result says so; a k within it is kept."""
+    result = probe_features(
+        backbone, normalize, TRAIN, {"val": VAL}, "cpu", knn_k=knn_k, train_limit=train_limit, linear=False
+    )
+    assert result.knn_k == used
+    bank = TRAIN if train_limit is None else TRAIN.subset(torch.arange(train_limit))
+    f_train, f_val = feats(backbone, bank), feats(backbone, VAL)
+    assert result.knn["val"] == knn_accuracy(f_train, bank.labels, f_val, VAL.labels, GRID_CLASSES, k=used)
+
+
 def test_linear_false_fits_no_probe(backbone: nn.Module) -> None:
     result = probe_features(backbone, normalize, TRAIN, {"val": VAL, "test": TEST}, "cpu", linear=False)
     assert list(result.knn) == ["val", "test"]

@@ -18,13 +18,9 @@ from selfnas.config import build_config
 from selfnas.nas.strategies.darts import HeadSearchTrainer
 from selfnas.report.write import write_report
 from selfnas.rundir import RunDir
-from tests.conftest import TINY
+from tests.conftest import TINY, missing
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless browser test needs /usr/bin/chromium (apt-get install -y chromium)",
-)
 CONSOLE_FAULTS = (":CONSOLE", "Uncaught", "Failed to load resource", "Content Security Policy")
 
 
@@ -58,8 +54,16 @@ def render(page: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     return shot, [line for line in lines if any(fault in line for fault in CONSOLE_FAULTS)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Path:
+    """The browser; without it every test here skips (under ``CI=true`` fails)."""
+    if not CHROMIUM.exists():
+        missing(f"headless Chromium ({CHROMIUM})", "apt-get install -y chromium")
+    return CHROMIUM
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
+def report(chromium, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("browser") / "search"
     overrides = [*TINY, "search.projector_layers=3", "search.predictor_layers=2", "run.knn_every=0"]
     HeadSearchTrainer(build_config(overrides=overrides), RunDir.prepare(run), quiet=True).fit()

@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -63,13 +64,26 @@ def _pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
 
 
 def storage_url(run: RunDir, search: SearchConfig) -> str:
-    """The study's storage; several workers on SQLite are refused ("database is locked")."""
+    """The study's storage; several workers on SQLite are refused ("database is locked"), and so
+    is a journal file whose folder does not exist. Touches nothing on disk: the search calls it
+    before anything is written."""
     url = search.storage or f"sqlite:///{(run.path / 'study.db').resolve()}"
     if search.n_workers > 1 and url.startswith("sqlite"):
         raise ConfigError(
             "several workers cannot share SQLite; use search.storage=journal:FILE (one machine) "
             "or a postgresql:// URL (several machines)"
         )
+    if url.startswith("journal:"):
+        journal = Path(url[len("journal:") :])
+        folder = journal.parent
+        if not folder.is_dir():
+            problem = "does not exist" if not folder.exists() else "is not a directory"
+            raise ConfigError(
+                f"the folder {folder} of the journal file {journal} {problem}; "
+                f"create it first (mkdir -p {folder}) or give journal:PATH in an existing folder"
+            )
+        if journal.is_dir():
+            raise ConfigError(f"the journal file {journal} is a directory; give journal:PATH of a file")
     return url
 
 
@@ -77,7 +91,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):  # one journal file, appended under a file lock by every local worker
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:") :]))
+        journal = url[len("journal:") :]
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(journal))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open the journal file {journal}: {exc.strerror}; "
+                "give journal:PATH of a file you may write"
+            ) from None
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; they are what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
