@@ -51,7 +51,7 @@ nav { background: var(--bg-soft); border: 1px solid var(--line); border-radius: 
       margin: 14px 0; font-size: 14px; }
 nav ul { margin: 2px 0; padding-left: 18px; } nav a { color: #2b6cb0; text-decoration: none; }
 nav ul ul { display: inline; padding-left: 8px; } nav ul ul li { display: inline; margin-right: 12px; }
-nav ul ul li::before { content: "\00b7"; color: var(--muted); margin-right: 6px; }
+nav ul ul li::before { content: "\\00b7"; color: var(--muted); margin-right: 6px; }
 
 .legend span { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin: 0 4px 0 14px;
                vertical-align: -1px; border: 1px solid; }
