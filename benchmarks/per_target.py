@@ -20,11 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from selfnas.config import build_config
-from selfnas.data.scenarios import load_scenario
-from selfnas.data.types import DatasetSplits, ImageSet
+from selfnas.data.scenarios import load_scenario, pretraining_splits
+from selfnas.data.types import DatasetSplits
 from selfnas.eval.features import extract_features
 from selfnas.eval.linear import linear_probe
 from selfnas.models.genotype import load_genotype
@@ -32,18 +30,6 @@ from selfnas.nas.spaces.macro import MACRO_SPACES
 from selfnas.nas.strategies.optuna_search import run_search_study
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
-
-
-def ssl_splits(name: str, images: ImageSet, seed: int) -> DatasetSplits:
-    """A scenario's images (its unlabeled split and its train split without labels) as SSL
-    data: 90 % to pretrain on, 10 % to score candidates on."""
-    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    n_val = max(64, len(images) // 10)
-    x = images.images.float() / 255
-    mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(x.std(dim=(0, 2, 3)).tolist())
-    unlabeled = lambda idx: ImageSet(images.images[idx])  # noqa: E731
-    return DatasetSplits(name, unlabeled(perm[n_val:]), unlabeled(perm[:n_val]), None, mean, std)
 
 
 def pretrain_and_probe(overrides: list[str], splits: DatasetSplits, scenario) -> float:
@@ -80,8 +66,8 @@ def main() -> None:
                     "scenarios": {}}  # fmt: skip
     for name in args.scenarios:
         scenario = load_scenario(name, seed=0, limit=args.limit)
-        pool = ImageSet(torch.cat([scenario.unlabeled.images, scenario.train.images]))  # labels unused
-        splits = ssl_splits(name, pool, seed=0)
+        # its unlabeled and train images without labels: 90 % to pretrain on, 10 % to score on
+        splits = pretraining_splits(scenario, val_fraction=0.1, seed=0)
         study = [*common, f"search.space={args.space}", "search.strategy=tpe", f"search.trials={args.trials}",
                  f"search.trial_epochs={args.trial_epochs}", f"search.score={args.score}",
                  "search.pruner=none", "search.startup_trials=4", "run.seed=0"]  # fmt: skip

@@ -149,7 +149,9 @@ def train(
         config = config.model_copy(update={"search": None})  # a training run searches nothing
     trainer, last = _fit(Trainer, config, out, resume, overwrite, quiet, overrides, argv, "train")
     config, run = trainer.config, trainer.run
-    if not config.run.eval_at_end or not trainer.data.train.labeled or not trainer.main:
+    data = trainer.data  # a scenario trains on its unlabeled images but is evaluated on its labeled splits
+    labeled = data.train.labeled or (data.test is not None and data.test.labeled)
+    if not config.run.eval_at_end or not labeled or not trainer.main:
         return last
     return evaluate(run.path, device=config.run.device)
 

@@ -49,7 +49,9 @@ def _out(command: str, what: str = "run") -> typer.models.OptionInfo:
 
 
 def _data(note: str = "") -> typer.models.OptionInfo:
-    listed = "dataset: fashion-mnist, digits, cifar10, imagefolder:PATH, npy:PATH"
+    listed = (
+        "dataset or scenario: fashion-mnist, digits, cifar10, fashion-rotated, imagefolder:PATH, npy:PATH"
+    )
     return Opt(help=listed + (f" ({note})" if note else ""))
 
 
@@ -384,7 +386,9 @@ def quickstart(
 @app.command("eval")
 def eval_(
     target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one")],
-    data: Annotated[str | None, Opt(help="labeled dataset to evaluate on (default: the run's)")] = None,
+    data: Annotated[
+        str | None, Opt(help="labeled dataset or scenario to evaluate on (default: the run's)")
+    ] = None,
     data_root: DataRootOpt = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
     linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
@@ -467,10 +471,13 @@ def info(
 
 @app.command()
 def datasets() -> None:
-    """List the dataset names (`name`, `name:PATH`, `name@SIZE`)."""
-    from selfnas.data import DATASETS
+    """List the names --data takes: datasets (`name`, `name:PATH`, `name@SIZE`), then scenarios."""
+    from selfnas.data import data_names, describe_data
 
-    _print_registry(DATASETS)
+    table = Table("name", "description")
+    for name in data_names():
+        table.add_row(name, describe_data(name))
+    console.print(table)
 
 
 @app.command()

@@ -1,9 +1,13 @@
-"""Named dataset loaders and :func:`load_dataset`, the one way to get a dataset.
+"""Named dataset loaders (:data:`DATASETS`) and :func:`load_registered`, which loads one of them.
 
 A dataset spec is ``name[:path][@size]``: ``fashion-mnist``, ``dtd@64``,
 ``imagefolder:~/photos@32``, ``npy:faces.npy``. Every loader returns whole splits
 as uint8 N x C x H x W tensors (:class:`ImageSet`); every failure a user can fix is
 a one-line :class:`DatasetError`.
+
+Callers get data by name from :func:`selfnas.data.load_dataset` (:mod:`selfnas.data.catalog`),
+which knows these names and, for the others, the scenarios of :mod:`selfnas.data.scenarios`
+(built on this module, hence not known here).
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(means), tuple(stds)
 
 
-def load_dataset(
+def load_registered(
     spec: str,
     root: str | None = None,
     download: bool = False,
@@ -152,7 +156,7 @@ def load_dataset(
     seed: int = 0,
     train_limit: int | None = None,
 ) -> DatasetSplits:
-    """Load a dataset by spec and split it into train / val / test.
+    """Load a dataset of :data:`DATASETS` by spec and split it into train / val / test.
 
     ``val`` is carved from the loader's train split with ``seed``; then ``train_limit``
     keeps a seeded subset of the remaining train images. ``test`` is the loader's own

@@ -7,7 +7,7 @@ A :class:`Scenario` holds three image sets:
 - ``unlabeled``: images without labels, disjoint from ``train``. Pretraining on a scenario's own
   data uses ``unlabeled`` and ``train`` together (labels dropped).
 
-Every scenario is built with :func:`selfnas.data.datasets.load_dataset`: its train split is
+Every scenario is built with :func:`selfnas.data.datasets.load_registered`: its train split is
 carved, with the seed, into ``train`` and an ``unlabeled`` part of :data:`UNLABELED_FRACTION`
 (the few-shot scenario instead keeps 10 labels per class and leaves the rest unlabeled); its
 test split is ``test``. ``limit`` then caps every split with the seed (stratified by class for
@@ -30,6 +30,14 @@ dataset is the loader's one-line :class:`~selfnas.errors.DatasetError`.
 ``load_scenario(..., channels=C, size=S)`` converts every split to C channels (RGB -> gray by
 ITU-R 601 luma, gray -> RGB by repetition) and S x S pixels (bilinear, antialiased), so a model
 pretrained on one scenario (say Fashion-MNIST, 1 x 28 x 28) can be probed on all the others.
+
+A scenario as :class:`~selfnas.data.types.DatasetSplits`, the form a trainer and an evaluation
+take, has two views, both normalised by the statistics of the pretraining pool (``unlabeled`` and
+``train`` together) so a model is evaluated as it was trained: :func:`pretraining_splits` (the
+pool without labels, a seeded part of it held out for label-free scores) and :func:`probe_splits`
+(the labeled ``train`` and ``test``). The per-target benchmark and
+:func:`selfnas.data.load_dataset` (scenario names as ``--data``) build their data with them; the
+study pretrains on the same pool.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from selfnas.data.datasets import FASHION_CLASSES, MAX_SIZE, MIN_SIZE, load_dataset
-from selfnas.data.types import ImageSet
+from selfnas.data.datasets import FASHION_CLASSES, MAX_SIZE, MIN_SIZE, channel_stats, load_registered
+from selfnas.data.splits import carve_validation
+from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.errors import ConfigError, DatasetError
 from selfnas.registry import Registry
 
@@ -135,6 +144,34 @@ def load_scenario(
         convert(scenario.train),
         convert(scenario.test),
     )
+
+
+# --- a scenario as training / evaluation data ------------------------------------------------
+
+
+def pretraining_pool(scenario: Scenario) -> ImageSet:
+    """The images that pretrain on ``scenario``: its unlabeled images, then its train images, no labels."""
+    return ImageSet(torch.cat([scenario.unlabeled.images, scenario.train.images]))  # N x C x H x W uint8
+
+
+def pretraining_splits(scenario: Scenario, val_fraction: float = 0.0, seed: int = 0) -> DatasetSplits:
+    """SSL data of ``scenario``: :func:`pretraining_pool` as ``train``, of which a seeded
+    ``val_fraction`` is carved as an unlabeled ``val`` (what label-free search scores are measured
+    on; ``None`` at 0); ``test`` is the scenario's labeled test split, never trained on. ``mean`` /
+    ``std`` are the whole pool's, as in :func:`probe_splits`."""
+    pool = pretraining_pool(scenario)
+    mean, std = channel_stats(pool.images)
+    train, val = carve_validation(pool, val_fraction, seed)
+    return DatasetSplits(scenario.name, train, val, scenario.test, mean, std)
+
+
+def probe_splits(scenario: Scenario) -> DatasetSplits:
+    """Evaluation data of ``scenario``: the probe is fitted on its labeled ``train`` and reported
+    on its ``test`` (no ``val``: the scenario keeps no labeled images besides these); ``mean`` /
+    ``std`` are those of :func:`pretraining_splits`, so a model pretrained there sees its inputs
+    normalised alike."""
+    mean, std = channel_stats(pretraining_pool(scenario).images)
+    return DatasetSplits(scenario.name, scenario.train, None, scenario.test, mean, std)
 
 
 # --- image conversion ----------------------------------------------------------------------
@@ -230,10 +267,12 @@ def _from_dataset(
     """A scenario of dataset ``spec``: its train split split into probe train and unlabeled (or
     ``fewshot`` labels per class), its test split as test, each capped by ``limit``."""
     if fewshot is None:
-        splits = load_dataset(spec, root=root, download=download, val_fraction=UNLABELED_FRACTION, seed=seed)
+        splits = load_registered(
+            spec, root=root, download=download, val_fraction=UNLABELED_FRACTION, seed=seed
+        )
         train, unlabeled = splits.train, splits.val
     else:
-        splits = load_dataset(spec, root=root, download=download, val_fraction=0.0, seed=seed)
+        splits = load_registered(spec, root=root, download=download, val_fraction=0.0, seed=seed)
         train, unlabeled = _per_class(splits.train, fewshot, seed)
     if splits.test is None or splits.test.labels is None or train.labels is None or unlabeled is None:
         raise DatasetError(f"scenario {name}: dataset {spec} has no labeled train and test splits")

@@ -45,12 +45,13 @@ def resolved_lr(config: TrainConfig) -> tuple[float, float]:
 
 
 def load_config_data(config: TrainConfig, **overrides: Any) -> DatasetSplits:
-    """The dataset a config names, split as for training (root, validation fraction, seed,
-    train limit); ``overrides`` replace any of :func:`selfnas.data.load_dataset`'s arguments."""
+    """The data a config names, split as for training (root, validation fraction, seed, train
+    limit; a scenario name in its pretraining view: its unlabeled and train images, no labels);
+    ``overrides`` replace any of :func:`selfnas.data.load_dataset`'s arguments."""
     c = config.data
     kwargs: dict[str, Any] = {
         "root": c.root, "download": c.download, "val_fraction": c.val_fraction,
-        "seed": config.run.seed, "train_limit": c.train_limit,
+        "seed": config.run.seed, "train_limit": c.train_limit, "pretraining": True,
     }  # fmt: skip
     return load_dataset(c.name, **(kwargs | overrides))
 

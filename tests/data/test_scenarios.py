@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfnas.data.datasets import DATA_ROOT_ENV
+from selfnas.data.datasets import DATA_ROOT_ENV, channel_stats
 from selfnas.data.scenarios import (
     COARSE_CLASSES,
     SCENARIOS,
     Scenario,
     convert_images,
     load_scenario,
+    pretraining_splits,
+    probe_splits,
     scenario_names,
     stratified_limit,
 )
@@ -86,6 +88,20 @@ def test_digits_scenario_is_28px_uint8_without_any_download() -> None:
         28,
         28,
     )  # the registry call
+
+
+def test_pretraining_and_probe_views_of_a_scenario_share_the_pool_statistics() -> None:
+    s = load_scenario("digits", seed=3)
+    pool = torch.cat([s.unlabeled.images, s.train.images])  # what the study pretrains on
+    pre = pretraining_splits(s, val_fraction=0.25, seed=3)
+    assert not pre.train.labeled and not pre.val.labeled and pre.test is s.test and pre.name == "digits"
+    assert len(pre.val) == round(0.25 * len(pool)) and len(pre.train) + len(pre.val) == len(pool)
+    assert int(pre.train.images.sum()) + int(pre.val.images.sum()) == int(pool.sum())  # a partition
+    whole = pretraining_splits(s)
+    assert whole.val is None and torch.equal(whole.train.images, pool)
+    probe = probe_splits(s)
+    assert probe.train is s.train and probe.val is None and probe.test is s.test
+    assert (probe.mean, probe.std) == (pre.mean, pre.std) == channel_stats(pool)
 
 
 @needs_fashion
