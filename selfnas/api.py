@@ -127,7 +127,7 @@ def _search_study(
         raise
     run.write_status("finished")
     genotype = json.loads(run.genotype.read_text())
-    return {"genotype_file": str(run.genotype), "genotype": genotype, **summary}
+    return {"genotype_file": str(run.genotype), "run_dir": str(run.path), "genotype": genotype, **summary}
 
 
 def train(
@@ -152,8 +152,8 @@ def train(
     data = trainer.data  # a scenario trains on its unlabeled images but is evaluated on its labeled splits
     labeled = data.train.labeled or (data.test is not None and data.test.labeled)
     if not config.run.eval_at_end or not labeled or not trainer.main:
-        return last
-    return evaluate(run.path, device=config.run.device)
+        return {**last, "run_dir": str(run.path)}
+    return {**evaluate(run.path, device=config.run.device), "run_dir": str(run.path)}
 
 
 def search(
@@ -189,7 +189,7 @@ def search(
     trainer, _ = _fit(trainer_cls, config, out, resume, overwrite, quiet, overrides, argv, "search")
     run = trainer.run
     epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
-    return {"genotype_file": str(run.genotype), **(epochs[-1] if epochs else {})}
+    return {"genotype_file": str(run.genotype), "run_dir": str(run.path), **(epochs[-1] if epochs else {})}
 
 
 def study(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 from rich.console import Console
 from rich.table import Table
 
@@ -27,44 +28,87 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: defaults in brackets, no type column for flags
 )
 console = Console()
 
 Opt = typer.Option
 
+#: the defaults of the config keys behind options whose CLI default is "not given" (None): shown in
+#: ``--help``. This module stays free of the config import (``--help`` answers at once), so
+#: tests/test_cli.py checks these against selfnas.config.
+HELP_DEFAULTS = {
+    "data.name": "fashion-mnist",
+    "method.name": "simsiam",
+    "model.backbone": "resnet_small",
+    "optim.epochs": "10",
+    "optim.batch_size": "256",
+    "optim.lr": "per method: simsiam 0.05, simclr 0.3, moco 0.06, byol 0.06",
+    "run.seed": "0",
+    "run.device": "auto",
+    "search.trials": "20",
+    "search.score": "ssl_loss",
+    "search.n_workers": "1",
+    "search.storage": "sqlite in the run directory",
+    "search.study_name": "selfnas",
+    "study.space": "resnet-variants",
+    "study.archs": "8",
+    "study.pretrain_on": "source",
+    "study.limit": "all",
+}
+
+
+def _help(text: str, key: str | None = None, default: str | None = None) -> str:
+    """``text`` with the default of a config-backed option: ``"images per step  [default: 256]"``."""
+    return f"{text}  [default: {default if default is not None else HELP_DEFAULTS[str(key)]}]"
+
+
+class _Command(TyperCommand):
+    """Usage lines name arguments plainly (``selfnas eval [OPTIONS] TARGET``), not as typer's
+    ``{TARGET}``, which reads like an unfilled template."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
 # -- options shared by train, search and study, each declared once -------------------------------
 # An alias where every command words the option alike; a function of the words that differ otherwise.
 
 ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML config file")]
-DataRootOpt = Annotated[str | None, Opt(help="folder holding the dataset files")]
-TrainLimitOpt = Annotated[int | None, Opt(help="use at most this many training images")]
-BackboneOpt = Annotated[str | None, Opt(help="backbone name (see `selfnas backbones`)")]
-BatchSizeOpt = Annotated[int | None, Opt(help="images per step")]
-DeviceOpt = Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")]
+DataRootOpt = Annotated[
+    str | None, Opt(help=_help("folder holding the dataset files", default="the dataset's standard place"))
+]
+TrainLimitOpt = Annotated[
+    int | None, Opt(help=_help("use at most this many training images", default="all"))
+]
+BackboneOpt = Annotated[
+    str | None, Opt(help=_help("backbone name (see `selfnas backbones`)", "model.backbone"))
+]
+BatchSizeOpt = Annotated[int | None, Opt(help=_help("images per step", "optim.batch_size"))]
+DeviceOpt = Annotated[str | None, Opt(help=_help("auto | cpu | cuda[:N]", "run.device"))]
 QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="no progress bar; plain log lines")]
 
 
 def _out(command: str, what: str = "run") -> typer.models.OptionInfo:
-    return Opt("--out", "-o", help=f"{what} directory (default runs/{command}-<time>)")
+    return Opt("--out", "-o", help=_help(f"{what} directory", default=f"runs/{command}-<time>"))
 
 
 def _data(note: str = "") -> typer.models.OptionInfo:
     listed = (
         "dataset or scenario: fashion-mnist, digits, cifar10, fashion-rotated, imagefolder:PATH, npy:PATH"
     )
-    return Opt(help=listed + (f" ({note})" if note else ""))
+    return Opt(help=_help(listed + (f" ({note})" if note else ""), "data.name"))
 
 
 def _method(default: str = "") -> typer.models.OptionInfo:
-    return Opt(help="simsiam | simclr | moco | byol" + (f" (default {default})" if default else ""))
+    return Opt(help=_help("simsiam | simclr | moco | byol", "method.name", default or None))
 
 
 def _epochs(what: str, default: str = "") -> typer.models.OptionInfo:
-    return Opt(help=f"{what} epochs (fractions allowed{f'; default {default}' if default else ''})")
+    return Opt(help=_help(f"{what} epochs (fractions allowed)", "optim.epochs", default or None))
 
 
 def _seed(of: str = "") -> typer.models.OptionInfo:
-    return Opt(help="random seed" + (f" of {of}" if of else ""))
+    return Opt(help=_help("random seed" + (f" of {of}" if of else ""), "run.seed"))
 
 
 def _set(example: str, keys: str = "any config key") -> typer.models.OptionInfo:
@@ -114,10 +158,10 @@ def train(
     backbone: BackboneOpt = None,
     epochs: Annotated[float | None, _epochs("training")] = None,
     batch_size: BatchSizeOpt = None,
-    lr: Annotated[float | None, Opt(help="base learning rate per 256 images")] = None,
+    lr: Annotated[float | None, Opt(help=_help("base learning rate per 256 images", "optim.lr"))] = None,
     seed: Annotated[int | None, _seed()] = None,
     device: DeviceOpt = None,
-    compile: Annotated[bool, Opt("--compile", help="torch.compile the model")] = False,
+    compile: Annotated[bool, Opt("--compile/--no-compile", help="torch.compile the model")] = False,
     set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
     genotype: Annotated[
         Path | None, Opt(help="genotype.json of found heads: pretrain them from scratch")
@@ -150,6 +194,13 @@ def train(
         argv=sys.argv,
     )
     _print_result(result)
+    if _main_process():
+        run_dir = result.get("run_dir", "RUN_DIR")
+        _next_steps(
+            f"run: {run_dir}",
+            f"selfnas report {run_dir}      # report.html with curves, evaluation and provenance",
+            f"selfnas export {run_dir} --out {run_dir}/export      # the backbone for use without selfnas",
+        )
 
 
 @app.command()
@@ -161,19 +212,28 @@ def search(
     strategy: Annotated[
         str, Opt(help="darts (heads, cells) | tpe | random | evolution (cells and the variant spaces)")
     ] = "darts",
-    trials: Annotated[int | None, Opt(help="tpe/random/evolution: trials in the study")] = None,
+    trials: Annotated[
+        int | None, Opt(help=_help("tpe/random/evolution: trials in the study", "search.trials"))
+    ] = None,
     score: Annotated[
         str | None,
         Opt(
-            help="trial score (default ssl_loss): a label-free score, e.g. rankme_normalized, lidar, "
-            "naswot (zero-cost: no training), params; knn is supervised"
+            help=_help("trial score: a label-free score, e.g. rankme_normalized, lidar, "
+            "naswot (zero-cost: no training), params; knn is supervised", "search.score")
         ),
     ] = None,
     storage: Annotated[
-        str | None, Opt(help="study storage: postgresql://... (machines), journal:FILE (processes)")
+        str | None,
+        Opt(
+            help=_help("study storage: postgresql://... (machines), journal:FILE (processes)", "search.storage")
+        ),
     ] = None,
-    study_name: Annotated[str | None, Opt(help="name of the shared study to join in --storage")] = None,
-    n_workers: Annotated[int | None, Opt(help="local worker processes for the study")] = None,
+    study_name: Annotated[
+        str | None, Opt(help=_help("name of the shared study to join in --storage", "search.study_name"))
+    ] = None,
+    n_workers: Annotated[
+        int | None, Opt(help=_help("local worker processes for the study", "search.n_workers"))
+    ] = None,
     order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
     config: ConfigOpt = None,
     out: Annotated[Path | None, _out("search")] = None,
@@ -235,26 +295,40 @@ def search(
         for head, ops in genotype.items():
             table.add_row(head, " -> ".join(ops), str(result.get("parameter_free", {}).get(head, "")))
     console.print(table)
-    console.print(
-        f"genotype: {result['genotype_file']}  (retrain: selfnas train --genotype {result['genotype_file']})"
-    )
+    run_dir = result.get("run_dir", "RUN_DIR")
+    lines = [f"run: {run_dir}", f"genotype: {result['genotype_file']}"]
+    if result.get("best_score") is not None:
+        lines.append(f"best trial: {result.get('score')} {result['best_score']:.4g}")
+    if result.get("storage"):
+        lines.append(f"study: {result.get('study_name', 'selfnas')} in {result['storage']}")
+    steps = [
+        f"selfnas train --genotype {result['genotype_file']}      # pretrain the found architecture from scratch",
+        f"selfnas report {run_dir}",
+    ]
+    if result.get("storage"):
+        steps.append(f"optuna-dashboard {result['storage']}      # (pip install optuna-dashboard)")
+    _next_steps(*lines, *steps)
 
 
 @app.command()
 def study(
-    space: Annotated[str | None, Opt(help="macro space: resnet-variants | mobilenet-variants")] = None,
-    archs: Annotated[int | None, Opt(help="architectures sampled from the space (plus the default)")] = None,
-    scenarios: Annotated[
-        str | None, Opt(help="comma-separated scenarios to probe (default: the offline ones)")
+    space: Annotated[str | None, Opt(help=_help("macro space: resnet-variants | mobilenet-variants", "study.space"))] = None,
+    archs: Annotated[
+        int | None, Opt(help=_help("architectures sampled from the space (plus the default)", "study.archs"))
     ] = None,
-    source: Annotated[str | None, Opt(help="source scenario (default: the first of --scenarios)")] = None,
+    scenarios: Annotated[
+        str | None, Opt(help=_help("comma-separated scenarios to probe", default="the offline ones"))
+    ] = None,
+    source: Annotated[str | None, Opt(help=_help("source scenario", default="the first of --scenarios"))] = None,
     pretrain_on: Annotated[
-        str | None, Opt(help="source: pretrain once on the source | scenario: on each scenario")
+        str | None, Opt(help=_help("source: pretrain once on the source | scenario: on each scenario", "study.pretrain_on"))
     ] = None,
     method: Annotated[str | None, _method("simclr, temperature 0.5")] = None,
     epochs: Annotated[float | None, _epochs("pretraining", "1 per architecture")] = None,
     seed: Annotated[int | None, _seed("the sampling, the training and the probes")] = None,
-    limit: Annotated[int | None, Opt(help="use at most this many images per scenario split")] = None,
+    limit: Annotated[
+        int | None, Opt(help=_help("use at most this many images per scenario split", "study.limit"))
+    ] = None,
     data_root: DataRootOpt = None,
     device: DeviceOpt = None,
     workers: Annotated[int, Opt(help="processes sharing the architectures")] = 1,
@@ -298,7 +372,7 @@ def study(
         table.add_row(*row)
     console.print(table)
     console.print(headline_text(summary), soft_wrap=True, markup=False, highlight=False)
-    console.print(f"results: {out / 'summary.json'}, {out / 'study.md'}", markup=False, highlight=False)
+    _next_steps(f"results: {out / 'summary.json'}, {out / 'study.md'}", f"selfnas report {out}      # the study page")
 
 
 @app.command()
@@ -306,13 +380,13 @@ def table(
     space: Annotated[str, Opt(help="heads | cells | resnet-variants")] = "heads",
     out: Annotated[Path | None, _out("table", "table")] = None,
     export: Annotated[
-        Path | None, Opt(help="JSON Lines file of the finished rows (default OUT/table.jsonl)")
+        Path | None, Opt(help=_help("JSON Lines file of the finished rows", default="OUT/table.jsonl"))
     ] = None,
     archs: Annotated[int, Opt(help="architectures sampled from the space (plus the default)")] = 40,
     seeds: Annotated[int, Opt(help="seeds of the first --seeded-archs architectures")] = 3,
     seeded_archs: Annotated[int, Opt(help="architectures (default first) trained with every seed")] = 10,
     threads: Annotated[
-        int | None, Opt(help="torch threads of this process (run several on one table)")
+        int | None, Opt(help=_help("torch threads of this process (run several on one table)", default="run.threads"))
     ] = None,
     limit: Annotated[int | None, Opt(help="stop after building this many rows")] = None,
     set_: Annotated[
@@ -333,10 +407,9 @@ def table(
 
     out = out if out is not None else default_run_dir(f"table-{space}")
     result = api_table(cfg, out, export=export, threads=threads, limit=limit, quiet=quiet, argv=sys.argv)
-    console.print(
+    _next_steps(
         f"{result['finished']} of {result['rows']} rows finished ({result['built']} new): {result['export']}",
-        markup=False,
-        highlight=False,
+        *([] if result["finished"] == result["rows"] else ["run the same command again to continue the table"]),
     )
     if result["failed"]:
         raise SelfnasError(f"{len(result['failed'])} rows failed ({result['failed'][0]}); see {out}/failed/")
@@ -346,7 +419,7 @@ def table(
 def quickstart(
     out: Annotated[Path, Opt("--out", "-o", help="pipeline directory")] = Path("runs/quickstart"),
     config: Annotated[
-        Path | None, Opt("--config", "-c", help="config file (default: the embedded one)")
+        Path | None, Opt("--config", "-c", help=_help("config file", default="the embedded one"))
     ] = None,
     search_epochs: Annotated[float, Opt(help="epochs of the head search")] = 2.0,
     set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
@@ -376,26 +449,43 @@ def quickstart(
         table.add_row("found (DARTS)" if name == "found" else "hand-crafted", *cells)
     console.print(table)
     ops = " -> ".join(layer["op"] for layer in summary["genotype"]["projector"]["layers"])
-    console.print(f"found projector: {ops}")
+    console.print(f"found projector: {ops}", soft_wrap=True, markup=False, highlight=False)
+    sizes = summary.get("sizes", {})
+    if sizes:
+        console.print(
+            "head parameters: found {:,}, hand-crafted {:,}".format(
+                sizes["found"]["head_params"], sizes["hand"]["head_params"]
+            ),
+            markup=False,
+            highlight=False,
+        )
+    if summary.get("verdict"):
+        console.print(f"verdict: {summary['verdict']}", soft_wrap=True, markup=False, highlight=False)
+    if summary.get("decision_warning"):
+        console.print(f"warning: {summary['decision_warning']}", soft_wrap=True, markup=False, highlight=False)
     from selfnas.report.write import write_report
 
     html, _ = write_report(out)
-    console.print(f"results: {out / 'summary.json'}\nreport:  {html}", markup=False, highlight=False)
+    _next_steps(
+        f"results: {out / 'summary.json'}",
+        f"report:  {html}",
+        f"selfnas export {out}/found --out {out}/export      # the found model for use without selfnas",
+    )
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
-    target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one")],
+    target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one", metavar="TARGET")],
     data: Annotated[
-        str | None, Opt(help="labeled dataset or scenario to evaluate on (default: the run's)")
+        str | None, Opt(help=_help("labeled dataset or scenario to evaluate on", default="the run's"))
     ] = None,
     data_root: DataRootOpt = None,
     device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
     linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
     train_limit: Annotated[
-        int | None, Opt(help="kNN bank / probe training images: a seeded subset (default: all)")
+        int | None, Opt(help=_help("kNN bank / probe training images: a seeded subset", default="all"))
     ] = None,
-    test_limit: Annotated[int | None, Opt(help="images of each held-out split (default: all)")] = None,
+    test_limit: Annotated[int | None, Opt(help=_help("images of each held-out split", default="all"))] = None,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
     from selfnas.evaluation import evaluate
@@ -405,24 +495,28 @@ def eval_(
         train_limit=train_limit, test_limit=test_limit,
     )  # fmt: skip
     _print_result(result)
+    run_dir = target if target.is_dir() else target.parent
+    _next_steps(f"written: {run_dir / 'eval.json'}", f"selfnas report {run_dir}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     run_dir: Annotated[
-        Path, typer.Argument(help="run directory, or a directory of runs (search/, found/, hand/)")
+        Path, typer.Argument(
+            help="run directory, or a directory of runs (search/, found/, hand/)", metavar="RUN_DIR"
+        )
     ],
 ) -> None:
     """Write RUN_DIR/report.html (one self-contained file, plots embedded) and a short RUN_DIR/report.md."""
     from selfnas.report.write import write_report
 
     html, md = write_report(run_dir)
-    console.print(f"report: {html}\nsummary: {md}", markup=False, highlight=False)
+    _next_steps(f"report: {html}", f"summary: {md}", f"open {html} in a browser (one file: plots embedded)")
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_(
-    run_dir: Annotated[Path, typer.Argument(help="run directory to export")],
+    run_dir: Annotated[Path, typer.Argument(help="run directory to export", metavar="RUN_DIR")],
     out: Annotated[Path, Opt("--out", "-o", help="folder for the export (created if missing)")],
 ) -> None:
     """Export the pretrained backbone: TorchScript, clean safetensors, config, genotype, model card."""
@@ -430,7 +524,7 @@ def export_(
 
     result = export_run(run_dir, out)
     c, s, _ = result["input_shape"]
-    console.print(f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True)
+    console.print(f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True, markup=False)
     console.print(
         f"load without selfnas: torch.jit.load({str(out / 'backbone.pt')!r}) maps normalised "
         f"N x {c} x {s} x {s} images to N x {result['feature_dim']} features (see MODEL_CARD.md)",
@@ -439,9 +533,9 @@ def export_(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def draw(
-    target: Annotated[Path, typer.Argument(help="run directory or genotype.json")],
+    target: Annotated[Path, typer.Argument(help="run directory or genotype.json", metavar="TARGET")],
     out: Annotated[
         Path | None, Opt("--out", "-o", help="output prefix: writes PREFIX.svg and PREFIX.png")
     ] = None,
@@ -454,9 +548,9 @@ def draw(
         console.print(str(path), soft_wrap=True, markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
-    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    run_dir: Annotated[Path, typer.Argument(help="run directory", metavar="RUN_DIR")],
     as_json: Annotated[bool, Opt("--json", help="everything as JSON")] = False,
 ) -> None:
     """What a run holds: command, seed, versions, config, status, scores and found heads."""
@@ -493,6 +587,14 @@ def _print_registry(registry: Registry) -> None:
     for name in registry.names():
         table.add_row(name, registry.describe(name))
     console.print(table)
+
+
+def _next_steps(*lines: str) -> None:
+    """The last lines of a command: where its results are and the commands to run next (commands
+    start with ``selfnas`` or another program's name and are prefixed with ``next:``)."""
+    for line in lines:
+        shown = f"next: {line}" if line.split(" ", 1)[0] in ("selfnas", "optuna-dashboard") else line
+        console.print(shown, soft_wrap=True, markup=False, highlight=False)
 
 
 def _main_process() -> bool:

@@ -104,7 +104,9 @@ def format_info(info: dict[str, Any]) -> str:
         if isinstance(last.get("loss"), int | float):
             line += f": loss {last['loss']:.4f}"
         if "knn_val" in last:
-            line += f", kNN(val) {100 * last['knn_val']:.2f}%"
+            run_cfg = config.get("run") if isinstance(config.get("run"), dict) else {}
+            bank = run_cfg.get("knn_bank", 10000)
+            line += f", kNN monitor (val, bank of at most {bank:,} train images) {100 * last['knn_val']:.2f}%"
         rows.append(("last epoch", line))
     evaluation = info["eval"]
     if evaluation:

@@ -72,6 +72,8 @@ def test_train_then_eval_prints_the_table(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("train", "--out", str(out), *set_args(TINY), check=True)
     assert "kNN top-1" in proc.stdout and "linear probe" in proc.stdout
+    assert proc.stdout.index("val") < proc.stdout.index("test")  # the report's column order
+    assert f"run: {out}" in proc.stdout and f"next: selfnas report {out}" in proc.stdout
     result = json.loads((out / "eval.json").read_text())
     assert set(result["knn"]) == {"val", "test"} and 0 <= result["linear"]["test"] <= 1
     again = run_cli("eval", str(out / "checkpoints" / "last.safetensors"), "--no-linear", check=True)
@@ -147,6 +149,7 @@ def test_search_then_retrain_the_found_heads(tmp_path):
     args = [*set_args(TINY), "--set", "search.projector_layers=2", "--set", "search.predictor_layers=2"]
     proc = run_cli("search", "--space", "heads", "--out", str(search), *args, "--quiet", check=True)
     assert "found heads" in proc.stdout and (search / "genotype.json").exists()
+    assert f"next: selfnas train --genotype {search / 'genotype.json'}" in proc.stdout
     retrain = tmp_path / "retrain"
     run_cli(
         "train",
@@ -207,6 +210,10 @@ def test_quickstart_pipeline_runs_and_resumes(tmp_path):
     assert "found vs hand-crafted" in proc.stdout and "found projector" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["found"]["knn"]) == {"val", "test"}
+    assert f"verdict: {summary['verdict']}" in proc.stdout and "on test, one seed:" in summary["verdict"]
+    sizes = summary["sizes"]
+    assert sizes["found"]["head_params"] != sizes["hand"]["head_params"] and sizes["hand"]["flops"] > 0
+    assert f"next: selfnas export {out}/found" in proc.stdout
     for stage in ("search", "found", "hand"):
         assert json.loads((out / stage / "status.json").read_text())["state"] == "finished"
     # a lost evaluation is redone on the next call; finished stages are not retrained
@@ -281,3 +288,28 @@ def test_tpe_cell_search_via_the_cli(tmp_path):
     assert "--space cells" in _one_line_error(
         run_cli("search", "--strategy", "random", "--out", str(tmp_path / "h"))
     )
+
+
+def test_help_shows_the_config_defaults_and_no_type_for_flags():
+    from selfnas.cli import HELP_DEFAULTS
+    from selfnas.config import SearchConfig, TrainConfig
+    from selfnas.methods import METHOD_RECORDS
+    from selfnas.studies.plan import StudyConfig
+
+    defaults = {**{f"{k}.{f}": v for k, sec in TrainConfig().model_dump().items() if isinstance(sec, dict)
+                   for f, v in sec.items()},
+                **{f"search.{k}": v for k, v in SearchConfig().model_dump().items()},
+                **{f"study.{k}": v for k, v in StudyConfig.model_fields.items()}}  # fmt: skip
+    for key, shown in HELP_DEFAULTS.items():
+        if key == "optim.lr":
+            assert shown == "per method: " + ", ".join(f"{m.name} {m.base_lr:g}" for m in METHOD_RECORDS.values())
+        elif key.startswith("study."):
+            default = StudyConfig.model_fields[key.split(".")[1]].default
+            assert shown == ("all" if default is None else str(default)), key
+        elif key == "search.storage":
+            assert defaults[key] is None
+        else:
+            assert shown == str(defaults[key]).removesuffix(".0"), key
+    out = " ".join(run_cli("train", "--help", check=True).stdout.split())  # unwrapped
+    assert "[default: simsiam]" in out and "[default: 256]" in out and "--no-compile" in out
+    assert "<bool>" not in out and "{" not in run_cli("eval", "--help", check=True).stdout.splitlines()[0]

@@ -37,6 +37,9 @@ h4, h5, h6 { font-size: 15px; margin: 20px 0 6px; }
 .warn { background: #fffbea; border: 1px solid #f0b429; border-radius: 6px; padding: 8px 14px;
         margin: 10px 0; }
 .warn li { margin: 2px 0; }
+.verdict { border: 2px solid var(--line); border-radius: 6px; padding: 8px 14px; margin: 10px 0 18px; }
+.verdict.better { border-color: #2f855a; } .verdict.worse { border-color: #c53030; }
+.verdict .sentence { font-size: 16px; font-weight: 600; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 14px; }
 th, td { border: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: var(--bg-soft); font-weight: 600; }

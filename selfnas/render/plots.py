@@ -45,7 +45,7 @@ def plot_training_curves(run: RunDir) -> Path | None:
         axes[2].plot(
             [r["epoch"] for r in epochs], [100 * r["knn_val"] for r in epochs], marker="o", color="tab:green"
         )
-        axes[2].set(title="kNN top-1 on val (%)", xlabel="epoch")
+        axes[2].set(title="kNN monitor on val (%): a subset bank", xlabel="epoch")
     fig.tight_layout()
     return save_figure(fig, run.plots / "curves.png")
 

@@ -38,6 +38,8 @@ class RunFacts:
     evaluation: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     genotype: HeadGenotype | None = None
+    #: a pipeline directory's (``selfnas quickstart``) comparison summary: summary.json
+    summary: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     children: list[RunFacts] = field(default_factory=list)
 
@@ -124,6 +126,8 @@ def load_facts(path: str | Path, depth: int = 0) -> RunFacts:
         facts.evaluation = _read_json(run.eval, facts.problems)
         facts.records = [r for r in read_jsonl(run.metrics) if isinstance(r, dict)]
         _read_genotype(run, facts)
+    elif (run.path / "pipeline.yaml").exists():
+        facts.summary = _read_json(run.path / "summary.json", facts.problems)
     if depth < MAX_DEPTH:
         for child in sorted(p for p in run.path.iterdir() if p.is_dir()):
             if child.name.startswith(".") or child.name in NOT_RUNS:

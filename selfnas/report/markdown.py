@@ -19,6 +19,7 @@ from selfnas.report.summary import (
     found_heads,
     progress,
     setup_line,
+    verdict,
     warnings,
 )
 
@@ -26,7 +27,14 @@ from selfnas.report.summary import (
 def _run_lines(facts: RunFacts, level: int) -> list[str]:
     h = "#" * min(level + 1, 6)
     state = describe(progress(facts)) if facts.is_run else describe_runs(facts)
-    lines = [f"**State:** {md(state)}"]
+    lines = []
+    v = verdict(facts)
+    if v is not None:  # a comparison starts with its verdict
+        lines += [f"**Verdict:** {md(v.sentence)}", ""] + md_table(v.header, v.rows) + [""]
+        warning = (facts.summary or {}).get("decision_warning")
+        if warning:
+            lines += [f"**Warning:** {md(str(warning))}", ""]
+    lines += [f"**State:** {md(state)}"]
     setup = setup_line(facts)
     if setup:
         lines += ["", f"**Setup:** {md(setup)}"]

@@ -25,12 +25,14 @@ from selfnas.report.summary import (
     detail,
     eval_context,
     found_heads,
+    monitor_note,
     num,
     ordered_heads,
     pct,
     progress,
     setup_line,
     short_op,
+    verdict,
     warnings,
 )
 
@@ -61,6 +63,20 @@ def status_block(facts: RunFacts) -> Html:
     if found:
         out.append(tag("div", tag("strong", "Warnings") + bullets(found), class_="warn"))
     return join(out)
+
+
+def verdict_block(facts: RunFacts) -> Html | None:
+    """The comparison's verdict first: the sentence, the differences, the sizes, and the warning
+    of a search that did not decide."""
+    v = verdict(facts)
+    if v is None:
+        return None
+    kind = {True: "verdict better", False: "verdict worse"}.get(v.better, "verdict")  # type: ignore[arg-type]
+    out = [tag("p", "Verdict: " + v.sentence, class_="sentence"), table(v.header, v.rows)]
+    summary = facts.summary or {}
+    if summary.get("decision_warning"):
+        out.append(tag("div", tag("strong", "Warning") + bullets([str(summary["decision_warning"])]), class_="warn"))
+    return tag("div", join(out), class_=kind)
 
 
 def results(facts: RunFacts) -> Html | None:
@@ -163,7 +179,8 @@ def curves(facts: RunFacts) -> Html | None:
         if speeds:
             facts_line.append(f"median {speeds[len(speeds) // 2]:.0f} pairs/s")
     if knn:
-        facts_line.append(f"kNN on val {pct(knn[-1]['knn_val'])} after epoch {knn[-1].get('epoch')}")
+        facts_line.append(f"kNN monitor on val {pct(knn[-1]['knn_val'])} after epoch {knn[-1].get('epoch')}")
+        facts_line.append(monitor_note(facts))
     return png(image) + (tag("p", "; ".join(facts_line), class_="muted") if facts_line else Html(""))
 
 
@@ -247,6 +264,9 @@ def render_run(facts: RunFacts, level: int, anchor: str) -> tuple[Html, list[Toc
     """The status block, every section that has inputs, then each sub-run, nested one level down."""
     h = f"h{min(level + 1, 6)}"
     out, toc = [status_block(facts)], []
+    top = verdict_block(facts)
+    if top is not None:  # a comparison starts with its verdict
+        out.insert(0, top)
     for section in SECTIONS:
         body = section.render(facts)
         if body is not None:

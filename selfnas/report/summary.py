@@ -11,6 +11,7 @@ from typing import Any
 
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
 from selfnas.render.tables import eval_splits, finite_number, split_order
+from selfnas.render.verdict import Verdict, compare, record_decision_warning
 from selfnas.render.tables import percent as pct  # an accuracy cell, for the report's other tables
 from selfnas.report.facts import RunFacts
 
@@ -89,6 +90,11 @@ def detail(p: Progress) -> str:
             f"(last status update {p.updated or 'unknown'}; if no process is writing this run, "
             "it was killed: continue it with --resume)"
         )
+    if p.state == "evaluating":
+        text += (" " if text else "") + (
+            f"(training done; last status update {p.updated or 'unknown'}; if no process is evaluating "
+            "this run, the evaluation was killed: finish it with `selfnas eval`)"
+        )
     return text
 
 
@@ -149,10 +155,41 @@ def search_collapse(facts: RunFacts) -> list[str]:
     return out
 
 
+def monitor_note(facts: RunFacts) -> str:
+    """Why the kNN monitor's val score differs from the Results table's: its smaller bank."""
+    bank = facts.section("run").get("knn_bank", 10000)
+    n_train = (facts.evaluation or {}).get("n_train")
+    full = f"all {n_train:,} train images" if isinstance(n_train, int) else "all train images"
+    return (
+        f"the monitor's kNN bank is at most {bank:,} train images, a quick per-epoch check; "
+        f"the Results table's kNN uses {full}, so the two differ"
+    )
+
+
+def search_decision(facts: RunFacts) -> list[str]:
+    """The warning of a finished search whose alphas did not decide (see selfnas.render.verdict)."""
+    if not facts.search_epochs or progress(facts).state != "finished":
+        return []
+    warning = record_decision_warning(facts.search_epochs[-1])
+    return [] if warning is None else [warning]
+
+
 def warnings(facts: RunFacts) -> list[str]:
     status_warnings = facts.status.get("warnings")
     listed = [str(w) for w in status_warnings] if isinstance(status_warnings, list) else []
-    return listed + facts.problems + search_collapse(facts)
+    return listed + facts.problems + search_collapse(facts) + search_decision(facts)
+
+
+# -- the verdict of a comparison --------------------------------------------------------
+
+
+def verdict(facts: RunFacts) -> Verdict | None:
+    """The found-vs-hand-crafted verdict of a pipeline directory (its summary.json), or None."""
+    summary = facts.summary
+    if not summary or not isinstance(summary.get("found"), dict) or not isinstance(summary.get("hand"), dict):
+        return None
+    sizes = summary.get("sizes") if isinstance(summary.get("sizes"), dict) else None
+    return compare(summary["found"], summary["hand"], sizes)
 
 
 # -- results ---------------------------------------------------------------------------

@@ -218,3 +218,52 @@ def test_optuna_study_section_shows_plots_correlations_and_best_trials(tmp_path)
     assert "Best 3 of 3 trials" in html
     assert images(html) >= 3  # history, importance or scatter, and the found cells
     assert "trials/0000" not in html  # the trials are summarised, not each reported as a run
+
+
+def _pipeline(runs: Path, root: Path, found: tuple, hand: tuple, warning: str | None) -> Path:
+    """A quickstart-like directory: search/, found/, hand/, pipeline.yaml and a summary.json with
+    the given test scores (a number for one seed, a list per seed)."""
+    for stage, source in (("search", "search"), ("found", "train"), ("hand", "train")):
+        copy(runs, source, root / stage)
+    (root / "pipeline.yaml").write_text("method: {}\n")
+    summary = {
+        "method": "simsiam", "data": "synthetic", "seeds": 1,
+        "found": {"knn": {"test": found[0]}, "linear": {"test": found[1]}},
+        "hand": {"knn": {"test": hand[0]}, "linear": {"test": hand[1]}},
+        "sizes": {"found": {"head_params": 1234, "params": 5000, "flops": 10_000},
+                  "hand": {"head_params": 4321, "params": 8000, "flops": 12_000}},
+        "decision_warning": warning,
+    }  # fmt: skip
+    atomic_write_json(root / "summary.json", summary)
+    return root
+
+
+def test_quickstart_report_starts_with_the_verdict_and_warns_when_the_search_did_not_decide(runs, tmp_path):
+    from selfnas.pipeline import search_decision
+
+    warning = search_decision(runs / "search")  # the tiny search (a few steps) has not decided
+    assert warning is not None and "barely decided" in warning
+    root = _pipeline(runs, tmp_path / "qs", (0.7157, 0.7331), (0.7126, 0.7442), warning)
+    html, md = report(root)
+    sentence = (
+        "found heads are 0.31 kNN points better and 1.11 linear points worse on test, one seed: "
+        "no evidence of better heads."
+    )
+    assert sentence in html and sentence in md
+    assert html.index("Verdict:") < html.index("3 runs: 3 finished")  # the verdict comes first
+    assert md.index("**Verdict:**") < md.index("**State:**")
+    assert "barely decided" in html[: html.index("3 runs: 3 finished")] and "**Warning:**" in md
+    assert "1.23k" in html and "4.32k" in html and "0.29×" in html  # head parameters of both sides
+
+
+def test_a_decided_search_and_a_multi_seed_win_read_as_such(runs, tmp_path):
+    root = _pipeline(runs, tmp_path / "qs", ([0.72, 0.73, 0.74], [0.75] * 3), ([0.70] * 3, [0.74] * 3), None)
+    html, md = report(root)
+    assert "3 seeds: the found heads are better on every seed." in html
+    assert "barely decided" not in html.split('class="subrun"')[0] and "**Warning:**" not in md
+    assert 'class="verdict better"' in html
+
+
+def test_a_run_that_is_not_a_comparison_has_no_verdict(runs, tmp_path):
+    html, md = report(copy(runs, "train", tmp_path / "train"))
+    assert "Verdict" not in html and "Verdict" not in md

@@ -8,7 +8,12 @@ logs nothing for a missing image without the policy; the second test shows that 
 catches both kinds of fault.
 """
 
+import json
+import re
+import shutil
 import subprocess
+import unicodedata
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -91,3 +96,72 @@ def test_console_check_catches_broken_pages(report, tmp_path):
     (tmp_path / "no-policy.html").write_text("<html><body><script>undefinedFunction()</script></body></html>")
     _, faults = render(tmp_path / "no-policy.html", tmp_path)
     assert any("Uncaught ReferenceError" in f for f in faults), faults
+
+
+#: gathers what the page shows as text, pseudo-element content included (the nav separators are
+#: CSS ``::before`` content), into one element that ``--dump-dom`` prints
+TEXT_PROBE = """<script>
+const parts = [document.body.innerText];
+for (const el of document.querySelectorAll("*")) {
+  for (const pseudo of ["::before", "::after"]) {
+    const c = getComputedStyle(el, pseudo).content;
+    if (c && c !== "none" && c !== "normal") parts.push(c);
+  }
+}
+const out = document.createElement("pre");
+out.id = "rendered-text";
+out.textContent = JSON.stringify(parts);
+document.body.appendChild(out);
+</script>"""
+
+
+def rendered_text(page: Path, tmp_path: Path) -> list[str]:
+    """The text Chromium renders for ``page``: its visible text and every ::before / ::after
+    content. The page's policy forbids scripts, so a copy without it carries the probe."""
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
+    probe = tmp_path / f"{page.stem}-text.html"
+    probe.write_text(html.replace("</body>", TEXT_PROBE + "</body>"))
+    proc = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'chromium-text'}", "--dump-dom", probe.resolve().as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'<pre id="rendered-text">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stdout[-2000:]
+    return json.loads(unescape(found.group(1)))
+
+
+def bad_glyphs(texts: list[str]) -> list[str]:
+    """Control characters (other than line breaks and tabs) and replacement glyphs, in context."""
+    bad = []
+    for text in texts:
+        for i, ch in enumerate(text):
+            if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\n\t\r"):
+                bad.append(repr(text[max(0, i - 10) : i + 10]))
+    return bad
+
+
+@pytest.fixture(scope="module")
+def nested_report(report, tmp_path_factory) -> Path:
+    """A directory of two runs: its navigation nests, so it shows the separators."""
+    root = tmp_path_factory.mktemp("nested")
+    for name in ("found", "hand"):
+        shutil.copytree(report.parent, root / name)
+    return write_report(root)[0]
+
+
+def test_rendered_text_has_no_control_characters_or_replacement_glyphs(nested_report, tmp_path):
+    texts = rendered_text(nested_report, tmp_path)
+    assert "Head search" in texts[0]  # the probe saw the page
+    assert bad_glyphs(texts) == []
+    assert '"·"' in texts  # the navigation separator renders as a middle dot
+
+
+def test_text_check_catches_the_old_separator(nested_report, tmp_path):
+    """The separator as it once was written (a non-raw Python string turned \\00b7 into a NUL
+    byte): the browser renders a replacement glyph, which the check finds."""
+    html = nested_report.read_text().replace('content: "\\00b7"', 'content: "\x00b7"')
+    assert "\x00" in html
+    (tmp_path / "old.html").write_text(html)
+    assert bad_glyphs(rendered_text(tmp_path / "old.html", tmp_path)) != []
