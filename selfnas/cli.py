@@ -519,14 +519,15 @@ def export_(
     run_dir: Annotated[Path, typer.Argument(help="run directory to export", metavar="RUN_DIR")],
     out: Annotated[Path, Opt("--out", "-o", help="folder for the export (created if missing)")],
 ) -> None:
-    """Export the pretrained backbone: TorchScript, clean safetensors, config, genotype, model card."""
+    """Export the pretrained backbone: a torch.export program (.pt2), TorchScript, clean safetensors,
+    config, the heads' genotype (search runs and runs pretrained from a genotype), model card."""
     from selfnas.export import export_run
 
     result = export_run(run_dir, out)
     c, s, _ = result["input_shape"]
     console.print(f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True, markup=False)
     console.print(
-        f"load without selfnas: torch.jit.load({str(out / 'backbone.pt')!r}) maps normalised "
+        f"load without selfnas: torch.export.load({str(out / 'backbone.pt2')!r}).module() maps normalised "
         f"N x {c} x {s} x {s} images to N x {result['feature_dim']} features (see MODEL_CARD.md)",
         soft_wrap=True,
         markup=False,

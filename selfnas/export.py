@@ -1,10 +1,11 @@
 """Export a run's pretrained backbone for use without selfnas.
 
 OUT/
-  backbone.pt            TorchScript: normalised float N x C x S x S -> N x F; needs only torch
+  backbone.pt2           torch.export program: normalised float N x C x S x S -> N x F; needs only torch
+  backbone.pt            the same as TorchScript (deprecated by torch, kept for older tools)
   backbone.safetensors   the backbone's own state dict (no ``backbone.`` / ``module.`` prefixes)
   config.yaml            the run's resolved config
-  genotype.json          the found heads (search runs only)
+  genotype.json          the heads: found by a search run, or the genotype a run was pretrained from
   MODEL_CARD.md          data, method, budget, scores, provenance and how to load it
 
 Every file is written atomically; exporting again overwrites the same files.
@@ -47,6 +48,14 @@ def _trace(backbone: torch.nn.Module, example: torch.Tensor) -> torch.jit.Script
         return torch.jit.trace(backbone, example)
 
 
+def _save_program(path: Path, backbone: torch.nn.Module, example: torch.Tensor) -> Path:
+    """A ``torch.export`` program (``.pt2``) with a dynamic batch size: the format torch
+    recommends now; ``torch.export.load(path).module()`` runs it without the defining code."""
+    with torch.no_grad():
+        program = torch.export.export(backbone, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+
+
 def _save_script(path: Path, program: torch.jit.ScriptModule) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -75,7 +84,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in backbone.parameters()),
     }
     example = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
-    files = [_save_script(out / "backbone.pt", _trace(backbone, example))]
+    files = [_save_program(out / "backbone.pt2", backbone, example)]
+    files.append(_save_script(out / "backbone.pt", _trace(backbone, example)))
     metadata = {"format": FORMAT, **{k: json.dumps(v) for k, v in spec.items()}}
     state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
     # bytes through atomic_write_bytes: safetensors' save_file would leave the file mode 0600
@@ -84,6 +94,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     found = genotype_file(run)
     if found is not None:
         files.append(atomic_write_bytes(out / GENOTYPE_FILE, found.read_bytes()))
+    elif config.method.projector is not None:  # pretrained from a genotype (`train --genotype`)
+        heads = run_heads(run)
+        assert heads is not None  # a training run with explicit heads always has them
+        files.append(atomic_write_text(out / GENOTYPE_FILE, json.dumps(heads.to_json(), indent=2) + "\n"))
     files.append(atomic_write_text(out / "MODEL_CARD.md", model_card(run.path, spec)))
     return {"out_dir": str(out), "files": [p.name for p in files], **spec}
 
@@ -154,18 +168,21 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
     lines += [
         "## Load it",
         "",
-        "With torch alone (no selfnas):",
+        "With torch alone (no selfnas), from the `torch.export` program (any batch size):",
         "",
         "```python",
         "import torch",
         "",
-        'backbone = torch.jit.load("backbone.pt").eval()',
+        'backbone = torch.export.load("backbone.pt2").module()',
         f"mean = torch.tensor({mean}).view(1, -1, 1, 1)",
         f"std = torch.tensor({std}).view(1, -1, 1, 1)",
         f"images = torch.zeros(8, {c}, {s}, {s}, dtype=torch.uint8)  # your images",
         "with torch.no_grad():",
         f"    features = backbone((images.float() / 255 - mean) / std)  # 8 x {spec['feature_dim']}",
         "```",
+        "",
+        "`backbone.pt` holds the same network as TorchScript, for older tools (torch calls "
+        "`torch.jit` deprecated; `torch.jit.load(\"backbone.pt\")` still runs it).",
         "",
         "The weights into selfnas's backbone definition:",
         "",

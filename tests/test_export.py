@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from selfnas.api import with_genotype
 from selfnas.build import load_pretrained, load_run_config
 from selfnas.config import build_config
 from selfnas.errors import RunDirError
@@ -31,12 +32,15 @@ from safetensors.torch import load_file, save_file
 
 export, out = sys.argv[1], sys.argv[2]
 backbone = torch.jit.load(export + "/backbone.pt").eval()
+program = torch.export.load(export + "/backbone.pt2").module()
 x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     features = backbone(x)
+    exported = program(x)
+    assert program(x[:1]).shape == (1, features.shape[1])  # any batch size
 keys = list(load_file(export + "/backbone.safetensors"))
 assert not any(k.startswith(("module.", "encoder.", "backbone.")) for k in keys), keys
-save_file({"x": x, "features": features}, out)
+save_file({"x": x, "features": features, "exported": exported}, out)
 assert "selfnas" not in sys.modules, "the export must not need selfnas"
 print("standalone ok")
 """
@@ -51,7 +55,7 @@ def exported(tmp_path_factory):
     return root / "run", root / "out", result
 
 
-def test_torchscript_runs_without_selfnas_and_matches(exported, tmp_path):
+def test_exported_programs_run_without_selfnas_and_match(exported, tmp_path):
     run, out, _ = exported
     proc = subprocess.run(
         [sys.executable, "-c", STANDALONE, str(out), str(tmp_path / "f.safetensors")],
@@ -63,6 +67,7 @@ def test_torchscript_runs_without_selfnas_and_matches(exported, tmp_path):
         ours = load_pretrained(run)(saved["x"])
     assert ours.shape == (5, 16)
     assert (saved["features"] - ours).abs().max() <= 1e-5
+    assert (saved["exported"] - ours).abs().max() <= 1e-5
 
 
 def test_clean_weights_load_strictly_into_a_fresh_backbone(exported):
@@ -82,7 +87,7 @@ def test_clean_weights_load_strictly_into_a_fresh_backbone(exported):
 
 def test_the_export_holds_config_and_model_card(exported):
     run, out, result = exported
-    assert set(result["files"]) == {"backbone.pt", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
+    assert set(result["files"]) == {"backbone.pt2", "backbone.pt", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
     assert (out / "config.yaml").read_bytes() == (run / "config.yaml").read_bytes()
     assert not (out / "genotype.json").exists()
     card = (out / "MODEL_CARD.md").read_text()
@@ -94,7 +99,7 @@ def test_the_export_holds_config_and_model_card(exported):
         "1 epochs x batch 64",
         "seed: 0",
         "kNN top-1",
-        "torch.jit.load",
+        'torch.export.load("backbone.pt2")',
     ):
         assert needle in card
     assert f"torch {provenance['versions']['torch']}" in card
@@ -123,3 +128,14 @@ def test_bad_inputs_are_one_line_errors(exported, tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(RunDirError, match="another folder"):
         export_run(run, run)
+
+
+def test_a_run_pretrained_from_a_genotype_exports_that_genotype(tmp_path):
+    cfg = build_config(overrides=[*FAST, *SEARCH])
+    HeadSearchTrainer(cfg, RunDir.prepare(tmp_path / "search"), quiet=True).fit()
+    retrained = with_genotype(build_config(overrides=FAST), tmp_path / "search" / "genotype.json")
+    Trainer(retrained, RunDir.prepare(tmp_path / "found"), quiet=True).fit()
+    result = export_run(tmp_path / "found", tmp_path / "out")
+    assert "genotype.json" in result["files"]
+    exported, searched = (load_genotype(p / "genotype.json") for p in (tmp_path / "out", tmp_path / "search"))
+    assert exported.projector == searched.projector and exported.predictor == searched.predictor
