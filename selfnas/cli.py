@@ -564,6 +564,31 @@ def info(
         console.print(format_info(result), soft_wrap=True, highlight=False, markup=False)
 
 
+@app.command("import-genotype")
+def import_genotype(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="a published name (DARTS_V1, DARTS_V2), a file, or the text of a DARTS Genotype(...) "
+            "or a NASiam head genotype",
+            metavar="TEXT_OR_FILE",
+        ),
+    ],
+    out: Annotated[Path, Opt("--out", "-o", help="genotype.json to write")] = Path("genotype.json"),
+    backbone_dim: Annotated[int, Opt(help="NASiam heads: the backbone's feature width")] = 512,
+    hidden_dim: Annotated[int, Opt(help="NASiam heads: the hidden width")] = 512,
+    out_dim: Annotated[
+        int | None, Opt(help=_help("NASiam heads: the output width", default="2048 SimSiam, 128 MoCo / SimCLR"))
+    ] = None,
+) -> None:
+    """Read a published genotype (parsed as data, never run) into a validated selfnas genotype.json."""
+    from selfnas.models.genotype_import import import_genotype_to_file
+
+    written = import_genotype_to_file(source, out, backbone_dim=backbone_dim, out_dim=out_dim, hidden_dim=hidden_dim)
+    what = "cells" if written.get("space") == "cells" else f"{written.get('method') or ''} heads".strip()
+    _next_steps(f"written: {out} ({what})", f"selfnas train --genotype {out}      # pretrain it from scratch")
+
+
 @app.command()
 def datasets() -> None:
     """List the names --data takes: datasets (`name`, `name:PATH`, `name@SIZE`), then scenarios."""
