@@ -44,6 +44,11 @@ class MethodConfig(_Strict):
     hparams: dict[str, float | int] = Field(
         default_factory=dict, description="method hyper-parameters: temperature, momentum, queue_size"
     )
+    per_view_bn: bool | None = Field(
+        None,
+        description="BatchNorm statistics per view (true) or over both views (false) in the one batched "
+        "forward; default: as the method's reference code (simclr: both views, the others: per view)",
+    )
 
 
 class OptimConfig(_Strict):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from selfnas.models.heads import HeadSpec, build_head
+from selfnas.models.view_norm import per_view_batchnorm
 
 #: a head is given as a spec (hand-crafted or found) or as a ready module (a search supernet)
 Head = HeadSpec | nn.Module
@@ -37,12 +39,16 @@ class SSLOutput:
 class SSLMethod(nn.Module):
     """Backbone + projector (+ predictor); ``forward(x1, x2)`` returns an :class:`SSLOutput`.
 
-    Subclasses set ``name`` and implement ``forward``. Methods with a momentum
-    (target) network override :meth:`on_step_end`, called after every optimizer step
-    with ``progress`` = fraction of training done, in [0, 1].
+    Subclasses set ``name`` and implement ``forward``, encoding the two views as one batched
+    forward inside :meth:`view_batch`. Methods with a momentum (target) network override
+    :meth:`on_step_end`, called after every optimizer step with ``progress`` = fraction of
+    training done, in [0, 1].
     """
 
     name: str = ""
+    #: what ``per_view_bn=None`` means: whether the method's reference code encodes each view in a
+    #: forward of its own, so that BatchNorm normalises each view with its own statistics
+    paper_per_view_bn: bool = True
 
     def __init__(self, backbone: nn.Module, projector: Head, predictor: Head | None) -> None:
         super().__init__()
@@ -51,6 +57,16 @@ class SSLMethod(nn.Module):
         self.predictor = _build(predictor, head_out_dim(projector)) if predictor is not None else None
         #: set by the architecture step of a search: the backbone runs without gradients
         self.freeze_backbone = False
+        #: BatchNorm statistics of the batched views: per view (True), over all the views at once
+        #: (False), or None: as the method's reference code (``paper_per_view_bn``)
+        self.per_view_bn: bool | None = None
+
+    def view_batch(self, views: int = 2) -> AbstractContextManager[None]:
+        """The context of one batched forward of ``views`` equal views concatenated along dim 0
+        (online and target networks alike): BatchNorm statistics per view unless they are off
+        (:func:`selfnas.models.view_norm.per_view_batchnorm`)."""
+        per_view = self.paper_per_view_bn if self.per_view_bn is None else self.per_view_bn
+        return per_view_batchnorm(self, views) if per_view else nullcontext()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> N x D projector output of the online network."""

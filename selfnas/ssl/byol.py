@@ -25,10 +25,11 @@ class BYOL(SSLMethod):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
         assert self.predictor is not None, "BYOL needs a predictor head"
         n = x1.shape[0]
-        x = torch.cat([x1, x2])
-        z = self.encode(x)  # 2N x D
-        p = self.predictor(z)  # 2N x D
-        t = self.target(x)  # 2N x D, no grad
+        x = torch.cat([x1, x2])  # 2N x C x H x W
+        with self.view_batch():  # one pass over both views; BatchNorm statistics per view
+            z = self.encode(x)  # 2N x D
+            p = self.predictor(z)  # 2N x D
+            t = self.target(x)  # 2N x D, no grad
         p1, p2, t1, t2 = p[:n], p[n:], t[:n], t[n:]
         loss = 2 + negative_cosine_similarity(p1, t2) + negative_cosine_similarity(p2, t1)
         return SSLOutput(loss, z[:n].detach())

@@ -15,8 +15,9 @@ class MoCo(SSLMethod):
     """Symmetric InfoNCE of queries against momentum keys and a queue of ``queue_size`` negatives.
 
     The key encoder is an EMA (``momentum`` 0.99) of backbone + projector. Keys of both views
-    are enqueued after each step. Single-process BatchNorm replaces shuffle-BN: the two
-    views are encoded in separate passes so their statistics don't leak between them.
+    are enqueued after each step. Per-view BatchNorm replaces shuffle-BN: the two views are
+    encoded in one pass, each normalised with its own statistics so they don't leak between them
+    (``per_view_bn=False`` mixes them, which shuffle-BN exists to prevent).
     Under torchrun the keys of every rank are enqueued, in global-batch order, so the queue
     is the single-process one on every rank.
     """
@@ -43,8 +44,12 @@ class MoCo(SSLMethod):
         self._pending_keys: torch.Tensor | None = None
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
-        q1, q2 = self.encode(x1), self.encode(x2)  # N x D each
-        k1, k2 = self.key_encoder(x1), self.key_encoder(x2)  # N x D, no grad
+        n = x1.shape[0]
+        x = torch.cat([x1, x2])  # 2N x C x H x W
+        with self.view_batch():  # one pass over both views; BatchNorm statistics per view
+            q = self.encode(x)  # 2N x D
+            k = self.key_encoder(x)  # 2N x D, no grad
+        q1, q2, k1, k2 = q[:n], q[n:], k[:n], k[n:]
         queue = self.queue.clone()  # the enqueue after the step must not alter autograd inputs
         loss = (info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)) / 2
         if self.training:

@@ -32,9 +32,15 @@ _register(BYOL)
 
 
 def create_method(
-    name: str, backbone: nn.Module, projector: HeadSpec, predictor: HeadSpec | None, **hparams: Any
+    name: str,
+    backbone: nn.Module,
+    projector: HeadSpec,
+    predictor: HeadSpec | None,
+    per_view_bn: bool | None = None,
+    **hparams: Any,
 ) -> SSLMethod:
-    """Build method ``name`` on ``backbone`` with the given heads and hyper-parameters."""
+    """Build method ``name`` on ``backbone`` with the given heads and hyper-parameters;
+    ``per_view_bn`` as :attr:`SSLMethod.per_view_bn` (None: as the method's reference code)."""
     cls = METHODS.get(name)
     if method_record(name).needs_predictor and predictor is None:
         raise ConfigError(f"{name} needs a predictor head; give one or use the default heads")
@@ -45,6 +51,8 @@ def create_method(
             "(method.proj_out, or the last layer's dim in the genotype)"
         )
     try:
-        return cls(backbone, projector, predictor, **hparams)
+        method = cls(backbone, projector, predictor, **hparams)
     except TypeError as exc:
         raise ConfigError(f"bad hyper-parameters for {name}: {exc}") from None
+    method.per_view_bn = per_view_bn
+    return method

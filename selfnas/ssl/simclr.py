@@ -15,9 +15,13 @@ class SimCLR(SSLMethod):
     Under torchrun the embeddings of every rank are gathered (with gradient) first, so the negatives
     are the global batch's and every rank computes the single-process loss (see
     :func:`selfnas.distributed.gather_with_grad`).
+
+    Its reference code (google-research/simclr, ``tf2/model.py``) encodes both views as one batch,
+    BatchNorm over all of it, so ``per_view_bn=None`` keeps one set of statistics here.
     """
 
     name = "simclr"
+    paper_per_view_bn = False
 
     def __init__(self, backbone, projector: Head, predictor: Head | None, temperature: float = 0.5):
         super().__init__(backbone, projector, None)
@@ -25,7 +29,8 @@ class SimCLR(SSLMethod):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
         n = x1.shape[0]
-        z = self.encode(torch.cat([x1, x2]))  # 2N x D
+        with self.view_batch():  # one pass over both views
+            z = self.encode(torch.cat([x1, x2]))  # 2N x D
         z1, z2 = z[:n], z[n:]
         loss = nt_xent(distributed.gather_with_grad(z1), distributed.gather_with_grad(z2), self.temperature)
         return SSLOutput(loss, z1.detach())

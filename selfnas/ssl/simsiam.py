@@ -16,8 +16,9 @@ class SimSiam(SSLMethod):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
         assert self.predictor is not None, "SimSiam needs a predictor head"
         n = x1.shape[0]
-        z = self.encode(torch.cat([x1, x2]))  # 2N x D; one pass keeps BN statistics per view pair
-        p = self.predictor(z)  # 2N x D
+        with self.view_batch():  # one pass over both views; BatchNorm statistics per view
+            z = self.encode(torch.cat([x1, x2]))  # 2N x D
+            p = self.predictor(z)  # 2N x D
         z1, z2 = z[:n], z[n:]
         p1, p2 = p[:n], p[n:]
         loss = negative_cosine_similarity(p1, z2) / 2 + negative_cosine_similarity(p2, z1) / 2

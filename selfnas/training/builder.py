@@ -33,7 +33,8 @@ def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
 def build_method(config: TrainConfig, in_channels: int) -> SSLMethod:
     backbone = create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
     projector, predictor = head_specs(config)
-    return create_method(config.method.name, backbone, projector, predictor, **config.method.hparams)
+    m = config.method
+    return create_method(m.name, backbone, projector, predictor, per_view_bn=m.per_view_bn, **m.hparams)
 
 
 def resolved_lr(config: TrainConfig) -> tuple[float, float]:

@@ -101,3 +101,14 @@ def test_found_heads_retrain_from_scratch(tmp_path, tiny_overrides):
     trainer.fit()
     saved = json.loads(json.dumps(cfg.method.projector))
     assert saved == found.projector.to_json()
+
+
+@pytest.mark.parametrize("space", ["heads", "cells"])
+@pytest.mark.parametrize("per_view", [True, False])
+def test_search_supernets_take_the_per_view_bn_setting(tmp_path, tiny_overrides, space, per_view):
+    trainer_cls = darts_mod.CellSearchTrainer if space == "cells" else HeadSearchTrainer
+    cells = ["search.cell_width=4", "search.cell_layers=3", "search.nodes=2"] if space == "cells" else []
+    cfg = build_config(overrides=[*tiny_overrides, *SEARCH, f"search.space={space}", *cells,
+                                  f"method.per_view_bn={str(per_view).lower()}"])  # fmt: skip
+    trainer = trainer_cls(cfg, RunDir.prepare(tmp_path / "s"), quiet=True)
+    assert trainer.model.per_view_bn is per_view

@@ -67,7 +67,8 @@ class HeadSearchTrainer(Trainer):
         spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, needs_predictor)
         projector = SearchHead(spaces[0], backbone.out_dim)
         predictor = None if spaces[1] is None else SearchHead(spaces[1], cfg.method.proj_out)
-        return create_method(cfg.method.name, backbone, projector, predictor, **cfg.method.hparams)
+        return create_method(cfg.method.name, backbone, projector, predictor,
+                             per_view_bn=cfg.method.per_view_bn, **cfg.method.hparams)  # fmt: skip
 
     def _search(self) -> SearchConfig:
         assert self.config.search is not None  # set in __init__
@@ -255,7 +256,7 @@ class CellSearchTrainer(HeadSearchTrainer):
         space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
         projector, predictor = head_specs(cfg)
         return create_method(cfg.method.name, CellSupernet(space, in_channels), projector, predictor,
-                             **cfg.method.hparams)  # fmt: skip
+                             per_view_bn=cfg.method.per_view_bn, **cfg.method.hparams)  # fmt: skip
 
     def supernets(self) -> dict[str, torch.nn.Module]:
         return {"cells": self.model.backbone}
