@@ -3,11 +3,18 @@
 The probe's weight decay is chosen by cross-validation on the train split only;
 accuracy is reported on the held-out validation and test splits. Nothing is selected
 on the test split.
+
+While :func:`evaluate` works on a run whose training finished, status.json reads ``"evaluating"``;
+once eval.json is written, ``"finished"`` again. A run left ``"evaluating"`` was killed during its
+evaluation: ``selfnas eval RUN`` (or ``selfnas train --resume``) finishes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,12 @@ from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import resolve_device
+from selfnas.device import configure_threads, resolve_device
 from selfnas.errors import DatasetError
-from selfnas.eval.probes import probe_features
-from selfnas.io import append_jsonl, atomic_write_json
+from selfnas.eval.probes import ProbeProgress, probe_features
+from selfnas.io import append_jsonl, atomic_write_bytes, atomic_write_json
+from selfnas.rundir import RunDir
+from selfnas.training.progress import TrainProgress
 
 
 def evaluate_features(
@@ -31,30 +40,23 @@ def evaluate_features(
     knn_k: int = 200,
     seed: int = 0,
     linear: bool = True,
+    progress: ProbeProgress | None = None,
 ) -> dict[str, Any]:
-    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits.
+    """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits; ``progress``
+    hears how far the features, kNN and probe got (see :class:`selfnas.eval.probes.ProbeProgress`).
 
     ``knn_k`` in the result is the k the kNN vote used: ``knn_k`` clipped to the bank (the train
     images), recorded because a k clipped to a small bank depresses the kNN accuracy (see
     :func:`selfnas.eval.knn.effective_k`)."""
-    train = data.train
-    if not train.labeled:
-        raise DatasetError(
-            f"{data.name} has no labels, so kNN / linear evaluation is impossible; "
-            "name a labeled dataset with --data"
-        )
+    train, held_out = data.train, _held_out(data)
     normalize = TwoViewAugment(
         *augment_preset("simsiam", train.size, train.channels), data.mean, data.std
     ).normalize
-    held_out: dict[str, ImageSet] = {
-        n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None
-    }
-    if not held_out:
-        raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
     t0 = time.perf_counter()
     probe = probe_features(
-        backbone, normalize, train, held_out, device, knn_k=knn_k, linear=linear, seed=seed
-    )
+        backbone, normalize, train, held_out, device, knn_k=knn_k, linear=linear, seed=seed,
+        progress=progress,
+    )  # fmt: skip
     result: dict[str, Any] = {"data": data.name, "n_train": probe.n_train, "feature_dim": probe.feature_dim}
     result["knn"] = probe.knn
     result["knn_k"] = probe.knn_k
@@ -66,6 +68,20 @@ def evaluate_features(
         }
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _held_out(data: DatasetSplits) -> dict[str, ImageSet]:
+    """The splits to measure on, ``{"val": ..., "test": ...}``; DatasetError when there is nothing
+    to evaluate: no labels on train, or no held-out split."""
+    if not data.train.labeled:
+        raise DatasetError(
+            f"{data.name} has no labels, so kNN / linear evaluation is impossible; "
+            "name a labeled dataset with --data"
+        )
+    held_out = {n: s for n, s in (("val", data.val), ("test", data.test)) if s is not None}
+    if not held_out:
+        raise DatasetError(f"{data.name} has no validation or test split to evaluate on")
+    return held_out
 
 
 def _limited(
@@ -93,43 +109,91 @@ def evaluate(
     write: bool = True,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    quiet: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run.
 
     ``train_limit`` / ``test_limit`` keep seeded subsets of the kNN bank / probe training
     images and of each held-out split (quick looks); when None, the run's
     ``run.eval_train_limit`` / ``run.eval_test_limit`` apply (all images by default). The
-    limits used are recorded in the result.
+    limits used are recorded in the result. ``quiet``: plain status lines instead of progress bars;
+    None: quiet when stderr is not a terminal. Threads: ``run.threads``, else chosen from the free
+    cores (see :func:`selfnas.device.configure_threads`).
+
+    With ``write``, a run whose training finished reads ``"evaluating"`` in status.json until
+    eval.json is written, then ``"finished"``; an error puts status.json back as it was, while a
+    kill or Ctrl-C leaves ``"evaluating"`` (the evaluation is still owed). A run still training is
+    left as it is.
     """
     run, weights = find_run(target)
     config = load_run_config(run)
-    spec = data or config.data.name
-    splits = load_dataset(
-        spec,
-        root=data_root if data_root is not None else config.data.root,
-        download=config.data.download,
-        val_fraction=config.data.val_fraction,
-        seed=config.run.seed,
-    )
-    train_limit = config.run.eval_train_limit if train_limit is None else train_limit
-    test_limit = config.run.eval_test_limit if test_limit is None else test_limit
-    splits = _limited(splits, train_limit, test_limit, config.run.seed)
-    dev = resolve_device(device)
-    model = load_model(run, weights, splits.train.channels).to(dev)
-    result = evaluate_features(model.backbone, splits, dev, seed=config.run.seed, linear=linear)
-    result["weights"] = weights.name
-    result["n_held_out"] = {
-        n: len(s) for n, s in (("val", splits.val), ("test", splits.test)) if s is not None
-    }
-    result["limits"] = {"train": train_limit, "test": test_limit}
-    if write:
-        atomic_write_json(run.eval, result)
-        append_jsonl(
-            run.metrics,
-            {
-                "kind": "eval",
-                **{k: v for k, v in result.items() if k != "linear"},
-                "linear": result.get("linear", {}),
-            },
+    with _evaluating(run, write):
+        threads_note = configure_threads(config.run.threads)
+        spec = data or config.data.name
+        splits = load_dataset(
+            spec,
+            root=data_root if data_root is not None else config.data.root,
+            download=config.data.download,
+            val_fraction=config.data.val_fraction,
+            seed=config.run.seed,
         )
+        train_limit = config.run.eval_train_limit if train_limit is None else train_limit
+        test_limit = config.run.eval_test_limit if test_limit is None else test_limit
+        splits = _limited(splits, train_limit, test_limit, config.run.seed)
+        dev = resolve_device(device)
+        model = load_model(run, weights, splits.train.channels).to(dev)
+        _held_out(splits)  # a user mistake stays a one-line error: before anything is printed
+        progress = TrainProgress(
+            None, 0, f"evaluate {run.path.name}", not sys.stderr.isatty() if quiet is None else quiet
+        )
+        try:
+            if threads_note:
+                progress.log(threads_note)
+            progress.log(f"evaluating {run.path} on {_what(splits, linear)}")
+            result = evaluate_features(
+                model.backbone, splits, dev, seed=config.run.seed, linear=linear, progress=progress
+            )
+        finally:
+            progress.close()
+        result["weights"] = weights.name
+        result["n_held_out"] = {
+            n: len(s) for n, s in (("val", splits.val), ("test", splits.test)) if s is not None
+        }
+        result["limits"] = {"train": train_limit, "test": test_limit}
+        if write:
+            atomic_write_json(run.eval, result)
+            append_jsonl(
+                run.metrics,
+                {
+                    "kind": "eval",
+                    **{k: v for k, v in result.items() if k != "linear"},
+                    "linear": result.get("linear", {}),
+                },
+            )
     return result
+
+
+@contextlib.contextmanager
+def _evaluating(run: RunDir, write: bool) -> Iterator[None]:
+    """status.json reads ``"evaluating"`` inside and ``"finished"`` after, for a run whose training
+    finished and an evaluation that writes eval.json. An error puts back status.json as it was, byte
+    for byte (a refused evaluation changes nothing); a kill or Ctrl-C leaves ``"evaluating"``: the
+    evaluation is still owed."""
+    if not write or run.read_status().get("state") not in ("finished", "evaluating"):
+        yield
+        return
+    before = run.status.read_bytes()
+    run.write_status("evaluating")
+    try:
+        yield
+    except Exception:
+        atomic_write_bytes(run.status, before)
+        raise
+    run.write_status("finished")
+
+
+def _what(splits: DatasetSplits, linear: bool) -> str:
+    """``"fashion-mnist: bank 54000 images, val 6000, test 10000; kNN, linear probe"``."""
+    held_out = [f"{n} {len(s)}" for n, s in (("val", splits.val), ("test", splits.test)) if s is not None]
+    probes = "kNN, linear probe" if linear else "kNN"
+    return f"{splits.name}: bank {len(splits.train)} images, {', '.join(held_out)}; {probes}"

@@ -3,7 +3,8 @@
 RUN/
   config.yaml          resolved config (all defaults filled in)
   provenance.json      command, seed, versions of Python / torch / torchvision / selfnas
-  status.json          state (running | finished | failed | interrupted), step, message, warnings
+  status.json          state (running | evaluating | finished | failed | interrupted), step, message,
+                       warnings, threads (the torch threads training started with)
   metrics.jsonl        one JSON object per line: kind=step | epoch | eval
   checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
   model.safetensors    final weights of the whole SSL model (backbone + heads)

@@ -2,12 +2,17 @@ import json
 
 import pytest
 
+from selfnas import api, evaluation
 from selfnas.config import build_config
-from selfnas.errors import ConfigError
+from selfnas.errors import ConfigError, DatasetError
 from selfnas.evaluation import evaluate
+from selfnas.io import atomic_write_json
+from selfnas.pipeline import _stage_state
 from selfnas.rundir import RunDir
+from selfnas.training.progress import TrainProgress
 from selfnas.training.trainer import Trainer
 from tests.conftest import TINY
+from tests.eval.test_probe_progress import PHASES
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +53,95 @@ def test_eval_json_records_the_k_the_knn_used(run):
     assert small["knn_k"] == 100 and json.loads((run / "eval.json").read_text())["knn_k"] == 100
     full = evaluate(run, device="cpu", linear=False, write=False, train_limit=10**9)
     assert full["n_train"] > 200 and full["knn_k"] == 200
+
+
+def _state(path) -> str:
+    return RunDir(path).read_status()["state"]
+
+
+def _spy_on_the_probe(monkeypatch, path, raises: BaseException | None = None) -> list[str]:
+    """Make the evaluation's probe note the run's state when it runs (and raise ``raises``)."""
+    seen: list[str] = []
+    real = evaluation.probe_features
+
+    def probe(*args, **kwargs):
+        seen.append(_state(path))
+        if raises is not None:
+            raise raises
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "probe_features", probe)
+    return seen
+
+
+def test_status_reads_evaluating_during_the_evaluation_and_finished_after(run, monkeypatch):
+    assert _state(run) == "finished"
+    seen = _spy_on_the_probe(monkeypatch, run)
+    evaluate(run, device="cpu", linear=False)
+    assert seen == ["evaluating"] and _state(run) == "finished"
+    evaluate(run, device="cpu", linear=False, write=False)  # writes nothing, so says nothing
+    assert seen == ["evaluating", "finished"] and _state(run) == "finished"
+
+
+def test_a_failed_evaluation_leaves_the_status_as_it_was(run, monkeypatch):
+    status = RunDir(run).read_status()
+    atomic_write_json(RunDir(run).status, {**status, "updated": "2000-01-01T00:00:00Z"})  # any rewrite shows
+    before = RunDir(run).status.read_bytes()
+    seen = _spy_on_the_probe(monkeypatch, run, raises=DatasetError("no labels"))
+    with pytest.raises(DatasetError):
+        evaluate(run, device="cpu", linear=False)
+    assert seen == ["evaluating"] and RunDir(run).status.read_bytes() == before
+
+
+def test_a_killed_evaluation_is_owed_and_the_pipeline_finishes_it(run, monkeypatch):
+    _spy_on_the_probe(monkeypatch, run, raises=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(run, device="cpu", linear=False)
+    assert _state(run) == "evaluating"
+    assert _stage_state(run) == "evaluate"  # the pipeline evaluates it again, it does not skip it
+    monkeypatch.undo()
+    evaluate(run, device="cpu", linear=False)
+    assert _state(run) == "finished" and _stage_state(run) == "done"
+
+
+def test_the_evaluation_reports_every_phase(run, monkeypatch):
+    made: list[PhaseLog] = []
+    monkeypatch.setattr(
+        evaluation, "TrainProgress", lambda *a, **k: made.append(PhaseLog(*a, **k)) or made[-1]
+    )
+    evaluate(run, device="cpu", write=False, quiet=True)
+    (progress,) = made
+    phases = list(dict.fromkeys(p for p, _, _ in progress.phases))
+    assert phases == PHASES
+    for phase in phases:
+        done, total = next((d, t) for p, d, t in reversed(progress.phases) if p == phase)
+        assert done == total > 0, phase
+    assert progress.closed
+
+
+class PhaseLog(TrainProgress):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.phases: list[tuple[str, int, int]] = []
+        self.closed = False
+
+    def __call__(self, phase, done, total) -> None:
+        self.phases.append((phase, done, total))
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_a_train_resumed_after_a_kill_in_its_evaluation_finishes_it(tmp_path, monkeypatch):
+    """Killed while evaluating: ``selfnas train --resume`` trains nothing more and evaluates."""
+    out = tmp_path / "run"
+    cfg = build_config(overrides=[*TINY, "optim.epochs=1", "run.knn_every=0", "run.eval_train_limit=100",
+                                  "run.eval_test_limit=40"])  # fmt: skip
+    _spy_on_the_probe(monkeypatch, out, raises=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        api.train(cfg, out=out, quiet=True)
+    assert _state(out) == "evaluating" and not (out / "eval.json").exists()
+    monkeypatch.undo()
+    result = api.train(out=out, resume=True, quiet=True)
+    assert _state(out) == "finished" and (out / "eval.json").exists() and result["n_train"] == 100

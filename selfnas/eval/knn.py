@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +33,7 @@ def knn_predict(
     k: int = 200,
     temperature: float = 0.1,
     chunk_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Class scores of each query from its ``k`` most cosine-similar training features.
 
@@ -39,7 +42,8 @@ def knn_predict(
     ``k`` is clipped to N (:func:`effective_k`, which says why callers record it). Neighbours
     tied at the k-th similarity are taken in order of training index, so results do not depend
     on ``chunk_size`` or the top-k kernel.
-    Queries are processed ``chunk_size`` at a time (peak memory ~ chunk_size x N floats).
+    Queries are processed ``chunk_size`` at a time (peak memory ~ chunk_size x N floats);
+    ``progress(done, M)`` is called before the first chunk and after each.
     Returns float32, M x num_classes, on ``train_feats.device``.
     """
     if train_labels is None:
@@ -65,14 +69,19 @@ def knn_predict(
     k = effective_k(k, train_feats.shape[0])
     bank = F.normalize(train_feats.to(torch.float32), dim=1)
     scores = []
+    total = query_feats.shape[0]
+    if progress is not None:
+        progress(0, total)
     with torch.inference_mode():
-        for start in range(0, query_feats.shape[0], chunk_size):
+        for start in range(0, total, chunk_size):
             query = F.normalize(query_feats[start : start + chunk_size].to(device, torch.float32), dim=1)
             sim = query @ bank.T
             top_sim, top_idx = _topk_lowest_index_on_ties(sim, k)
             weights = (top_sim / temperature).exp()
             chunk_scores = torch.zeros(query.shape[0], num_classes, device=device)
             scores.append(chunk_scores.scatter_add_(1, labels[top_idx], weights))
+            if progress is not None:
+                progress(min(start + chunk_size, total), total)
     return torch.cat(scores) if scores else torch.zeros(0, num_classes, device=device)
 
 
@@ -85,13 +94,17 @@ def knn_accuracy(
     k: int = 200,
     temperature: float = 0.1,
     chunk_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
 ) -> float:
-    """Top-1 accuracy in [0, 1] of :func:`knn_predict`; score ties go to the lower class index."""
+    """Top-1 accuracy in [0, 1] of :func:`knn_predict` (``progress`` as there); score ties go to
+    the lower class index."""
     if query_labels is None:
         raise DatasetError("kNN evaluation needs labels for the query features, but they are None")
     if query_labels.shape != (query_feats.shape[0],) or query_feats.shape[0] == 0:
         raise ValueError(f"query_labels must have shape ({query_feats.shape[0]},) with at least one query")
-    scores = knn_predict(train_feats, train_labels, query_feats, num_classes, k, temperature, chunk_size)
+    scores = knn_predict(
+        train_feats, train_labels, query_feats, num_classes, k, temperature, chunk_size, progress
+    )
     predicted = scores.argmax(dim=1).cpu()
     return (predicted == query_labels.cpu().long()).float().mean().item()
 

@@ -2,7 +2,8 @@
 
 The training monitor (kNN on val), a search trial's accuracies, a study's probe of a scenario
 and ``selfnas evaluate`` all call :func:`probe_features`; they differ only in which splits they
-pass and whether they want the linear probe.
+pass and whether they want the linear probe. A caller that shows progress passes a
+:class:`ProbeProgress`; this layer draws nothing itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -19,6 +21,41 @@ from selfnas.errors import DatasetError
 from selfnas.eval.features import extract_features
 from selfnas.eval.knn import effective_k, knn_accuracy
 from selfnas.eval.linear import DEFAULT_WEIGHT_DECAYS, linear_probe, predict, standardize, train_logreg
+
+
+class ProbeProgress(Protocol):
+    """Told how far :func:`probe_features` got: ``phase`` is ``"features train"``, ``"features
+    NAME"``, ``"kNN NAME"`` (per held-out split) or ``"linear probe"``; ``done`` of ``total`` units
+    (images embedded, queries voted on, probes fitted). Every phase is reported first with
+    ``done == 0`` and last with ``done == total``; phases come one after another."""
+
+    def __call__(self, phase: str, done: int, total: int) -> None: ...
+
+
+#: images embedded between two progress reports (one batch of :func:`extract_features`)
+FEATURE_CHUNK = 1024
+
+
+def embed(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str,
+    progress: ProbeProgress | None = None,
+    phase: str = "features",
+) -> torch.Tensor:
+    """:func:`extract_features` of ``images`` (uint8, N x C x H x W) -> float32 N x D on the CPU,
+    one batch at a time so that ``progress`` hears after each (the same batches, so the same numbers)."""
+    if progress is None:
+        return extract_features(backbone, images, normalize, device=device)
+    n = len(images)
+    progress(phase, 0, n)
+    chunks = []
+    for start in range(0, n, FEATURE_CHUNK):
+        chunk = images[start : start + FEATURE_CHUNK]
+        chunks.append(extract_features(backbone, chunk, normalize, batch_size=FEATURE_CHUNK, device=device))
+        progress(phase, start + len(chunk), n)
+    return torch.cat(chunks) if chunks else extract_features(backbone, images, normalize, device=device)
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,7 @@ def probe_features(
     weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
     max_iter: int = 100,
     nan_if_nonfinite: bool = False,
+    progress: ProbeProgress | None = None,
 ) -> ProbeResult:
     """kNN (and optionally a linear probe) of ``backbone``'s frozen features, fitted on ``train``
     and measured on every split of ``held_out``.
@@ -85,6 +123,8 @@ def probe_features(
         :func:`linear_probe`; the defaults are its defaults).
     nan_if_nonfinite: when any feature is non-finite (a diverged candidate), return nan for every
         accuracy instead of fitting anything.
+    progress: told after every batch of images embedded, every chunk of kNN queries and every
+        linear probe fitted (see :class:`ProbeProgress`).
     Features are extracted train first, then the held-out splits in order. Classes are
     ``train.num_classes``. Raises DatasetError for unlabeled splits or an empty ``held_out``.
     """
@@ -97,8 +137,11 @@ def probe_features(
             raise ValueError(f"train_limit must be >= 1, got {train_limit}")
         train = train.subset(torch.arange(min(train_limit, len(train))))
     assert train.labels is not None  # checked above; narrows the type
-    f_train = extract_features(backbone, train.images, normalize, device=device)  # N x D
-    feats = {n: extract_features(backbone, s.images, normalize, device=device) for n, s in held_out.items()}
+    f_train = embed(backbone, train.images, normalize, device, progress, "features train")  # N x D
+    feats = {
+        n: embed(backbone, s.images, normalize, device, progress, f"features {n}")
+        for n, s in held_out.items()
+    }
     n_train, dim = len(train), int(f_train.shape[1])
     k = effective_k(knn_k, n_train)
     finite = bool(torch.isfinite(f_train).all()) and all(
@@ -111,11 +154,17 @@ def probe_features(
         )
     classes = train.num_classes
     knn = {
-        n: knn_accuracy(f_train, train.labels, f, held_out[n].labels, num_classes=classes, k=k)
+        n: knn_accuracy(
+            f_train, train.labels, f, held_out[n].labels, num_classes=classes, k=k,
+            progress=None if progress is None else _phase(progress, f"kNN {n}"),
+        )
         for n, f in feats.items()
-    }
+    }  # fmt: skip
     if not linear:
         return ProbeResult(knn, None, None, None, n_train, dim, k, finite)
+    fits = len(feats)  # the cross-validated probe, then a refit per other held-out split
+    if progress is not None:
+        progress("linear probe", 0, fits)
     probe = linear_probe(
         f_train,
         train.labels,
@@ -127,6 +176,8 @@ def probe_features(
         max_iter=max_iter,
     )
     accuracy = {report_on: probe.accuracy}
+    if progress is not None:
+        progress("linear probe", 1, fits)
     for name, f in feats.items():
         if name != report_on:
             x_train, x_eval = standardize(f_train, f)
@@ -134,4 +185,10 @@ def probe_features(
             labels = held_out[name].labels
             assert labels is not None
             accuracy[name] = float((predict(weight, bias, x_eval) == labels.cpu()).float().mean())
+            if progress is not None:
+                progress("linear probe", len(accuracy), fits)
     return ProbeResult(knn, accuracy, probe.weight_decay, probe.cv_scores, n_train, dim, k, finite)
+
+
+def _phase(progress: ProbeProgress, phase: str) -> Callable[[int, int], None]:
+    return lambda done, total: progress(phase, done, total)

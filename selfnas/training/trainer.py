@@ -18,7 +18,7 @@ from selfnas import distributed
 from selfnas.config import TrainConfig, config_to_yaml
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.types import DatasetSplits
-from selfnas.device import autocast, prepare_module, resolve_device
+from selfnas.device import autocast, configure_threads, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.eval.scores import normalized_std
@@ -31,7 +31,7 @@ from selfnas.training.builder import build_method, load_config_data, resolved_lr
 from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio
 from selfnas.training.numerics import NanGuard, all_finite
-from selfnas.training.progress import TrainProgress
+from selfnas.training.progress import HEARTBEAT_S, TrainProgress
 from selfnas.training.schedule import warmup_cosine
 
 
@@ -78,14 +78,14 @@ class Trainer:
         self.run = run
         self.quiet = quiet
         self.argv = argv
-        if config.run.threads:
-            torch.set_num_threads(config.run.threads)
         self.device = resolve_device(config.run.device)
         # torchrun: each rank trains on its contiguous slice of every global batch (see distributed)
         distributed.init()
         self.rank, self.world = distributed.rank(), distributed.world()
         self.main = self.rank == 0  # the one process that writes files
         self.quiet = quiet or not self.main
+        #: the thread-count line fit() logs (not printed here: an error before fit stays one line)
+        self.threads_note = self._configure_threads()
         local = distributed.check_batch(config.optim.batch_size)
         self.rows = slice(self.rank * local, (self.rank + 1) * local)
         self.part = (self.rank, self.world) if self.world > 1 else None
@@ -156,6 +156,15 @@ class Trainer:
 
     # -- bookkeeping -------------------------------------------------------------------
 
+    def _configure_threads(self) -> str | None:
+        """``run.threads`` when set; else the count this run recorded when it started (a resumed run
+        replays with it: float reductions depend on the thread count); else chosen from the free
+        cores (see :func:`selfnas.device.configure_threads`)."""
+        recorded = self.run.read_status().get("threads")
+        if not (isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1):
+            recorded = None
+        return configure_threads(self.config.run.threads, recorded)
+
     def _start(self, resume: bool) -> dict[str, Any]:
         counters: dict[str, Any] = {"step": 0, "acc": {}}
         if resume and self.run.checkpoint.exists():
@@ -174,11 +183,12 @@ class Trainer:
             self._save_checkpoint(counters)  # step 0: a NaN before the first checkpoint rolls back here
         if self.main:
             self.run.write_status(
-                "running", step=counters["step"], total_steps=self.plan.total_steps, processes=self.world
-            )
+                "running", step=counters["step"], total_steps=self.plan.total_steps, processes=self.world,
+                threads=torch.get_num_threads(),
+            )  # fmt: skip
         return counters
 
-    def _knn_monitor(self) -> float | None:
+    def _knn_monitor(self, progress: TrainProgress) -> float | None:
         val = self.data.val
         if val is None or not val.labeled or not self.data.train.labeled:
             return None
@@ -191,6 +201,7 @@ class Trainer:
             train_limit=self.config.run.knn_bank,
             knn_k=200,
             linear=False,
+            progress=lambda phase, done, total: progress(f"kNN monitor: {phase}", done, total),
         )
         return result.knn["val"]
 
@@ -202,7 +213,12 @@ class Trainer:
         start = counters["step"]
         acc: dict[str, float] = counters.get("acc", {})
         bs = cfg.optim.batch_size
-        progress = TrainProgress(plan.total_steps, start, f"{cfg.method.name} {cfg.data.name}", self.quiet)
+        progress = TrainProgress(
+            plan.total_steps, start, f"{cfg.method.name} {cfg.data.name}", self.quiet,
+            heartbeat=HEARTBEAT_S if self.main and self.epoch_lines else None,
+        )  # fmt: skip
+        if self.threads_note and self.main and self.epoch_lines:
+            progress.log(self.threads_note)
         self.model.train()
         perm: torch.Tensor | None = None
         perm_epoch = -1
@@ -257,7 +273,9 @@ class Trainer:
                         step, acc, perm_epoch = counters["step"] - 1, counters.get("acc", {}), -1
                         t_window, pairs_window = time.perf_counter(), 0
                         continue
-                if log_now:
+                if not log_now:
+                    progress.update(done)  # the count every step; loss and pairs/s at log points
+                else:
                     embedding = distributed.gather(out.embedding)  # the global batch's
                     std = normalized_std(embedding)
                     dt = time.perf_counter() - t_window
@@ -308,7 +326,7 @@ class Trainer:
         ratio = last.get("z_std_ratio")
         record["collapsed"] = bool(ratio is not None and ratio < COLLAPSE_RATIO)
         if cfg.run.knn_every and (epoch % cfg.run.knn_every == 0 or done == plan.total_steps) and self.main:
-            knn = self._knn_monitor()  # rank 0 only: eval mode, so no BatchNorm collective
+            knn = self._knn_monitor(progress)  # rank 0 only: eval mode, so no BatchNorm collective
             if knn is not None:
                 record["knn_val"] = knn
             self.model.train()
@@ -377,5 +395,8 @@ class Trainer:
 
 
 def check_resumable(run: RunDir) -> None:
+    """Refuse to resume a finished run. One killed in its evaluation (``"evaluating"``, see
+    :func:`selfnas.evaluation.evaluate`) resumes: no step is left, and ``selfnas train --resume``
+    evaluates it again."""
     if run.read_status().get("state") == "finished" and run.model.exists():
         raise RunDirError(f"run {run.path} already finished; evaluate it with `selfnas eval {run.path}`")
