@@ -153,7 +153,7 @@ def train(
     labeled = data.train.labeled or (data.test is not None and data.test.labeled)
     if not config.run.eval_at_end or not labeled or not trainer.main:
         return {**last, "run_dir": str(run.path)}
-    return {**evaluate(run.path, device=config.run.device), "run_dir": str(run.path)}
+    return {**evaluate(run.path, device=config.run.device, quiet=quiet or None), "run_dir": str(run.path)}
 
 
 def search(

@@ -486,13 +486,14 @@ def eval_(
         int | None, Opt(help=_help("kNN bank / probe training images: a seeded subset", default="all"))
     ] = None,
     test_limit: Annotated[int | None, Opt(help=_help("images of each held-out split", default="all"))] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
     from selfnas.evaluation import evaluate
 
     result = evaluate(
         target, data=data, data_root=data_root, device=device, linear=linear,
-        train_limit=train_limit, test_limit=test_limit,
+        train_limit=train_limit, test_limit=test_limit, quiet=quiet or None,
     )  # fmt: skip
     _print_result(result)
     run_dir = target if target.is_dir() else target.parent

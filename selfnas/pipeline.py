@@ -65,7 +65,7 @@ def compare_heads(
         if state == "done":
             continue
         if state == "evaluate":
-            evaluate(out / stage, device=config.run.device)
+            evaluate(out / stage, device=config.run.device, quiet=quiet or None)
             continue
         resume = state == "resume"
         if stage == "search":
@@ -74,7 +74,7 @@ def compare_heads(
             cfg = stages[stage] or api.with_genotype(config, RunDir(out / "search").genotype)
             api.train(None if resume else cfg, out=out / stage, resume=resume, quiet=quiet)
         if stage != "search" and not (out / stage / "eval.json").exists():
-            evaluate(out / stage, device=config.run.device)
+            evaluate(out / stage, device=config.run.device, quiet=quiet or None)
     import json
 
     results = {s: json.loads((out / s / "eval.json").read_text()) for s in ("found", "hand")}

@@ -6,7 +6,7 @@ features are touched once, by the refit classifier, to report accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,8 +86,11 @@ def linear_probe(
     folds: int = 5,
     seed: int = 0,
     max_iter: int = 100,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LinearProbeResult:
     """Cross-validate the weight decay on train, refit on all of train, report test accuracy.
+
+    ``progress(done, folds + 1)`` is called after every fold and after the refit.
 
     train_feats: N x D, train_labels: int N; test_feats: M x D, test_labels: int M.
     Features are standardized with the mean/std of whichever split is being fit (the training
@@ -124,13 +127,17 @@ def linear_probe(
 
     splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     fold_acc: dict[float, list[float]] = {wd: [] for wd in grid}
-    for fit_np, val_np in splitter.split(np.zeros(len(y)), y.numpy()):
+    for i, (fit_np, val_np) in enumerate(splitter.split(np.zeros(len(y)), y.numpy())):
         fit, val = torch.from_numpy(fit_np), torch.from_numpy(val_np)
         for wd, acc in _accuracies(x[fit], y[fit], x[val], y[val], num_classes, grid, max_iter):
             fold_acc[wd].append(acc)
+        if progress is not None:
+            progress(i + 1, folds + 1)
     cv_scores = {wd: float(np.mean(accs)) for wd, accs in fold_acc.items()}
     best_wd = max(grid, key=lambda wd: (cv_scores[wd], wd))
     ((_, accuracy),) = _accuracies(x, y, test_feats, test_labels, num_classes, [best_wd], max_iter)
+    if progress is not None:
+        progress(folds + 1, folds + 1)
     return LinearProbeResult(accuracy=accuracy, weight_decay=best_wd, cv_scores=cv_scores)
 
 

@@ -162,7 +162,8 @@ def probe_features(
     }  # fmt: skip
     if not linear:
         return ProbeResult(knn, None, None, None, n_train, dim, k, finite)
-    fits = len(feats)  # the cross-validated probe, then a refit per other held-out split
+    folds = 5  # linear_probe's default
+    fits = folds + len(feats)  # the CV folds and the refit, then a refit per other held-out split
     if progress is not None:
         progress("linear probe", 0, fits)
     probe = linear_probe(
@@ -172,12 +173,12 @@ def probe_features(
         held_out[report_on].labels,
         num_classes=classes,
         weight_decays=weight_decays,
+        folds=folds,
         seed=seed,
         max_iter=max_iter,
+        progress=None if progress is None else (lambda done, _: progress("linear probe", done, fits)),
     )
     accuracy = {report_on: probe.accuracy}
-    if progress is not None:
-        progress("linear probe", 1, fits)
     for name, f in feats.items():
         if name != report_on:
             x_train, x_eval = standardize(f_train, f)
@@ -186,7 +187,7 @@ def probe_features(
             assert labels is not None
             accuracy[name] = float((predict(weight, bias, x_eval) == labels.cpu()).float().mean())
             if progress is not None:
-                progress("linear probe", len(accuracy), fits)
+                progress("linear probe", folds + len(accuracy), fits)
     return ProbeResult(knn, accuracy, probe.weight_decay, probe.cv_scores, n_train, dim, k, finite)
 
 

@@ -31,6 +31,7 @@ h4, h5, h6 { font-size: 15px; margin: 20px 0 6px; }
          color: #fff; background: #7b8794; vertical-align: middle; }
 .badge.finished { background: #2f855a; } .badge.running { background: #2b6cb0; }
 .badge.interrupted { background: #c05621; } .badge.failed { background: #c53030; }
+.badge.evaluating { background: #6b46c1; }
 .bar { height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; max-width: 420px;
        margin: 6px 0 2px; }
 .bar > div { height: 100%; background: #3e7bfa; }

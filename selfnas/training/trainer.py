@@ -336,7 +336,7 @@ class Trainer:
         append_jsonl(self.run.metrics, record)
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if "knn_val" in record:
-            msg += f"  kNN(val) {100 * record['knn_val']:.2f}%"
+            msg += f"  kNN monitor (val) {100 * record['knn_val']:.2f}%"
         if self.epoch_lines:
             progress.log(msg)
         if record["collapsed"]:

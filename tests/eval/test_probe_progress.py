@@ -45,7 +45,8 @@ def test_every_phase_runs_from_zero_to_its_total_in_order(monkeypatch) -> None:
         assert steps[0] == (0, total) and steps[-1] == (total, total), (phase, steps)
         assert [d for d, _ in steps] == sorted(d for d, _ in steps)  # never backwards
     assert [d for p, d, _ in calls if p == "features train"] == [0, 16, 32, 48, 60]
-    assert [(d, t) for p, d, t in calls if p == "linear probe"] == [(0, 2), (1, 2), (2, 2)]  # CV, refit
+    # 5 CV folds, the refit on train (scored on val), the refit scored on test
+    assert [(d, t) for p, d, t in calls if p == "linear probe"] == [(d, 7) for d in range(8)]
     silent = probe_features(
         net, normalize, TRAIN, {"val": VAL, "test": TEST}, "cpu", knn_k=7, seed=3, **QUICK
     )
