@@ -1,5 +1,10 @@
 """A study's results: the ranking table, rank correlations between scenarios, the headline.
 
+An architecture is chosen (the best per scenario, the source's champion of the headline) by its
+validation accuracy, never by test: the scenarios have no val split, so that is the linear probe's
+5-fold cross-validated accuracy on the scenario's train split at the weight decay it chose. Test
+accuracy is only reported (the table, the ranks, how the champion fares on the targets).
+
 ``summary.json`` holds only numbers that the cells determine (no timings), so an interrupted and
 resumed study writes the very same file as an uninterrupted one.
 """
@@ -17,10 +22,17 @@ from selfnas.studies.cache import StudyDir
 from selfnas.studies.plan import Plan
 
 SUMMARY_FORMAT = "selfnas-study-summary-1"
+BEST_NOTE = "Chosen by cross-validated accuracy on train (validation), never by test; test accuracy shown."
 
 
 def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
+
+
+def validation_accuracy(cell: dict[str, Any]) -> float:
+    """What a cell's architecture is chosen by: the probe's best 5-fold CV accuracy on train (the CV
+    accuracy of the weight decay it chose, see :func:`selfnas.eval.linear.linear_probe`)."""
+    return max(cell["cv"].values())
 
 
 def ranks(scores: dict[str, float]) -> dict[str, int]:
@@ -50,6 +62,7 @@ def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[
     scenarios, source = config.scenarios, config.source
     order = [a.id for a in plan.archs]
     accuracy = {s: {a: cells[a, s]["linear"] for a in order if (a, s) in cells} for s in scenarios}
+    val = {s: {a: validation_accuracy(cells[a, s]) for a in order if (a, s) in cells} for s in scenarios}
     rank = {s: ranks(accuracy[s]) for s in scenarios}
     table = []
     for arch in plan.archs:
@@ -59,12 +72,11 @@ def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[
             if cell is not None:
                 scores[s] = {
                     "linear": cell["linear"], "knn": cell["knn"], "rank": rank[s][arch.id],
-                    "weight_decay": cell["weight_decay"],
+                    "val": val[s][arch.id], "weight_decay": cell["weight_decay"],
                 }  # fmt: skip
         table.append({"arch": arch.id, "description": arch.description, "scores": scores})
-    best = {
-        s: max(accuracy[s], key=lambda a: (accuracy[s][a], -order.index(a))) for s in scenarios if accuracy[s]
-    }
+    # chosen on validation (ties: the earlier architecture), reported on test
+    best = {s: max(val[s], key=lambda a: (val[s][a], -order.index(a))) for s in scenarios if val[s]}
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "space": config.space,
@@ -81,14 +93,15 @@ def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[
         "table": table,
         "spearman": correlation_matrix(accuracy, scenarios, spearman),
         "kendall": correlation_matrix(accuracy, scenarios, kendall),
-        "best": {s: {"arch": a, "linear": accuracy[s][a]} for s, a in best.items()},
+        "best": {s: {"arch": a, "linear": accuracy[s][a], "val": val[s][a]} for s, a in best.items()},
     }
     summary["headline"] = headline(summary, rank)
     return summary
 
 
 def headline(summary: dict[str, Any], rank: dict[str, dict[str, int]]) -> dict[str, Any] | None:
-    """Is the source's best architecture also the best on the targets? (Rank 1, ties included.)"""
+    """Is the source's best architecture (chosen on validation) also the best on the targets' test
+    accuracy? (Rank 1, ties included.)"""
     source, targets = summary["source"], summary["targets"]
     if source not in summary["best"]:
         return None
@@ -191,7 +204,7 @@ def render_markdown(summary: dict[str, Any], plots: list[Any], study: StudyDir) 
         lines += ["**Unfinished:** cells still missing are shown as -.", ""]
     lines += [f"**Headline:** {md(headline_text(summary))}", "", "## Ranking (linear accuracy, rank)", ""]
     lines += md_table(*ranking_rows(summary))
-    lines += ["", "## Best architecture per scenario", ""]
+    lines += ["", "## Best architecture per scenario", "", md(BEST_NOTE), ""]
     lines += [f"- {md(s)}: {md(b['arch'])} ({_pct(b['linear'])})" for s, b in summary["best"].items()]
     for key in ("spearman", "kendall"):
         lines += ["", f"## {key.capitalize()} rank correlation between scenarios", ""]
