@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: `import selfnas` stays cheap for the CLI's --help
-    if name in ("train", "evaluate", "search", "study"):
+    if name in ("train", "evaluate", "search", "study", "train_supervised", "finetune"):
         from selfnas import api
 
         return getattr(api, name)
@@ -44,8 +44,10 @@ __all__ = [
     "__version__",
     "build_model",
     "evaluate",
+    "finetune",
     "load_pretrained",
     "search",
     "load_dataset",
     "train",
+    "train_supervised",
 ]

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfnas import distributed
-from selfnas.build import load_run_config
+from selfnas.build import load_pretrained, load_run_config, open_run
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
-from selfnas.errors import ConfigError
+from selfnas.errors import ConfigError, RunDirError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
 from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
@@ -23,6 +23,8 @@ from selfnas.rundir import RunDir
 from selfnas.studies.runner import run_scenario_study
 from selfnas.studies.tables import TableConfig, build_table
 from selfnas.training.builder import load_config_data, with_genotype
+from selfnas.training.finetune import check_resume, finetune_config, finetune_trainer
+from selfnas.training.supervised import SupervisedTrainer, check_labeled_resumable, supervised_config
 from selfnas.training.trainer import Trainer, check_resumable
 
 if TYPE_CHECKING:
@@ -156,6 +158,65 @@ def train(
     return {**evaluate(run.path, device=config.run.device, quiet=quiet or None), "run_dir": str(run.path)}
 
 
+def train_supervised(
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train the configured backbone (a found cell genotype, a variant, any registered backbone) and a
+    linear classifier from scratch with labels: the evaluation phase of DARTS / CSNAS, set by
+    ``config.supervised`` (its defaults when unset). Returns eval.json: ``{"supervised": {"val",
+    "test", ...}, ...}`` plus ``run_dir``. With ``resume``, the run's saved config is used."""
+    if resume and out is not None:
+        check_labeled_resumable(RunDir(out), "supervised")
+    config = None if config is None else supervised_config(config)
+    run, config = _prepare(config, out, resume, overwrite, overrides, "supervised")
+    config = supervised_config(config)  # also when built from overrides alone
+    with _cleanup_on_error(run):
+        trainer = SupervisedTrainer(config, run, quiet=quiet, argv=argv)
+    return {**trainer.fit(resume=resume), "run_dir": str(run.path)}
+
+
+def finetune(
+    run_dir: str | Path,
+    data: str | None = None,
+    labels: str | int | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the pretrained backbone of the run ``run_dir`` end to end with a linear head on a
+    seeded, class-balanced share of the labels (``labels``: ``"1%"``, ``"10%"`` (default), ``"100%"``
+    or an int per class) of ``data`` (default: the run's data); the validation split selects the
+    epoch, the test split is reported. Writes a run directory ``out``; returns eval.json:
+    ``{"finetune": {"labels", "val", "test", ...}, ...}`` plus ``run_dir``."""
+    source = open_run(run_dir)
+    if not source.model.is_file():
+        raise RunDirError(
+            f"{source.path} has no model.safetensors (its training has not finished); finish it first "
+            f"with selfnas train --resume --out {source.path}"
+        )
+    if resume and out is not None:
+        check_labeled_resumable(RunDir(out), "finetune")
+    config = None
+    if not resume:
+        config = finetune_config(load_run_config(source), source.path, data, labels, overrides)
+    pretrained = load_pretrained(source.path).state_dict()  # refuses a source without a usable backbone
+    run, config = _prepare(config, out, resume, overwrite, overrides, "finetune")
+    if resume:
+        check_resume(config, source.path, data, labels)
+    with _cleanup_on_error(run):
+        trainer = finetune_trainer(config, run, pretrained, quiet=quiet, argv=argv)
+    return {**trainer.fit(resume=resume), "run_dir": str(run.path)}
+
+
 def search(
     config: TrainConfig | None = None,
     out: str | Path | None = None,
@@ -236,4 +297,4 @@ def table(
     return build_table(config, out, export=export, threads=threads, limit=limit, report=report, argv=argv)
 
 
-__all__ = ["evaluate", "search", "study", "table", "train", "with_genotype"]
+__all__ = ["evaluate", "finetune", "search", "study", "table", "train", "train_supervised", "with_genotype"]

@@ -59,6 +59,10 @@ class OptimConfig(_Strict):
     weight_decay: float | None = Field(None, ge=0, le=1)
     momentum: float = Field(0.9, ge=0, lt=1)
     warmup_epochs: float = Field(1.0, ge=0)
+    fix_predictor_lr: bool = Field(
+        False,
+        description="keep the predictor at the peak LR (no warm-up or cosine), as SimSiam's fix_pred_lr",
+    )
 
 
 class RunConfig(_Strict):
@@ -208,6 +212,95 @@ def _storage_problem(url: str) -> str | None:
     return f"{url!r} has the unknown scheme {scheme!r}"
 
 
+#: the evaluation settings of DARTS (Liu et al., ICLR 2019; quark0/darts ``cnn/train.py``) on CIFAR-10,
+#: as ``supervised`` keys; with ``model.backbone=darts_cells`` and ``backbone_kwargs={width: 36, layers: 20}``
+DARTS_CIFAR_SUPERVISED: dict[str, Any] = {
+    "epochs": 600, "batch_size": 96, "lr": 0.025, "momentum": 0.9, "nesterov": False,
+    "weight_decay": 3e-4, "grad_clip": 5.0, "crop_padding": 4, "flip": True, "cutout": 16,
+    "drop_path": 0.2, "auxiliary": True, "auxiliary_weight": 0.4, "label_smoothing": 0.0,
+}  # fmt: skip
+
+
+class SupervisedConfig(_Strict):
+    """Supervised training from scratch with labels (``selfnas train --supervised``): the evaluation
+    phase of DARTS / CSNAS. The defaults are a short CPU run (5 epochs, regularisers off);
+    :data:`DARTS_CIFAR_SUPERVISED` holds DARTS's CIFAR-10 values (named in each description)."""
+
+    epochs: float = Field(5, gt=0, le=10000, description="training epochs (DARTS: 600)")
+    batch_size: int = Field(96, ge=2, le=65536, description="images per step (DARTS: 96)")
+    lr: float = Field(0.025, gt=0, le=100, description="peak LR, cosine to 0, not per 256 (DARTS: 0.025)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (DARTS: 0.9)")
+    nesterov: bool = Field(False, description="Nesterov momentum (DARTS: off)")
+    weight_decay: float = Field(3e-4, ge=0, le=1, description="on every parameter (DARTS: 3e-4)")
+    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; None = off (DARTS: 5)")
+    crop_padding: int = Field(4, ge=0, le=64, description="random crop after zero padding (DARTS: 4)")
+    flip: bool = Field(True, description="random horizontal flip (DARTS: on)")
+    cutout: int = Field(0, ge=0, le=1024, description="cutout square side in pixels; 0 = off (DARTS: 16)")
+    drop_path: float = Field(
+        0.0, ge=0, lt=1, description="final drop-path probability, raised linearly from 0 (DARTS: 0.2)"
+    )
+    auxiliary: bool = Field(False, description="auxiliary head at 2/3 depth, darts_cells only (DARTS: on)")
+    auxiliary_weight: float = Field(0.4, ge=0, le=100, description="auxiliary loss weight (DARTS: 0.4)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="(DARTS: 0 on CIFAR, 0.1 on ImageNet)")
+
+
+FINETUNE_LABELS_HELP = "'1%', '10%', '100%' (any share in (0, 100]) or an int: labels per class"
+
+
+def check_label_budget(value: object) -> str | int:
+    """A fine-tuning label budget: ``"N%"`` of the train split with 0 < N <= 100, or a positive int of
+    labels per class (digits as text too: ``--labels 5``); anything else raises ``PydanticCustomError``
+    (one line, names the forms)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 10:
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 1:
+            return value
+        problem = f"{value} labels per class is not positive"
+    elif isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        try:
+            share = float(number)
+        except ValueError:
+            share = None
+        if (
+            share is not None
+            and 0 < share <= 100
+            and number.isascii()
+            and number.replace(".", "", 1).isdigit()
+        ):
+            return f"{number}%"
+        problem = f"{value.strip()[:20]!r} is not a share in (0%, 100%]"
+    else:
+        problem = f"{str(value)[:20]!r} is neither a share nor a count"
+    raise PydanticCustomError("labels", "{problem}; use " + FINETUNE_LABELS_HELP, {"problem": problem})
+
+
+class FinetuneConfig(_Strict):
+    """Fine-tuning a pretrained backbone end to end with a linear head on few labels (``selfnas
+    finetune``), as the semi-supervised protocol of SimCLR / BYOL: SGD with Nesterov momentum, no
+    weight decay, cosine, a few epochs, a smaller LR for the backbone than for the head; the
+    validation split selects the epoch. Defaults: a short CPU run."""
+
+    source: str | None = Field(None, description="the pretrained run whose backbone is fine-tuned")
+    labels: str | int = Field("10%", description="labeled train images: " + FINETUNE_LABELS_HELP)
+    label_seed: int | None = Field(None, ge=0, lt=2**31, description="label subset seed; default run.seed")
+    epochs: float = Field(5, gt=0, le=10000, description="fine-tuning epochs (SimCLR: 60 at 1%, 30 at 10%)")
+    batch_size: int = Field(64, ge=2, le=65536, description="images per step")
+    lr: float = Field(0.05, gt=0, le=100, description="peak LR of the linear head, cosine to 0")
+    backbone_lr_ratio: float = Field(0.1, ge=0, le=1, description="the backbone's LR as a share of lr")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(0.0, ge=0, le=1, description="(SimCLR fine-tuning: none)")
+    crop_padding: int = Field(4, ge=0, le=64, description="random crop after zero padding")
+    flip: bool = Field(True, description="random horizontal flip")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: object) -> object:
+        return check_label_budget(v)
+
+
 class TrainConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -215,6 +308,8 @@ class TrainConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     search: SearchConfig | None = None
+    supervised: SupervisedConfig | None = None
+    finetune: FinetuneConfig | None = None
 
     @field_validator("data")
     @classmethod

@@ -142,14 +142,17 @@ class Trainer:
     # -- the weight optimizer ------------------------------------------------------------
 
     def _weight_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
+        fixed = self.config.optim.fix_predictor_lr  # SimSiam's fix_pred_lr: the predictor's own groups
+        split: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad and not name.endswith("alpha"):  # architecture params have their own
-                (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BN and biases
+                key = (p.ndim <= 1, fixed and name.startswith("predictor."))  # no decay on BN and biases
+                split.setdefault(key, []).append(p)
         groups = [
-            {"params": decay, "weight_decay": self.plan.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+            {"params": split.get((no_decay, pred), []), "fixed_lr": pred,
+             "weight_decay": 0.0 if no_decay else self.plan.weight_decay}
+            for pred in ((False, True) if fixed else (False,)) for no_decay in (False, True)
+        ]  # fmt: skip
         if self.config.optim.optimizer == "adamw":
             return torch.optim.AdamW(groups, lr=self.plan.peak_lr)
         return torch.optim.SGD(groups, lr=self.plan.peak_lr, momentum=self.config.optim.momentum)
@@ -247,7 +250,7 @@ class Trainer:
                     * self.nan_guard.lr_scale
                 )
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = plan.peak_lr * self.nan_guard.lr_scale if group.get("fixed_lr") else lr
                 with autocast(self.device, cfg.run.amp):
                     out = self.step_fn(x1, x2)
                 self.optimizer.zero_grad(set_to_none=True)
