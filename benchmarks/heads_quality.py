@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -81,7 +82,9 @@ def main() -> None:
             search_overrides = [*common, f"optim.epochs={args.search_epochs}", "search.order=1", *args.extra]
             search_cfg = build_config(overrides=search_overrides)
             t0 = time.perf_counter()
-            searcher = HeadSearchTrainer(search_cfg, RunDir.prepare(f"{tmp}/search"), quiet=True, data=limited)
+            searcher = HeadSearchTrainer(
+                search_cfg, RunDir.prepare(f"{tmp}/search"), quiet=True, data=limited
+            )
             searcher.fit()
             search_s = time.perf_counter() - t0
             genotype = searcher.genotype()
@@ -89,7 +92,8 @@ def main() -> None:
             found_cfg = with_genotype(base_cfg, f"{tmp}/search/genotype.json")
             found = pretrain_and_eval(found_cfg, tmp, "found", limited, full)
             key = json.dumps([args.method, seed, args.epochs, args.train_limit, args.train_extra])
-            hand = _cached(args.cache, key, lambda: pretrain_and_eval(base_cfg, tmp, "hand", limited, full))
+            make_hand = partial(pretrain_and_eval, base_cfg, tmp, "hand", limited, full)
+            hand = _cached(args.cache, key, make_hand)
         predictor = [x.op for x in genotype.predictor.layers] if genotype.predictor else None
         rows.append({
             "seed": seed, "search_s": round(search_s, 1),
@@ -109,8 +113,8 @@ def main() -> None:
     verdicts = {s: compare(side("found"), side("hand_crafted"), sizes, split=s) for s in ("val", "test")}
 
     def gain(probe: str, split: str) -> float:
-        return 100 * statistics.mean(a - b for a, b in zip(per_seed("found", probe, split),
-                                                           per_seed("hand_crafted", probe, split)))  # fmt: skip
+        pairs = zip(per_seed("found", probe, split), per_seed("hand_crafted", probe, split), strict=True)
+        return 100 * statistics.mean(a - b for a, b in pairs)
 
     summary = {
         "benchmark": "heads_quality", "method": args.method, "data": "fashion-mnist",

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from selfnas.errors import SelfnasError
 from selfnas.registry import Registry
@@ -70,6 +70,7 @@ class _Command(TyperCommand):
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
+
 # -- options shared by train, search and study, each declared once -------------------------------
 # An alias where every command words the option alike; a function of the words that differ otherwise.
 
@@ -77,9 +78,7 @@ ConfigOpt = Annotated[Path | None, Opt("--config", "-c", help="TOML or YAML conf
 DataRootOpt = Annotated[
     str | None, Opt(help=_help("folder holding the dataset files", default="the dataset's standard place"))
 ]
-TrainLimitOpt = Annotated[
-    int | None, Opt(help=_help("use at most this many training images", default="all"))
-]
+TrainLimitOpt = Annotated[int | None, Opt(help=_help("use at most this many training images", default="all"))]
 BackboneOpt = Annotated[
     str | None, Opt(help=_help("backbone name (see `selfnas backbones`)", "model.backbone"))
 ]
@@ -166,25 +165,39 @@ def train(
     genotype: Annotated[
         Path | None, Opt(help="genotype.json of found heads: pretrain them from scratch")
     ] = None,
+    supervised: Annotated[
+        bool,
+        Opt(
+            "--supervised/--self-supervised",
+            help="train from scratch with labels (the DARTS / CSNAS evaluation phase: the `supervised` "
+            "config section) instead of self-supervised pretraining",
+        ),
+    ] = False,
     resume: Annotated[bool, _resume()] = False,
     overwrite: Annotated[bool, _overwrite()] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe)."""
+    """Pretrain a backbone with self-supervised learning, then evaluate it (kNN + linear probe);
+    with --supervised, train it from scratch with labels and report val and test accuracy."""
     from selfnas.config import build_config  # validate before the heavy torch imports
 
     flags = dict(data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
                  backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                  compile=compile)  # fmt: skip
-    overrides = list(set_ or []) + _train_overrides(**flags)  # named flags win over --set
+    named = _train_overrides(**flags)
+    if supervised:  # the budget flags set the supervised phase's budget
+        moved = {"optim.epochs": "supervised.epochs", "optim.batch_size": "supervised.batch_size",
+                 "optim.lr": "supervised.lr"}  # fmt: skip
+        named = [moved.get(o.split("=", 1)[0], o.split("=", 1)[0]) + "=" + o.split("=", 1)[1] for o in named]
+    overrides = list(set_ or []) + named  # named flags win over --set
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import train as api_train
-    from selfnas.api import with_genotype
+    from selfnas.api import train_supervised, with_genotype
 
     if genotype is not None and cfg is not None:
         cfg = with_genotype(cfg, genotype)
 
-    result = api_train(
+    result = (train_supervised if supervised else api_train)(
         cfg,
         out=out,
         resume=resume,
@@ -218,14 +231,19 @@ def search(
     score: Annotated[
         str | None,
         Opt(
-            help=_help("trial score: a label-free score, e.g. rankme_normalized, lidar, "
-            "naswot (zero-cost: no training), params; knn is supervised", "search.score")
+            help=_help(
+                "trial score: a label-free score, e.g. rankme_normalized, lidar, "
+                "naswot (zero-cost: no training), params; knn is supervised",
+                "search.score",
+            )
         ),
     ] = None,
     storage: Annotated[
         str | None,
         Opt(
-            help=_help("study storage: postgresql://... (machines), journal:FILE (processes)", "search.storage")
+            help=_help(
+                "study storage: postgresql://... (machines), journal:FILE (processes)", "search.storage"
+            )
         ),
     ] = None,
     study_name: Annotated[
@@ -302,7 +320,7 @@ def search(
     if result.get("storage"):
         lines.append(f"study: {result.get('study_name', 'selfnas')} in {result['storage']}")
     steps = [
-        f"selfnas train --genotype {result['genotype_file']}      # pretrain the found architecture from scratch",
+        f"selfnas train --genotype {result['genotype_file']}      # pretrain it from scratch",
         f"selfnas report {run_dir}",
     ]
     if result.get("storage"):
@@ -312,16 +330,25 @@ def search(
 
 @app.command()
 def study(
-    space: Annotated[str | None, Opt(help=_help("macro space: resnet-variants | mobilenet-variants", "study.space"))] = None,
+    space: Annotated[
+        str | None, Opt(help=_help("macro space: resnet-variants | mobilenet-variants", "study.space"))
+    ] = None,
     archs: Annotated[
         int | None, Opt(help=_help("architectures sampled from the space (plus the default)", "study.archs"))
     ] = None,
     scenarios: Annotated[
         str | None, Opt(help=_help("comma-separated scenarios to probe", default="the offline ones"))
     ] = None,
-    source: Annotated[str | None, Opt(help=_help("source scenario", default="the first of --scenarios"))] = None,
+    source: Annotated[
+        str | None, Opt(help=_help("source scenario", default="the first of --scenarios"))
+    ] = None,
     pretrain_on: Annotated[
-        str | None, Opt(help=_help("source: pretrain once on the source | scenario: on each scenario", "study.pretrain_on"))
+        str | None,
+        Opt(
+            help=_help(
+                "source: pretrain once on the source | scenario: on each scenario", "study.pretrain_on"
+            )
+        ),
     ] = None,
     method: Annotated[str | None, _method("simclr, temperature 0.5")] = None,
     epochs: Annotated[float | None, _epochs("pretraining", "1 per architecture")] = None,
@@ -372,7 +399,9 @@ def study(
         table.add_row(*row)
     console.print(table)
     console.print(headline_text(summary), soft_wrap=True, markup=False, highlight=False)
-    _next_steps(f"results: {out / 'summary.json'}, {out / 'study.md'}", f"selfnas report {out}      # the study page")
+    _next_steps(
+        f"results: {out / 'summary.json'}, {out / 'study.md'}", f"selfnas report {out}      # the study page"
+    )
 
 
 @app.command()
@@ -386,7 +415,8 @@ def table(
     seeds: Annotated[int, Opt(help="seeds of the first --seeded-archs architectures")] = 3,
     seeded_archs: Annotated[int, Opt(help="architectures (default first) trained with every seed")] = 10,
     threads: Annotated[
-        int | None, Opt(help=_help("torch threads of this process (run several on one table)", default="run.threads"))
+        int | None,
+        Opt(help=_help("torch threads of this process (run several on one table)", default="run.threads")),
     ] = None,
     limit: Annotated[int | None, Opt(help="stop after building this many rows")] = None,
     set_: Annotated[
@@ -409,7 +439,11 @@ def table(
     result = api_table(cfg, out, export=export, threads=threads, limit=limit, quiet=quiet, argv=sys.argv)
     _next_steps(
         f"{result['finished']} of {result['rows']} rows finished ({result['built']} new): {result['export']}",
-        *([] if result["finished"] == result["rows"] else ["run the same command again to continue the table"]),
+        *(
+            []
+            if result["finished"] == result["rows"]
+            else ["run the same command again to continue the table"]
+        ),
     )
     if result["failed"]:
         raise SelfnasError(f"{len(result['failed'])} rows failed ({result['failed'][0]}); see {out}/failed/")
@@ -462,7 +496,9 @@ def quickstart(
     if summary.get("verdict"):
         console.print(f"verdict: {summary['verdict']}", soft_wrap=True, markup=False, highlight=False)
     if summary.get("decision_warning"):
-        console.print(f"warning: {summary['decision_warning']}", soft_wrap=True, markup=False, highlight=False)
+        console.print(
+            f"warning: {summary['decision_warning']}", soft_wrap=True, markup=False, highlight=False
+        )
     from selfnas.report.write import write_report
 
     html, _ = write_report(out)
@@ -473,9 +509,38 @@ def quickstart(
     )
 
 
+@app.command(cls=_Command)
+def finetune(
+    run_dir: Annotated[
+        Path, typer.Argument(help="SSL run whose pretrained backbone is fine-tuned", metavar="RUN_DIR")
+    ],
+    data: Annotated[str | None, Opt(help=_help("labeled dataset or scenario", default="the run's"))] = None,
+    labels: Annotated[
+        str | None, Opt(help=_help("labels used: a share (1%, 10%, 100%) or N per class", default="10%"))
+    ] = None,
+    out: Annotated[Path | None, _out("finetune")] = None,
+    set_: Annotated[list[str] | None, _set("finetune.epochs=10", "a finetune or data key")] = None,
+    resume: Annotated[bool, _resume("fine-tuning")] = False,
+    overwrite: Annotated[bool, _overwrite()] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune a pretrained backbone end to end with few labels (a seeded, class-balanced subset,
+    recorded in the run): val selects the epoch, test reports."""
+    from selfnas.api import finetune as api_finetune
+
+    result = api_finetune(run_dir, data=data, labels=labels, out=out, resume=resume, overwrite=overwrite,
+                          quiet=quiet, overrides=list(set_ or []), argv=sys.argv)  # fmt: skip
+    _print_result(result)
+    if _main_process():
+        done = result.get("run_dir", "RUN_DIR")
+        _next_steps(f"run: {done}", f"selfnas report {done}", f"selfnas export {done} --out {done}/export")
+
+
 @app.command("eval", cls=_Command)
 def eval_(
-    target: Annotated[Path, typer.Argument(help="run directory or a .safetensors checkpoint in one", metavar="TARGET")],
+    target: Annotated[
+        Path, typer.Argument(help="run directory or a .safetensors checkpoint in one", metavar="TARGET")
+    ],
     data: Annotated[
         str | None, Opt(help=_help("labeled dataset or scenario to evaluate on", default="the run's"))
     ] = None,
@@ -503,9 +568,10 @@ def eval_(
 @app.command(cls=_Command)
 def report(
     run_dir: Annotated[
-        Path, typer.Argument(
+        Path,
+        typer.Argument(
             help="run directory, or a directory of runs (search/, found/, hand/)", metavar="RUN_DIR"
-        )
+        ),
     ],
 ) -> None:
     """Write RUN_DIR/report.html (one self-contained file, plots embedded) and a short RUN_DIR/report.md."""
@@ -526,7 +592,9 @@ def export_(
 
     result = export_run(run_dir, out)
     c, s, _ = result["input_shape"]
-    console.print(f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True, markup=False)
+    console.print(
+        f"exported to {result['out_dir']}: {', '.join(result['files'])}", soft_wrap=True, markup=False
+    )
     console.print(
         f"load without selfnas: torch.export.load({str(out / 'backbone.pt2')!r}).module() maps normalised "
         f"N x {c} x {s} x {s} images to N x {result['feature_dim']} features (see MODEL_CARD.md)",
@@ -579,13 +647,16 @@ def import_genotype(
     backbone_dim: Annotated[int, Opt(help="NASiam heads: the backbone's feature width")] = 512,
     hidden_dim: Annotated[int, Opt(help="NASiam heads: the hidden width")] = 512,
     out_dim: Annotated[
-        int | None, Opt(help=_help("NASiam heads: the output width", default="2048 SimSiam, 128 MoCo / SimCLR"))
+        int | None,
+        Opt(help=_help("NASiam heads: the output width", default="2048 SimSiam, 128 MoCo / SimCLR")),
     ] = None,
 ) -> None:
     """Read a published genotype (parsed as data, never run) into a validated selfnas genotype.json."""
     from selfnas.models.genotype_import import import_genotype_to_file
 
-    written = import_genotype_to_file(source, out, backbone_dim=backbone_dim, out_dim=out_dim, hidden_dim=hidden_dim)
+    written = import_genotype_to_file(
+        source, out, backbone_dim=backbone_dim, out_dim=out_dim, hidden_dim=hidden_dim
+    )
     what = "cells" if written.get("space") == "cells" else f"{written.get('method') or ''} heads".strip()
     _next_steps(f"written: {out} ({what})", f"selfnas train --genotype {out}      # pretrain it from scratch")
 
@@ -634,7 +705,7 @@ def _main_process() -> bool:
 def _print_result(result: dict) -> None:
     if not _main_process():
         return
-    if "knn" not in result:
+    if not any(key in result for key in ("knn", "supervised", "finetune")):
         console.print_json(json.dumps(result))
         return
     header, rows = eval_rows(result)

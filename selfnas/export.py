@@ -182,7 +182,7 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
         "```",
         "",
         "`backbone.pt` holds the same network as TorchScript, for older tools (torch calls "
-        "`torch.jit` deprecated; `torch.jit.load(\"backbone.pt\")` still runs it).",
+        '`torch.jit` deprecated; `torch.jit.load("backbone.pt")` still runs it).',
         "",
         "The weights into selfnas's backbone definition:",
         "",

@@ -33,14 +33,16 @@ def eval_summary(result: dict[str, Any]) -> dict[str, Any]:
     if not result:
         return {}
     linear = result.get("linear", {})
-    summary: dict[str, Any] = {
-        "data": result.get("data"),
-        "feature_dim": result.get("feature_dim"),
-        "knn": result.get("knn", {}),
-    }
+    summary: dict[str, Any] = {"data": result.get("data"), "feature_dim": result.get("feature_dim")}
+    if "knn" in result or not any(k in result for k in ("supervised", "finetune")):
+        summary["knn"] = result.get("knn", {})
     if linear:
         summary["linear"] = {k: v for k, v in linear.items() if k in ("val", "test")}
         summary["linear_weight_decay"] = linear.get("weight_decay")
+    for key in ("supervised", "finetune"):  # trained with labels: their accuracies and label budget
+        section = result.get(key)
+        if isinstance(section, dict):
+            summary[key] = {k: v for k, v in section.items() if k in ("val", "test", "labels")}
     return summary
 
 
@@ -80,6 +82,19 @@ def command_line(argv: list[str]) -> str:
     return " ".join(quote(a) for a in argv)
 
 
+def _budget(config: dict[str, Any]) -> str:
+    """``"10 epochs x batch 256"`` of the phase the run trained: fine-tuning, supervised, or SSL."""
+    for key, what in (
+        ("finetune", " (fine-tuning)"),
+        ("supervised", " (supervised, from scratch)"),
+        ("optim", ""),
+    ):
+        section = config.get(key)
+        if isinstance(section, dict) and isinstance(section.get("epochs"), int | float):
+            return f"{section['epochs']:g} epochs x batch {section.get('batch_size', '-')}{what}"
+    return "-"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Several ``key  value`` lines; the home directory is written as ``~``."""
     config, status, prov = info["config"], info["status"], info["provenance"]
@@ -96,7 +111,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("data", str(data.get("name", "-"))),
         ("method", str(method.get("name", "-"))),
         ("backbone", f"{model.get('backbone', '-')} {json.dumps(model.get('backbone_kwargs') or {})}"),
-        ("budget", f"{optim.get('epochs', 0):g} epochs x batch {optim.get('batch_size', '-')}"),
+        ("budget", _budget(config)),
     ]
     last = info["last_epoch"]
     if last:

@@ -312,7 +312,8 @@ def test_help_shows_the_config_defaults_and_no_type_for_flags():
                 **{f"study.{k}": v for k, v in StudyConfig.model_fields.items()}}  # fmt: skip
     for key, shown in HELP_DEFAULTS.items():
         if key == "optim.lr":
-            assert shown == "per method: " + ", ".join(f"{m.name} {m.base_lr:g}" for m in METHOD_RECORDS.values())
+            per_method = ", ".join(f"{m.name} {m.base_lr:g}" for m in METHOD_RECORDS.values())
+            assert shown == "per method: " + per_method
         elif key.startswith("study."):
             default = StudyConfig.model_fields[key.split(".")[1]].default
             assert shown == ("all" if default is None else str(default)), key
@@ -332,7 +333,9 @@ def test_import_genotype_writes_a_validated_file_or_one_line_error(tmp_path):
     genotype = json.loads(out.read_text())
     assert genotype["space"] == "cells" and genotype["normal"][-1] == ["dil_conv_3x3", 2]
     bad = tmp_path / "bad.json"
-    text = ("Genotype(normal=[('warp_conv', 0), ('skip_connect', 1)], normal_concat=[2], "
-            "reduce=[('max_pool_3x3', 0), ('skip_connect', 1)], reduce_concat=[2])")
+    text = (
+        "Genotype(normal=[('warp_conv', 0), ('skip_connect', 1)], normal_concat=[2], "
+        "reduce=[('max_pool_3x3', 0), ('skip_connect', 1)], reduce_concat=[2])"
+    )
     err = _one_line_error(run_cli("import-genotype", text, "--out", str(bad)))
     assert "warp_conv" in err and not bad.exists()

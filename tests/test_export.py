@@ -87,7 +87,8 @@ def test_clean_weights_load_strictly_into_a_fresh_backbone(exported):
 
 def test_the_export_holds_config_and_model_card(exported):
     run, out, result = exported
-    assert set(result["files"]) == {"backbone.pt2", "backbone.pt", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
+    files = {"backbone.pt2", "backbone.pt", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
+    assert set(result["files"]) == files
     assert (out / "config.yaml").read_bytes() == (run / "config.yaml").read_bytes()
     assert not (out / "genotype.json").exists()
     card = (out / "MODEL_CARD.md").read_text()

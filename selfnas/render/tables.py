@@ -56,11 +56,27 @@ def _weight_decay(evaluation: dict[str, Any], linear: dict[str, Any]) -> str:
     return f" (weight decay {wd if number is None else format(number, 'g')})"
 
 
+def _trained(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The accuracies of a network trained with labels: ``supervised`` (from scratch) and
+    ``finetune`` (few labels) sections of eval.json, labelled, when present."""
+    out = []
+    section = evaluation.get("supervised")
+    if isinstance(section, dict):
+        out.append(("supervised (from scratch)", section))
+    section = evaluation.get("finetune")
+    if isinstance(section, dict):
+        labels = section.get("labels")
+        budget = labels.get("budget") if isinstance(labels, dict) else labels
+        out.append((f"fine-tuned ({budget} labels)" if budget is not None else "fine-tuned", section))
+    return out
+
+
 def eval_splits(evaluation: dict[str, Any]) -> list[str]:
     """The held-out splits that ``evaluation`` scores, in column order."""
     knn, linear = _scores(evaluation)
     scored = {k for k, v in (linear or {}).items() if k not in NOT_SCORES and finite_number(v) is not None}
-    return split_order(set(knn or {}) | scored)
+    trained = {s for _, sec in _trained(evaluation) for s in SPLITS if finite_number(sec.get(s)) is not None}
+    return split_order(set(knn or {}) | scored | trained)
 
 
 def eval_rows(evaluation: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -74,6 +90,8 @@ def eval_rows(evaluation: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if linear is not None:
         label = "linear probe" + _weight_decay(evaluation, linear)
         rows.append([label, *(percent(linear.get(s)) for s in splits)])
+    for label, section in _trained(evaluation):
+        rows.append([label, *(percent(section.get(s)) for s in splits)])
     return ["metric", *splits], rows
 
 
@@ -94,4 +112,6 @@ def eval_lines(evaluation: dict[str, Any]) -> list[tuple[str, str]]:
         lines.append(("kNN", f"{score_line(knn)} (k={KNN_K})"))
     if linear is not None:
         lines.append(("linear probe", score_line(linear) + _weight_decay(evaluation, linear)))
+    for label, section in _trained(evaluation):
+        lines.append((label, score_line({s: section.get(s) for s in SPLITS})))
     return lines

@@ -102,7 +102,9 @@ def compare(
     parts = []
     for label, d in diffs.items():
         m = 100 * _mean(d)
-        parts.append(f"{abs(m):.2f} {label} points {'better' if m > 0 else 'worse' if m < 0 else 'different'}")
+        parts.append(
+            f"{abs(m):.2f} {label} points {'better' if m > 0 else 'worse' if m < 0 else 'different'}"
+        )
     seeds_text = "one seed" if seeds == 1 else f"{seeds} seeds"
     all_up = len(diffs) == len(PROBES) and all(all(x > 0 for x in d) for d in diffs.values())
     all_down = all(_mean(d) < 0 for d in diffs.values())
@@ -159,6 +161,12 @@ def record_decision_warning(record: Mapping[str, Any]) -> str | None:
     alphas = record.get("alphas")
     if not isinstance(alphas, Mapping):
         return None
-    sizes = [len(w) for layers in alphas.values() if isinstance(layers, list) for w in layers if isinstance(w, list)]
+    sizes = [
+        len(w)
+        for layers in alphas.values()
+        if isinstance(layers, list)
+        for w in layers
+        if isinstance(w, list)
+    ]
     top = math.log(max(sizes)) if sizes and max(sizes) > 1 else None
     return decision_warning(alphas, record.get("alpha_entropy"), top)

@@ -75,7 +75,9 @@ def verdict_block(facts: RunFacts) -> Html | None:
     out = [tag("p", "Verdict: " + v.sentence, class_="sentence"), table(v.header, v.rows)]
     summary = facts.summary or {}
     if summary.get("decision_warning"):
-        out.append(tag("div", tag("strong", "Warning") + bullets([str(summary["decision_warning"])]), class_="warn"))
+        out.append(
+            tag("div", tag("strong", "Warning") + bullets([str(summary["decision_warning"])]), class_="warn")
+        )
     return tag("div", join(out), class_=kind)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
 from selfnas.render.tables import eval_splits, finite_number, split_order
-from selfnas.render.verdict import Verdict, compare, record_decision_warning
 from selfnas.render.tables import percent as pct  # an accuracy cell, for the report's other tables
+from selfnas.render.verdict import Verdict, compare, record_decision_warning
 from selfnas.report.facts import RunFacts
 
 SHORT_OPS = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}

@@ -51,7 +51,10 @@ def test_better_needs_every_seed_on_both_probes():
 
 
 def test_sizes_are_shown_with_their_ratio_and_missing_scores_give_no_verdict():
-    sizes = {"found": {"head_params": 83_000, "flops": 3.0e6}, "hand": {"head_params": 379_000, "flops": 3.2e6}}
+    sizes = {
+        "found": {"head_params": 83_000, "flops": 3.0e6},
+        "hand": {"head_params": 379_000, "flops": 3.2e6},
+    }
     v = compare(side(0.7, 0.7), side(0.7, 0.7), sizes)
     assert ["head parameters", "83k", "379k", "0.22×"] in v.rows
     assert ["FLOPs per image", "3M", "3.2M", "0.94×"] in v.rows

@@ -18,8 +18,8 @@ def _lrs(trainer: Trainer) -> dict[bool, set[float]]:
 
 @pytest.mark.parametrize("fixed", [True, False])
 def test_predictor_keeps_the_peak_lr_only_when_asked(tmp_path, fixed):
-    cfg = build_config(overrides=[*TINY, "optim.epochs=1", "optim.warmup_epochs=0.5", "run.knn_every=0",
-                                  "run.eval_at_end=false", f"optim.fix_predictor_lr={str(fixed).lower()}"])  # fmt: skip
+    overrides = ["optim.epochs=1", "optim.warmup_epochs=0.5", "run.knn_every=0", "run.eval_at_end=false"]
+    cfg = build_config(overrides=[*TINY, *overrides, f"optim.fix_predictor_lr={str(fixed).lower()}"])
     trainer = Trainer(cfg, RunDir.prepare(tmp_path / "run"), quiet=True)
     trainer.fit()
     lrs, peak = _lrs(trainer), trainer.plan.peak_lr
