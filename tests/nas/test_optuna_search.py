@@ -1,7 +1,10 @@
 """CSNAS-style cell search with Optuna: samplers, pruning, SQLite study, resume."""
 
 import json
+import logging
 import math
+import re
+import sys
 from types import SimpleNamespace
 
 import optuna
@@ -13,7 +16,8 @@ from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace
-from selfnas.nas.strategies.optuna_search import retry_dead_trials, suggest_cells
+from selfnas.nas.strategies.optuna_search import suggest_cells
+from selfnas.nas.strategies.study_ledger import Ledger
 from selfnas.nas.strategies.trial_scores import TrialTrainer
 
 CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
@@ -131,7 +135,9 @@ def test_a_collapsed_candidate_fails_and_never_wins_even_with_the_lowest_loss(tm
     assert result["best_value"] == min(r["value"] for r in rows if r["state"] == "COMPLETE")
     # a collapsed trial is a result, not a dead worker: never re-enqueued, counted once in the budget
     study = optuna.load_study(study_name="selfnas", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
-    assert retry_dead_trials(study) == []
+    assert (
+        Ledger(study, 3, exclusive=True).settle().waiting == 0 and len(study.trials) == 3
+    )  # nothing enqueued
     search(None, out=tmp_path / "s", resume=True, quiet=True, overrides=["search.trials=4"])
     rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
     assert len(rows) == 4 and [r["retry_of"] for r in rows] == [None] * 4
@@ -149,3 +155,49 @@ def test_only_a_collapse_to_one_point_or_non_finite_features_rejects_a_candidate
     assert rejection(normalized_std=math.nan) == "collapsed: the features are not finite"
     assert rejection(normalized_std=0.01) is None  # flagged (0.04 x healthy) but still spread: recorded
     assert TrialTrainer.rejection(trainer, {"collapsed": 0.0, "normalized_std": 0.0}) is None
+
+
+def test_a_study_shows_one_short_line_per_trial_and_logs_the_parameters(
+    tmp_path, tiny_overrides, capfd, monkeypatch
+):
+    """Issue 23: per finished trial one console line (counter, score, best so far, ETA); Optuna's
+    own messages and the parameter dumps only in the run's study.log; a resumed study says so
+    once; a finished one is reported and left as it is."""
+    for handler in logging.getLogger("optuna").handlers:  # Optuna's console handler kept the stderr of
+        if type(handler) is logging.StreamHandler:  # its import: make it write where we look
+            monkeypatch.setattr(handler, "stream", sys.stderr)
+    base = [*tiny_overrides, *CELLS, "search.strategy=random", "search.pruner=none",
+            "search.label_eval=false", "search.trial_epochs=1"]  # fmt: skip
+    result = search(build_config(overrides=[*base, "search.trials=2"]), out=tmp_path / "s", quiet=True)
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2, err
+    assert re.fullmatch(r"trial 0 +1/2  ssl_loss -?[\d.e-]+  best -?[\d.e-]+ \(trial 0\)  eta \S+", lines[0])
+    assert lines[1].startswith("trial 1   2/2  ssl_loss ") and lines[1].endswith("eta 0s")
+    assert f"best {result['best_score']:.4g} (trial {result['best_trial']})" in lines[1]
+    for optuna_says in ("A new study created", "Trial 0 finished", "parameters", "Using an existing study"):
+        assert optuna_says not in err
+    log = (tmp_path / "s" / "study.log").read_text()
+    assert "A new study created" in log and "Trial 1 finished with value" in log and "normal.node0.op0" in log
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    assert result["best_score"] == min(r["scores"]["ssl_loss"] for r in rows)  # the loss as measured
+    assert result["study_name"] == "selfnas"
+    assert result["storage"] == f"sqlite:///{(tmp_path / 's' / 'study.db').resolve()}"
+
+    search(None, out=tmp_path / "s", resume=True, quiet=True, overrides=["search.trials=3"])
+    err = capfd.readouterr().err
+    assert (
+        err.count("study selfnas: 2/3 trials done, best ssl_loss") == 1
+        and "Using an existing study" not in err
+    )
+    assert [line[:13] for line in err.splitlines() if line.startswith("trial ")] == ["trial 2   3/3"]
+
+    files = {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "s").iterdir() if p.is_file() and p.suffix != ".log"
+    }
+    files.pop(tmp_path / "s" / "status.json")  # the run's status is the API's, rewritten on every run
+    search(None, out=tmp_path / "s", resume=True, quiet=True, overrides=["search.trials=3"])
+    err = capfd.readouterr().err
+    assert "study selfnas is finished: 3/3 trials, best ssl_loss" in err and "nothing to run" in err
+    assert not [line for line in err.splitlines() if line.startswith("trial ")]
+    assert {p: p.stat().st_mtime_ns for p in files} == files  # trials.jsonl, study.json, genotype, study.db

@@ -5,18 +5,23 @@ space enumerates (DARTS cells, ResNet or MobileNetV2 variants), pretrains it fro
 the configured SSL method for ``search.trial_epochs``, and scores it without labels on the
 held-out split after every epoch (so a pruner can stop poor trials).
 Samplers: TPE (multivariate, constant liar), random, evolutionary (NSGA-II). The study
-lives in SQLite in the run directory unless ``search.storage`` names another URL, and is
-resumed by running the same search again with ``--resume``.
+lives in SQLite in the run directory unless ``search.storage`` names another URL
+(:mod:`~selfnas.nas.strategies.study_storage`), and is resumed by running the same search again
+with ``--resume``. Every process that joins it follows the budget rule of
+:mod:`~selfnas.nas.strategies.study_ledger`: it returns only when the study is complete, with no
+trial of a dead worker left RUNNING and no retry left WAITING. The console shows one line per
+finished trial; Optuna's log goes to the run's ``study.log``
+(:mod:`~selfnas.nas.strategies.study_progress`).
 """
 
 from __future__ import annotations
 
-import gc
+import json
 import math
 import os
-import socket
-import warnings
-from pathlib import Path
+import random
+import sys
+import time
 from typing import Any
 
 import optuna
@@ -25,9 +30,12 @@ import torch
 from selfnas.config import SearchConfig, TrainConfig
 from selfnas.errors import ConfigError, SelfnasError, TrainingError
 from selfnas.eval.correlation import score_correlations
-from selfnas.io import atomic_write_json, write_jsonl
+from selfnas.io import atomic_write_json, read_jsonl, write_jsonl
 from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
+from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
+from selfnas.nas.strategies.study_progress import LOG_FILE, StudyProgress, score_of, study_log
+from selfnas.nas.strategies.study_storage import last_reconnect, open_storage, shown_url, storage_url
 from selfnas.nas.strategies.trial_scores import (
     LABEL_FREE,
     SUPERVISED_PROXIES,
@@ -41,7 +49,14 @@ from selfnas.rundir import RunDir
 #: the correlation table in study.json has every score
 PLOTTED = ("ssl_loss", "rankme", "alignment", "uniformity")
 
-__all__ = ["TrialTrainer", "open_search_study", "run_search_study", "storage_url", "suggest_cells"]
+#: seconds between two looks at the study while other processes' trials run
+POLL_S = 1.0
+_JITTER = random.Random()  # seeded by the OS, not by the run's seed: processes must not wait alike
+
+__all__ = [
+    "TrialTrainer", "budget_trials", "open_search_study", "open_storage", "retry_of", "run_search_study",
+    "storage_url", "suggest_cells", "work",
+]  # fmt: skip
 
 
 def _sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -63,169 +78,114 @@ def _pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def storage_url(run: RunDir, search: SearchConfig) -> str:
-    """The study's storage; several workers on SQLite are refused ("database is locked"), and so
-    is a journal file whose folder does not exist. Touches nothing on disk: the search calls it
-    before anything is written."""
-    url = search.storage or f"sqlite:///{(run.path / 'study.db').resolve()}"
-    if search.n_workers > 1 and url.startswith("sqlite"):
-        raise ConfigError(
-            "several workers cannot share SQLite; use search.storage=journal:FILE (one machine) "
-            "or a postgresql:// URL (several machines)"
-        )
-    if url.startswith("journal:"):
-        journal = Path(url[len("journal:") :])
-        folder = journal.parent
-        if not folder.is_dir():
-            problem = "does not exist" if not folder.exists() else "is not a directory"
-            raise ConfigError(
-                f"the folder {folder} of the journal file {journal} {problem}; "
-                f"create it first (mkdir -p {folder}) or give journal:PATH in an existing folder"
-            )
-        if journal.is_dir():
-            raise ConfigError(f"the journal file {journal} is a directory; give journal:PATH of a file")
-    return url
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    if url.startswith("journal:"):  # one journal file, appended under a file lock by every local worker
-        from optuna.storages.journal import JournalFileBackend
-
-        journal = url[len("journal:") :]
-        try:
-            return optuna.storages.JournalStorage(JournalFileBackend(journal))
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot open the journal file {journal}: {exc.strerror}; "
-                "give journal:PATH of a file you may write"
-            ) from None
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; they are what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=60,  # >= 60 s so that slow trials are not reaped
-                grace_period=120,
-                # a killed worker's RUNNING trial is failed and retried, never left behind
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-            )
-    except Exception as exc:  # SQLAlchemy raises many types for a bad or unreachable URL
-        raise ConfigError(
-            f"cannot open study storage {url!r}: {str(exc).splitlines()[0][:200]}; "
-            "check the URL and that the database server is up (or drop --storage for SQLite in the run)"
-        ) from None
-    return storage
-
-
-def open_search_study(run: RunDir, search: SearchConfig, seed: int, worker: int = 0) -> optuna.Study:
+def open_search_study(
+    run: RunDir,
+    search: SearchConfig,
+    seed: int,
+    worker: int = 0,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
     """Create or load the study (SQLite in the run by default; journal file; any RDB URL)."""
-    storage = open_storage(storage_url(run, search))
-    # the sampler's state is not stored: re-seed from the trials already done, deterministically
+    storage = storage or open_storage(storage_url(run, search))
+    # the sampler's state is not stored: re-seed from the trials already done, deterministically;
+    # processes that join a shared study at the same moment differ by their pid as well
     name = search.study_name
-    probe = optuna.load_study(study_name=name, storage=storage) if _exists(storage, name) else None
-    done = len(probe.trials) if probe is not None else 0
+    try:
+        done = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+    except KeyError:
+        done = 0
+    sampler_seed = seed + done + 1000 * worker + (100_000 * (os.getpid() % 10_000) if search.storage else 0)
     return optuna.create_study(
         study_name=name, storage=storage, load_if_exists=True, direction="minimize",
-        sampler=_sampler(search, seed + done + 1000 * worker), pruner=_pruner(search),
+        sampler=_sampler(search, sampler_seed), pruner=_pruner(search),
     )  # fmt: skip
-
-
-def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
-    return any(s.study_name == name for s in storage.get_all_studies())
 
 
 def run_search_study(
     config: TrainConfig, run: RunDir, quiet: bool = False, data: Any = None
 ) -> dict[str, Any]:
-    """Run the remaining trials of the study in ``run`` and write the best genotype."""
+    """Run the study in ``run`` until it holds ``search.trials`` results (with the other
+    processes that share it), write the best genotype and return the summary. A finished study
+    is reported and left as it is."""
     search = config.search
     assert search is not None
-    space = study_space(search)
-    optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
-    study = open_search_study(run, search, config.run.seed)
-    retry_dead_trials(study)
-    remaining = max(0, search.trials - len(budget_trials(study.trials)))
-    if remaining and search.n_workers > 1:
-        _run_search_workers(config, run, remaining)
-    elif remaining:
-        objective = _objective(config, run, space, data)
-        study.optimize(objective, n_trials=remaining, show_progress_bar=not quiet, gc_after_trial=True,
-                       callbacks=[StopAtBudget(search.trials)])  # fmt: skip
-    return _write_results(run, open_search_study(run, search, config.run.seed), search)
-
-
-def retry_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail the trials that a killed process on this machine left RUNNING (each trial records its
-    host and pid) and enqueue each again with its parameters. Heartbeats do this for trials of
-    other machines on PostgreSQL, after their grace period; journal files have no heartbeat."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
-    dead = [
-        t for t in study.get_trials(deepcopy=False)
-        if t.state == optuna.trial.TrialState.RUNNING and _orphaned(t.user_attrs.get("owner"))
-    ]  # fmt: skip
-    for t in dead:
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        retry(study, study._storage.get_trial(t._trial_id))
-    return [t.number for t in dead]
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _orphaned(owner: Any) -> bool:
-    """Whether the process that ran a trial is gone (only decidable for trials of this machine)."""
-    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
-        return False
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
+    url = storage_url(run, search)
+    progress = StudyProgress(search.study_name, search.trials, search.score, quiet)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        with study_log(run.path / LOG_FILE):
+            study = open_search_study(run, search, config.run.seed, storage=open_storage(url))
+            ledger = _ledger(study, search)
+            trials = ledger.trials()
+            if ledger.snapshot(trials).finished:  # reported, and left alone: not a write to the study
+                progress.begin(trials, finished=True)
+                return _write_results(run, study, search, url, only_if_changed=True)
+            progress.begin(trials)
+            if search.n_workers > 1:
+                ledger.settle()  # a killed run's trials: failed and retried before the workers start
+                _run_search_workers(config, run, ledger, progress)
+            else:
+                objective = _objective(config, run, study_space(search), data, ledger)
+                work(study, objective, ledger, progress=progress)
+            progress.update(ledger.trials())
+    finally:
+        progress.close()
+    return _write_results(run, study, search, url)
 
 
-def retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
-    """The number of the failed trial this one retries (what Optuna's retry callbacks record)."""
-    return trial.system_attrs.get("failed_trial")
+def _ledger(study: optuna.Study, search: SearchConfig) -> Ledger:
+    # the default SQLite file in the run is this process's alone (several workers on it are refused)
+    return Ledger(study, search.trials, exclusive=search.storage is None, reconnected=last_reconnect)
 
 
-def budget_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count toward ``search.trials``: finished ones, except failures that were
-    retried (a killed trial and its retry count once). A retry that was killed too is retried
-    again; every retry names the original in ``failed_trial`` and the whole chain in
-    ``retry_history``, so each link of the chain counts as retried."""
-    retried = {retry_of(t) for t in trials} | {
-        n for t in trials for n in t.system_attrs.get("retry_history", ())
-    }
-    return [t for t in trials if t.state.is_finished() and t.number not in retried]
+def work(
+    study: optuna.Study,
+    objective: Any,
+    ledger: Ledger,
+    share: int | None = None,
+    progress: StudyProgress | None = None,
+) -> int:
+    """Run trials of the shared study until it is complete (the rule of
+    :mod:`~selfnas.nas.strategies.study_ledger`): queued retries first, new trials while the
+    budget has room (at most ``share`` while other trials run, so local workers split the work
+    evenly), and wait while other processes' trials run. Returns how many trials it ran."""
+    ran = 0
+    callbacks = [progress] if progress is not None else []
+
+    def may_start(now: Snapshot) -> bool:
+        return bool(now.waiting) or (now.free > 0 and (share is None or ran < share or not now.running))
+
+    while True:
+        now = ledger.settle()
+        if may_start(now) and now.free + now.waiting <= now.running:
+            # the last slots, and other processes about to want them: stagger, or all but one of
+            # those that start at the same moment would start a trial only to cancel it
+            time.sleep(_JITTER.uniform(0.0, POLL_S))
+            now = ledger.settle()
+        if may_start(now):
+            study.optimize(
+                objective, n_trials=1, gc_after_trial=True, catch=(BudgetSpent,), callbacks=callbacks
+            )
+            ran += 1
+        elif now.running:
+            if progress is not None:
+                progress.update(ledger.trials())
+            time.sleep(POLL_S)
+        else:
+            return ran
 
 
-class StopAtBudget:
-    """Stops this process once the shared study holds ``trials`` finished trials, counted by every
-    process that joined it (others may be on other machines)."""
-
-    def __init__(self, trials: int) -> None:
-        self.trials = trials
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if len(budget_trials(study.get_trials(deepcopy=False))) >= self.trials:
-            study.stop()
-
-
-def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any):
-    """The trial function: sample a candidate, pretrain it from scratch, return its score."""
+def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: Ledger):
+    """The trial function: claim the trial, sample a candidate, pretrain it from scratch, return
+    its score. A trial past the budget is cancelled before it samples anything."""
     search = config.search
     assert search is not None
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("owner", _owner())
+        trial.set_user_attr("owner", owner())  # first: a RUNNING trial without an owner looks abandoned
+        if not ledger.may_run(trial.number):
+            reason = f"the budget of {search.trials} trials was taken before it started"
+            trial.set_user_attr("cancelled", reason)
+            raise BudgetSpent(reason)
         genotype = space.suggest(trial)
         trial.set_user_attr("genotype", genotype.to_json())
         trial_cfg = config.model_copy(update={
@@ -254,9 +214,8 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any):
             if search.label_eval:
                 trial.set_user_attr("accuracy", _clean(trainer.accuracies(search.probe_limit)))
             return value
-        finally:
+        finally:  # a long study must not grow: optimize(gc_after_trial=True) frees the trial's model
             del trainer
-            gc.collect()  # a long study must not grow: free every trial's model and data views
 
     return objective
 
@@ -275,41 +234,52 @@ def _clean(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
 
 
-def _run_search_workers(config: TrainConfig, run: RunDir, remaining: int) -> None:
-    """``search.n_workers`` processes share the study; each runs a fixed share of the remaining
-    trials, so the study ends with exactly ``search.trials`` (no overshoot from racing workers)."""
+def _run_search_workers(config: TrainConfig, run: RunDir, ledger: Ledger, progress: StudyProgress) -> None:
+    """``search.n_workers`` processes share the study, each with an even share of the free
+    slots; this process shows their trials as they finish."""
     import multiprocessing
 
     assert config.search is not None
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
+    shares = _shares(max(0, ledger.snapshot().free), config.search.n_workers)
     procs = [
         ctx.Process(target=_search_worker, args=(config.model_dump(mode="json"), str(run.path), i, share))
-        for i, share in enumerate(_shares(remaining, config.search.n_workers))
-        if share
+        for i, share in enumerate(shares)
+        if share or i == 0  # one worker at least: it runs the queued retries
     ]
     for p in procs:
         p.start()
+    while any(p.is_alive() for p in procs):
+        progress.update(ledger.trials())
+        procs[0].join(timeout=POLL_S)
     for p in procs:
         p.join()
     failed = [p.exitcode for p in procs if p.exitcode != 0]
-    if failed:
+    if failed and not ledger.snapshot().finished:
         raise ConfigError(f"{len(failed)} search worker(s) failed (exit codes {failed}); rerun with --resume")
+    if failed:  # the others finished the study, retries included
+        progress.say(f"warning: {len(failed)} search worker(s) ended early (exit codes {failed}); "
+                     "the others finished the study")  # fmt: skip
 
 
 def _shares(total: int, workers: int) -> list[int]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
 
-def _search_worker(config_json: dict[str, Any], run_path: str, index: int, n_trials: int) -> None:
+def _search_worker(config_json: dict[str, Any], run_path: str, index: int, share: int) -> None:
     torch.set_num_threads(1)
     config = TrainConfig.model_validate(config_json)
     run = RunDir(run_path)
     search = config.search
     assert search is not None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_search_study(run, search, config.run.seed, worker=index + 1)
-    objective = _objective(config, run, study_space(search), None)
-    study.optimize(objective, n_trials=n_trials, gc_after_trial=True, callbacks=[StopAtBudget(search.trials)])
+    try:
+        with study_log(run.path / LOG_FILE):
+            study = open_search_study(run, search, config.run.seed, worker=index + 1)
+            ledger = _ledger(study, search)
+            work(study, _objective(config, run, study_space(search), None, ledger), ledger, share=share)
+    except SelfnasError as exc:  # one line, as the CLI says it; the parent reports the exit code
+        print(f"error: search worker {index}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -324,6 +294,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "intermediate": {str(k): v for k, v in t.intermediate_values.items() if math.isfinite(v)},
             "scores": t.user_attrs.get("scores", {}), "accuracy": t.user_attrs.get("accuracy", {}),
             "retry_of": retry_of(t), "fail_reason": t.user_attrs.get("fail_reason"),
+            "cancelled": t.user_attrs.get("cancelled"),
             "duration_s": t.duration.total_seconds() if t.duration else None,
             "architecture": _describe(genotype),
         })  # fmt: skip
@@ -351,24 +322,48 @@ def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return score_correlations(records, LABEL_FREE, ("knn_acc", "linear_acc"))
 
 
-def _write_results(run: RunDir, study: optuna.Study, search: SearchConfig) -> dict[str, Any]:
+def _write_results(
+    run: RunDir, study: optuna.Study, search: SearchConfig, url: str, only_if_changed: bool = False
+) -> dict[str, Any]:
+    """Write trials.jsonl, study.json, the best genotype and the plots; return the summary. With
+    ``only_if_changed`` (a finished study resumed) a run that already says the same is left alone."""
+    trials = study.get_trials(deepcopy=False)
     rows = trial_rows(study)
-    write_jsonl(run.path / "trials.jsonl", rows)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
-        raise ConfigError("no trial of the study completed; see trials.jsonl")
-    best = study.best_trial
-    save_genotype(run.genotype, genotype_from_json(best.user_attrs["genotype"]))
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
     counts = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
     summary = {
         "space": search.space, "strategy": search.strategy, "score": search.score,
         "supervised_proxy": search.score in SUPERVISED_PROXIES,
-        "best_trial": best.number, "best_value": best.value, "trials": counts,
-        "best_scores": best.user_attrs.get("scores"), "best_accuracy": best.user_attrs.get("accuracy"),
+        "study_name": search.study_name, "storage": shown_url(url), "budget": search.trials,
+        "counted": len(budget_trials(trials)), "trials": counts,
+        "best_trial": best.number if best else None, "best_value": best.value if best else None,
+        "best_score": score_of(best, search.score) if best else None,
+        "best_scores": best.user_attrs.get("scores") if best else None,
+        "best_accuracy": best.user_attrs.get("accuracy") if best else None,
         "correlations": {k: {m: (v if isinstance(v, int) or math.isfinite(v) else None) for m, v in c.items()}
                          for k, c in correlations(rows).items()},
     }  # fmt: skip
+    if only_if_changed and _says(run, rows, summary):
+        return summary
+    write_jsonl(run.path / "trials.jsonl", rows)
+    if best is None:
+        raise ConfigError("no trial of the study completed; see trials.jsonl")
+    save_genotype(run.genotype, genotype_from_json(best.user_attrs["genotype"]))
     atomic_write_json(run.path / "study.json", summary)
     plotted = tuple(dict.fromkeys((search.score, *PLOTTED)))  # one panel a score: a few, not all
     plot_search_study(run, rows, study, tuple(s for s in plotted if s in LABEL_FREE))
     return summary
+
+
+def _says(run: RunDir, rows: list[dict[str, Any]], summary: dict[str, Any]) -> bool:
+    """Whether the run's files already hold these rows and this summary (and the genotype)."""
+    path = run.path / "study.json"
+    if not (run.genotype.exists() and path.exists()):
+        return False
+    try:
+        written = json.loads(path.read_text(encoding="utf-8"))
+        same_rows = read_jsonl(run.path / "trials.jsonl") == json.loads(json.dumps(rows))
+    except (OSError, ValueError, SelfnasError):
+        return False
+    return same_rows and written == json.loads(json.dumps(summary))

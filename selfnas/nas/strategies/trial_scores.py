@@ -55,6 +55,10 @@ POINT_COLLAPSE = 1e-3
 CALIBRATION_IMAGES = 1024  # training images that recompute BatchNorm statistics before scoring
 
 
+def _unseen(phase: str, done: int, total: int) -> None:
+    """The progress of a phase inside a trial: not shown."""
+
+
 class TrialRejected(Exception):
     """The candidate is a result, and a failed one: its embedding collapsed or its score is not
     finite. The study marks the trial FAIL with this reason (never PRUNED, never retried)."""
@@ -146,7 +150,7 @@ class TrialTrainer(Trainer):
         return None
 
     def _knn(self) -> float:
-        value = self._knn_monitor()
+        value = self._knn_monitor(_unseen)  # a trial shows no progress of its own (the study does)
         return math.nan if value is None else value
 
     def accuracies(self, limit: int) -> dict[str, float]:
