@@ -121,13 +121,13 @@ def _search_study(
     if not resume:
         atomic_write_text(run.config, config_to_yaml(config))
         atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))
-    run.write_status("running")
-    try:
-        summary = run_search_study(config, run, quiet=quiet, data=data)
+    try:  # a finished study resumed is reported and changes nothing, status.json included
+        summary = run_search_study(config, run, quiet=quiet, data=data, on_start=lambda: run.write_status("running"))
     except KeyboardInterrupt:
         run.write_status("interrupted", message="interrupted; continue with --resume")
         raise
-    run.write_status("finished")
+    if not (summary["already_finished"] and run.read_status().get("state") == "finished"):
+        run.write_status("finished")
     genotype = json.loads(run.genotype.read_text())
     return {"genotype_file": str(run.genotype), "run_dir": str(run.path), "genotype": genotype, **summary}
 

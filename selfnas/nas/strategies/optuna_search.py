@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -102,11 +103,16 @@ def open_search_study(
 
 
 def run_search_study(
-    config: TrainConfig, run: RunDir, quiet: bool = False, data: Any = None
+    config: TrainConfig,
+    run: RunDir,
+    quiet: bool = False,
+    data: Any = None,
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run the study in ``run`` until it holds ``search.trials`` results (with the other
     processes that share it), write the best genotype and return the summary. A finished study
-    is reported and left as it is."""
+    is reported and left as it is (``summary["already_finished"]``); ``on_start`` is called only
+    when there is work to do, before the first trial."""
     search = config.search
     assert search is not None
     url = storage_url(run, search)
@@ -118,7 +124,10 @@ def run_search_study(
             trials = ledger.trials()
             if ledger.snapshot(trials).finished:  # reported, and left alone: not a write to the study
                 progress.begin(trials, finished=True)
-                return _write_results(run, study, search, url, only_if_changed=True)
+                summary = _write_results(run, study, search, url, only_if_changed=True)
+                return {**summary, "already_finished": True}
+            if on_start is not None:
+                on_start()
             progress.begin(trials)
             if search.n_workers > 1:
                 ledger.settle()  # a killed run's trials: failed and retried before the workers start
@@ -129,7 +138,7 @@ def run_search_study(
             progress.update(ledger.trials())
     finally:
         progress.close()
-    return _write_results(run, study, search, url)
+    return {**_write_results(run, study, search, url), "already_finished": False}
 
 
 def _ledger(study: optuna.Study, search: SearchConfig) -> Ledger:
