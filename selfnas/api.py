@@ -122,7 +122,9 @@ def _search_study(
         atomic_write_text(run.config, config_to_yaml(config))
         atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))
     try:  # a finished study resumed is reported and changes nothing, status.json included
-        summary = run_search_study(config, run, quiet=quiet, data=data, on_start=lambda: run.write_status("running"))
+        summary = run_search_study(
+            config, run, quiet=quiet, data=data, on_start=lambda: run.write_status("running")
+        )
     except KeyboardInterrupt:
         run.write_status("interrupted", message="interrupted; continue with --resume")
         raise
