@@ -633,7 +633,7 @@ def info(
         console.print(format_info(result), soft_wrap=True, highlight=False, markup=False)
 
 
-@app.command("import-genotype")
+@app.command("import-genotype", cls=_Command)
 def import_genotype(
     source: Annotated[
         str,

@@ -326,6 +326,20 @@ def test_help_shows_the_config_defaults_and_no_type_for_flags():
     assert "<bool>" not in out and "{" not in run_cli("eval", "--help", check=True).stdout.splitlines()[0]
 
 
+def test_no_usage_line_shows_an_argument_in_braces():
+    from typer.main import get_command
+
+    from selfnas.cli import app
+
+    group = get_command(app)
+    usages = {
+        name: cmd.get_usage(cmd.make_context(name, ["--help"], resilient_parsing=True))
+        for name, cmd in group.commands.items()
+    }
+    assert "RUN_DIR" in usages["export"] and "TEXT_OR_FILE" in usages["import-genotype"]
+    assert [name for name, usage in usages.items() if "{" in usage] == []
+
+
 def test_import_genotype_writes_a_validated_file_or_one_line_error(tmp_path):
     out = tmp_path / "darts_v2.json"
     proc = run_cli("import-genotype", "DARTS_V2", "--out", str(out), check=True)
