@@ -119,6 +119,11 @@ class SearchConfig(_Strict):
     ops: list[str] = Field(
         default_factory=lambda: list(HEAD_SEARCH_OPS), min_length=1, description="head ops"
     )
+    layout: Literal["selfnas", "nasiam"] = Field(
+        "selfnas",
+        description="heads: selfnas (every method alike) or nasiam (NASiam's layer counts per method, "
+        "BatchNorm after pools, a proj_out/4 predictor bottleneck)",
+    )
     nodes: int = Field(4, ge=1, le=8, description="cells: intermediate nodes per cell")
     cell_width: int = Field(16, ge=1, le=1024, description="cells: channels C of the first cell")
     cell_layers: int = Field(
@@ -167,6 +172,27 @@ class SearchConfig(_Strict):
     @classmethod
     def _storage_url(cls, v: object) -> object:
         return check_storage_url(v)
+
+    @field_validator("layout")
+    @classmethod
+    def _layout_fits(cls, v: str, info: Any) -> str:
+        """``nasiam`` has NASiam's own layer counts: the selfnas ones stay at their defaults."""
+        if v == "selfnas":
+            return v
+        if info.data.get("space", "heads") != "heads":
+            raise PydanticCustomError(
+                "head_layout", "search.layout=nasiam applies to search.space=heads only"
+            )
+        defaults = {k: cls.model_fields[k].default for k in ("projector_layers", "predictor_layers")}
+        changed = [k for k, default in defaults.items() if info.data.get(k, default) != default]
+        if changed:
+            raise PydanticCustomError(
+                "head_layout",
+                "search.layout=nasiam uses NASiam's layer counts (projector 6, MoCo 4; predictor 4); "
+                "drop search.{field} (a depth of the selfnas layout)",
+                {"field": changed[0]},
+            )
+        return v
 
 
 STORAGE_FORMS = "sqlite:///PATH, postgresql://USER@HOST[:PORT]/DB or journal:PATH"

@@ -6,6 +6,10 @@ A genotype file is::
      "projector": {"layers": [{"op": "linear_bn_relu", "dim": 64}, ...]},
      "predictor": {"layers": [...]} | null}
 
+A head genotype found with ``search.layout=nasiam`` also says ``"layout": "nasiam"`` (after
+``method``), and loading checks its heads fit NASiam's layout; without the key it is ``selfnas``,
+so files written before the key existed load unchanged and selfnas genotypes stay byte-identical.
+
 Loading accepts only that shape: unknown keys, wrong types, unknown op names, absurd
 sizes and oversized files are refused with one :class:`GenotypeError` line.
 """
@@ -22,7 +26,7 @@ from selfnas.io import atomic_write_json
 from selfnas.methods import METHOD_NAMES
 from selfnas.models.cell_genotype import CellGenotype
 from selfnas.models.genotype_format import check_header, header
-from selfnas.models.heads import HeadSpec
+from selfnas.models.heads import HeadSpec, check_layout
 from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
 
 MAX_BYTES = 1_000_000
@@ -30,18 +34,24 @@ MAX_BYTES = 1_000_000
 
 @dataclass(frozen=True)
 class HeadGenotype:
-    """The heads found by a head search: a projector and, for SimSiam / BYOL, a predictor."""
+    """The heads found by a head search: a projector and, for SimSiam / BYOL, a predictor, laid out
+    as ``layout`` says (``selfnas`` or ``nasiam``: see :func:`selfnas.models.heads.check_layout`)."""
 
     projector: HeadSpec
     predictor: HeadSpec | None = None
     method: str | None = None
+    layout: str = "selfnas"
 
     space = "heads"
+
+    def __post_init__(self) -> None:
+        check_layout(self.layout, self.method, self.projector, self.predictor)
 
     def to_json(self) -> dict[str, Any]:
         return {
             **header(self.space),
             "method": self.method,
+            **({} if self.layout == "selfnas" else {"layout": self.layout}),
             "projector": self.projector.to_json(),
             "predictor": None if self.predictor is None else self.predictor.to_json(),
         }
@@ -49,13 +59,15 @@ class HeadGenotype:
     @classmethod
     def from_json(cls, data: Any) -> HeadGenotype:
         expected = {"format", "version", "space", "method", "projector", "predictor"}
-        check_header(data, "heads", expected)
+        check_header(
+            data, "heads", expected | ({"layout"} if isinstance(data, dict) and "layout" in data else set())
+        )
         method = data["method"]
         if method is not None and method not in METHOD_NAMES:
             raise GenotypeError(f"genotype 'method' must be one of {', '.join(METHOD_NAMES)} or null")
         projector = HeadSpec.from_json(data["projector"])
         predictor = None if data["predictor"] is None else HeadSpec.from_json(data["predictor"])
-        return cls(projector, predictor, method)
+        return cls(projector, predictor, method, data.get("layout", "selfnas"))
 
 
 Genotype = HeadGenotype | CellGenotype | ResNetVariantGenotype | MobileNetVariantGenotype

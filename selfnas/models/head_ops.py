@@ -4,6 +4,12 @@ Every op maps ``N x in_dim`` to ``N x out_dim``. Parameter-free ops (identity,
 1-D pooling over the feature axis) keep the width, so they need ``in_dim == out_dim``.
 The same table feeds the hand-crafted heads here and the searched heads (NASiam),
 where a mixed op holds one instance of each candidate.
+
+NASiam's own pools (``*_pool_3_bn``, used by ``search.layout=nasiam``) differ from ours in
+three ways, as NASiam's code builds them: a BatchNorm1d (affine) follows the pool, the average counts the
+zero padding at the two edge features (``nn.AvgPool1d``'s default), and at a layer that
+changes the width NASiam's op wrapper puts a Linear before the pool (Linear-BN-ReLU when
+narrowing, a bare Linear when widening), so these two ops accept ``in_dim != out_dim``.
 """
 
 from __future__ import annotations
@@ -20,27 +26,36 @@ from selfnas.registry import Registry
 HeadOpFactory = Callable[[int, int], nn.Module]
 HEAD_OPS: Registry[HeadOpFactory] = Registry("head op")
 
-#: ops that hold no parameters: NASiam's collapse monitor counts these
-PARAMETER_FREE_HEAD_OPS = frozenset({"identity", "max_pool_3", "avg_pool_3"})
+#: ops chosen for no weight matrix: the collapse monitor and ``search.max_parameter_free`` count
+#: these. NASiam's pools keep only their BatchNorm's per-feature scale and shift (at a layer that
+#: changes the width, NASiam's wrapper Linear too), and still count: DARTS collapse is toward them.
+PARAMETER_FREE_HEAD_OPS = frozenset(
+    {"identity", "max_pool_3", "avg_pool_3", "max_pool_3_bn", "avg_pool_3_bn"}
+)
 
 
 class FeaturePool1d(nn.Module):
-    """Max or average pooling of width 3 along the feature axis, stride 1, same width."""
+    """Max or average pooling of width 3 along the feature axis, stride 1, same width.
 
-    def __init__(self, kind: str) -> None:
+    ``include_pad``: the average divides the two edge features by 3 (the zero padding counts),
+    as ``nn.AvgPool1d`` does by default in NASiam's code; ours divides by the real neighbours.
+    """
+
+    def __init__(self, kind: str, include_pad: bool = False) -> None:
         super().__init__()
         self.kind = kind
+        self.include_pad = include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # N x D -> N x D
         y = x.unsqueeze(1)  # N x 1 x D
         if self.kind == "max":
             y = F.max_pool1d(y, kernel_size=3, stride=1, padding=1)
         else:
-            y = F.avg_pool1d(y, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+            y = F.avg_pool1d(y, kernel_size=3, stride=1, padding=1, count_include_pad=self.include_pad)
         return y.squeeze(1)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, kernel=3"
+        return f"kind={self.kind}, kernel=3" + (", include_pad=True" if self.include_pad else "")
 
 
 def _same_width(name: str, in_dim: int, out_dim: int) -> None:
@@ -60,6 +75,21 @@ def _pool(kind: str) -> HeadOpFactory:
     def make(in_dim: int, out_dim: int) -> nn.Module:
         _same_width(f"{kind}_pool_3", in_dim, out_dim)
         return FeaturePool1d(kind)
+
+    return make
+
+
+def _nasiam_pool(kind: str) -> HeadOpFactory:
+    """NASiam's pool: pool -> BatchNorm1d, after NASiam's width-changing Linear when in != out."""
+
+    def make(in_dim: int, out_dim: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        if in_dim > out_dim:
+            layers += list(_linear_bn(nn.ReLU)(in_dim, out_dim))
+        elif in_dim < out_dim:
+            layers.append(nn.Linear(in_dim, out_dim))
+        layers += [FeaturePool1d(kind, include_pad=True), nn.BatchNorm1d(out_dim)]
+        return nn.Sequential(*layers)
 
     return make
 
@@ -89,6 +119,8 @@ def _linear(act: type[nn.Module] | None) -> HeadOpFactory:
 HEAD_OPS.add("identity", _identity, "identity (keeps the width)")
 HEAD_OPS.add("max_pool_3", _pool("max"), "1-D max pool of width 3 over features (keeps the width)")
 HEAD_OPS.add("avg_pool_3", _pool("avg"), "1-D average pool of width 3 over features (keeps the width)")
+HEAD_OPS.add("max_pool_3_bn", _nasiam_pool("max"), "NASiam's max pool: 1-D max pool of width 3 -> BatchNorm")
+HEAD_OPS.add("avg_pool_3_bn", _nasiam_pool("avg"), "NASiam's average pool (zero padding counts) -> BatchNorm")
 HEAD_OPS.add("linear", _linear(None), "Linear with bias")
 HEAD_OPS.add("linear_relu", _linear(nn.ReLU), "Linear -> ReLU (MoCo v2 head)")
 HEAD_OPS.add("linear_bn", _linear_bn(None), "Linear -> BatchNorm")

@@ -3,6 +3,11 @@
 A head spec is plain data (a frozen dataclass whose ``repr`` and JSON say the same
 thing), so a searched head (NASiam) and a hand-crafted one go through the same
 builder and every SSL method accepts either.
+
+A head search lays its searched layers out one of two ways (``search.layout``): ``selfnas``
+(every method alike) or ``nasiam`` (as NASiam's code builds each method's heads:
+:data:`NASIAM_HEADS`). A found head spec names every op it builds, so it rebuilds the same
+modules whatever its layout; the layout, kept in the genotype, lets a loader check the spec fits.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch import nn
 
 from selfnas.errors import GenotypeError
 from selfnas.methods import METHOD_RECORDS, HeadRecipe
+from selfnas.models.genotype_format import short
 from selfnas.models.head_ops import HEAD_OPS, make_head_op
 
 MAX_HEAD_DIM = 65536
@@ -99,3 +105,93 @@ def default_heads(method: str, hidden: int, out: int, pred_hidden: int) -> tuple
 
 def _recipe_spec(recipe: HeadRecipe, hidden: int, out: int) -> HeadSpec:
     return mlp_spec(hidden, out, recipe.hidden_layers, recipe.hidden_op, recipe.out_op)
+
+
+#: the ways a head search lays out its searched layers (``search.layout``)
+HEAD_LAYOUTS = ("selfnas", "nasiam")
+
+
+@dataclass(frozen=True)
+class LayoutHead:
+    """One searched head of a layout: ``layers`` searched layers, then the fixed ``final_op``
+    (``None``: the last searched layer maps to the head's output itself). With ``bottleneck`` the
+    searched layers are ``in_dim // 4`` wide (NASiam's 2048 -> 512), else ``in_dim``."""
+
+    layers: int
+    final_op: str | None
+    bottleneck: bool = False
+
+    def hidden(self, in_dim: int) -> int:
+        return max(1, in_dim // 4) if self.bottleneck else in_dim
+
+    @property
+    def total_layers(self) -> int:
+        return self.layers + (self.final_op is not None)
+
+
+#: NASiam's searched (projector, predictor) per method, as aheuillet/NASiam's builders make them:
+#: SimSiam ``SearchCell(prev_dim, num_layers=6)`` then Linear + BN without affine, predictor
+#: ``SearchCell(dim, hidden_dim=pred_dim, num_layers=4)`` (2048 -> 512 -> 2048); MoCo
+#: ``SearchCell(dim_mlp, num_layers=4)`` then the encoder's Linear; SimCLR
+#: ``SearchCell(2048, hidden_dim=512, out_dim=128, num_layers=6)``. BYOL is not in NASiam's code:
+#: it mirrors SimSiam and ends in BYOL's own Linear.
+NASIAM_HEADS: dict[str, tuple[LayoutHead, LayoutHead | None]] = {
+    "simsiam": (LayoutHead(6, "linear_bn_noaffine"), LayoutHead(4, None, bottleneck=True)),
+    "moco": (LayoutHead(4, "linear"), None),
+    "simclr": (LayoutHead(6, None, bottleneck=True), None),
+    "byol": (LayoutHead(6, "linear"), LayoutHead(4, None, bottleneck=True)),
+}
+
+#: our pools -> NASiam's (BatchNorm after the pool)
+NASIAM_POOLS = {"max_pool_3": "max_pool_3_bn", "avg_pool_3": "avg_pool_3_bn"}
+
+
+def nasiam_layer_op(op: str, in_dim: int, out_dim: int) -> str:
+    """The op NASiam's op wrappers make of the searched ``op`` on a layer ``in_dim -> out_dim``.
+
+    Pools become NASiam's (BatchNorm after; they take the width change themselves). Widening, any
+    other op is a bare Linear; narrowing, identity is Linear-BN-ReLU and a Linear-BN-act op stays.
+    """
+    op = NASIAM_POOLS.get(op, op)
+    if op in NASIAM_POOLS.values() or in_dim == out_dim:
+        return op
+    if in_dim < out_dim:
+        return "linear"
+    return "linear_bn_relu" if op == "identity" else op
+
+
+def check_layout(layout: Any, method: str | None, projector: HeadSpec, predictor: HeadSpec | None) -> None:
+    """Refuse, with one :class:`GenotypeError` line, heads that do not fit ``layout`` for ``method``:
+    a ``nasiam`` head has NASiam's layer count and final op for the method, and no BN-less pool."""
+    if not isinstance(layout, str) or layout not in HEAD_LAYOUTS:
+        raise GenotypeError(f"unknown head layout {short(layout)}; known: {', '.join(HEAD_LAYOUTS)}")
+    if layout == "selfnas":
+        return
+    if method not in NASIAM_HEADS:
+        raise GenotypeError(
+            f"a genotype with layout 'nasiam' needs its 'method' ({', '.join(NASIAM_HEADS)}), "
+            f"got {short(method)}"
+        )
+    for name, spec, head in zip(
+        ("projector", "predictor"), (projector, predictor), NASIAM_HEADS[method], strict=True
+    ):
+        if head is None or spec is None:
+            if head is not spec:
+                has = "has no" if head is None else "needs a"
+                raise GenotypeError(
+                    f"layout 'nasiam': {method} {has} searched {name}; fix the genotype's {name}"
+                )
+            continue
+        ends = f" + final {head.final_op!r}" if head.final_op else ""
+        if len(spec.layers) != head.total_layers or (head.final_op and spec.layers[-1].op != head.final_op):
+            raise GenotypeError(
+                f"layout 'nasiam': a {method} {name} is {head.layers} searched layers{ends}, this genotype's "
+                f"has {len(spec.layers)} ending in {spec.layers[-1].op!r}; search with search.layout=nasiam, "
+                "or drop 'layout' to build it as written"
+            )
+        for i, layer in enumerate(spec.layers):
+            if layer.op in NASIAM_POOLS:
+                raise GenotypeError(
+                    f"layout 'nasiam': {name} layer {i} is {layer.op!r}, but NASiam's pools are followed by "
+                    f"BatchNorm; use {NASIAM_POOLS[layer.op]!r}, or drop 'layout'"
+                )

@@ -45,7 +45,9 @@ class HeadTableSpace:
             base.method.name,
         )
         needs = method_record(self.method).needs_predictor
-        self.projector, self.predictor = head_spaces(self.search, self.proj_out, self.backbone_dim, needs)
+        self.projector, self.predictor = head_spaces(
+            self.search, self.proj_out, self.backbone_dim, needs, self.method
+        )
 
     def size(self) -> int:
         return self.projector.size * (self.predictor.size if self.predictor else 1)
@@ -62,7 +64,7 @@ class HeadTableSpace:
         if self.predictor is not None:
             chain = [rng.choice(ops) for _ in range(self.predictor.layers)]
             predictor = self.predictor.spec(chain, self.proj_out)
-        return HeadGenotype(projector, predictor, self.method)
+        return HeadGenotype(projector, predictor, self.method, self.search.layout)
 
     def apply(self, config: TrainConfig, genotype: HeadGenotype) -> TrainConfig:
         return apply_genotype(config, genotype)

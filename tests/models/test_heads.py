@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from selfnas.errors import GenotypeError
 from selfnas.models.head_ops import HEAD_OPS, PARAMETER_FREE_HEAD_OPS, make_head_op
@@ -12,8 +13,9 @@ from selfnas.models.heads import HeadLayer, HeadSpec, build_head, default_heads
 def test_every_op_keeps_batch_and_gives_out_dim(op):
     module = make_head_op(op, 10, 10)
     assert module(torch.randn(4, 10)).shape == (4, 10)
-    if op in PARAMETER_FREE_HEAD_OPS:
-        assert sum(p.numel() for p in module.parameters()) == 0
+    if op in PARAMETER_FREE_HEAD_OPS:  # no weight matrix; NASiam's pools keep a BatchNorm's scale and shift
+        assert not any(isinstance(m, nn.Linear) for m in module.modules())
+        assert sum(p.numel() for p in module.parameters()) <= 2 * 10
 
 
 def test_pooling_over_feature_axis_by_hand():
@@ -21,6 +23,18 @@ def test_pooling_over_feature_axis_by_hand():
     assert make_head_op("max_pool_3", 4, 4)(x).tolist() == [[5.0, 5.0, 5.0, 2.0]]
     avg = make_head_op("avg_pool_3", 4, 4)(x)
     assert torch.allclose(avg, torch.tensor([[3.0, 8 / 3, 7 / 3, 1.0]]))
+
+
+def test_nasiams_pools_count_the_padding_and_normalise_after():
+    """nn.AvgPool1d's default (NASiam): the edge features are divided by 3, then a BatchNorm."""
+    x = torch.tensor([[1.0, 5.0, 2.0, 0.0]])
+    avg = make_head_op("avg_pool_3_bn", 4, 4).eval()  # fresh running stats: BN is x / sqrt(1 + eps)
+    scale = (1 + avg[-1].eps) ** -0.5
+    assert torch.allclose(avg(x), torch.tensor([[2.0, 8 / 3, 7 / 3, 2 / 3]]) * scale)
+    assert isinstance(avg[-1], nn.BatchNorm1d) and avg[-1].affine
+    top = make_head_op("max_pool_3_bn", 4, 4).eval()
+    assert torch.allclose(top(x), torch.tensor([[5.0, 5.0, 5.0, 2.0]]) * scale)
+    assert make_head_op("avg_pool_3_bn", 8, 4)(torch.randn(3, 8)).shape == (3, 4)  # NASiam's wrapper
 
 
 def test_width_preserving_op_refuses_width_change():

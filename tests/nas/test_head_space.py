@@ -59,3 +59,7 @@ def test_bad_space_is_refused():
         HeadSearchSpace(2, 8, 6, "linear", ("identity", "conv_9x9"))
     with pytest.raises(GenotypeError):
         space().spec(("identity",), 8)
+    with pytest.raises(GenotypeError, match="ends in a fixed final op"):
+        HeadSearchSpace(2, 8, 6, None)  # only the nasiam layout lets the last searched layer end a head
+    with pytest.raises(GenotypeError, match="unknown head layout"):
+        HeadSearchSpace(2, 8, 6, "linear", layout="darts")

@@ -64,7 +64,7 @@ class HeadSearchTrainer(Trainer):
         cfg, search = self.config, self._search()
         backbone = create_backbone(cfg.model.backbone, in_channels=in_channels, **cfg.model.backbone_kwargs)
         needs_predictor = method_record(cfg.method.name).needs_predictor
-        spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, needs_predictor)
+        spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, needs_predictor, cfg.method.name)
         projector = SearchHead(spaces[0], backbone.out_dim)
         predictor = None if spaces[1] is None else SearchHead(spaces[1], cfg.method.proj_out)
         return create_method(cfg.method.name, backbone, projector, predictor,
@@ -221,7 +221,8 @@ class HeadSearchTrainer(Trainer):
         cap = self._search().max_parameter_free
         heads = self.supernets()
         predictor = heads["predictor"].derive(cap) if "predictor" in heads else None
-        return HeadGenotype(heads["projector"].derive(cap), predictor, self.config.method.name)
+        projector = heads["projector"].derive(cap)
+        return HeadGenotype(projector, predictor, self.config.method.name, self._search().layout)
 
     def after_fit(self) -> None:
         self.save_final_genotype()
