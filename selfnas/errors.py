@@ -33,3 +33,7 @@ class RunDirError(SelfnasError):
 
 class TrainingError(SelfnasError):
     """Training cannot continue (NaN loss, collapsed representation in strict mode)."""
+
+
+class ExportError(SelfnasError):
+    """An exported file does not reproduce the model (the export is not written)."""

@@ -2,22 +2,28 @@
 
 OUT/
   backbone.pt2           torch.export program: normalised float N x C x S x S -> N x F; needs only torch
-  backbone.pt            the same as TorchScript (deprecated by torch, kept for older tools)
+  backbone.onnx          the same program as ONNX (opset ``ONNX_OPSET``), checked against torch at export;
+                         runs with onnxruntime alone, outside Python too
   backbone.safetensors   the backbone's own state dict (no ``backbone.`` / ``module.`` prefixes)
   config.yaml            the run's resolved config
   genotype.json          the heads: found by a search run, or the genotype a run was pretrained from
   MODEL_CARD.md          data, method, budget, scores, provenance and how to load it
 
-Every file is written atomically; exporting again overwrites the same files.
+Every file is written atomically; exporting again overwrites the same files. No TorchScript
+(``backbone.pt``): torch deprecated ``torch.jit``, and what it served (C++, other runtimes, serving)
+is now served by the ``.pt2`` program (AOTInductor, ExecuTorch) or by ONNX.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnxruntime
 import torch
 from safetensors.torch import save
 
@@ -29,7 +35,7 @@ from selfnas.build import (
     open_run,
     run_heads,
 )
-from selfnas.errors import RunDirError
+from selfnas.errors import ExportError, RunDirError
 from selfnas.info import command_line, head_chain, run_info
 from selfnas.io import atomic_write, atomic_write_bytes, atomic_write_text
 from selfnas.render.markdown import md_table
@@ -40,26 +46,75 @@ from selfnas.training.builder import resolved_lr
 FORMAT = "selfnas-backbone-1"
 
 
-def _trace(backbone: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """TorchScript by tracing: torch >= 2.9 calls it deprecated, yet it is still the one
-    single-file program that bare ``torch.jit.load`` runs without the defining code."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.trace(backbone, example)
+#: ONNX opset of backbone.onnx: torch's default for its exporter, run by onnxruntime >= 1.17 (2024)
+ONNX_OPSET = 20
+#: largest max-abs difference between backbone.onnx and the torch backbone that the export accepts
+ONNX_TOLERANCE = 1e-4
 
 
-def _save_program(path: Path, backbone: torch.nn.Module, example: torch.Tensor) -> Path:
-    """A ``torch.export`` program (``.pt2``) with a dynamic batch size: the format torch
-    recommends now; ``torch.export.load(path).module()`` runs it without the defining code."""
+def _program(backbone: torch.nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """The backbone as a ``torch.export`` program with a dynamic batch size: one trace that both
+    ``backbone.pt2`` and ``backbone.onnx`` serialise, so the two files hold the same graph."""
     with torch.no_grad():
-        program = torch.export.export(backbone, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
-    return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+        return torch.export.export(backbone, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 
-def _save_script(path: Path, program: torch.jit.ScriptModule) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return atomic_write(path, lambda tmp: torch.jit.save(program, tmp))
+def _save_program(path: Path, program: torch.export.ExportedProgram) -> Path:
+    """``.pt2``, the format torch recommends now: ``torch.export.load(path).module()`` runs it
+    without the defining code."""
+    buffer = io.BytesIO()  # torch.export.save warns about a temp file's name that does not end in .pt2
+    torch.export.save(program, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _onnx_features(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Features (N x F, float32) of the ONNX backbone at ``path`` on normalised ``images`` (N x C x S x S)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # a few images: no thread pool worth starting
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(["features"], {"images": images.astype(np.float32)})[0]
+
+
+def _check_onnx(path: str | Path, reference: torch.nn.Module, input_shape: list[int]) -> None:
+    """Refuse the ONNX backbone at ``path`` if it is more than ``ONNX_TOLERANCE`` (max abs) from
+    ``reference`` on a seeded input of 3 images: another batch size than the traced 2, so the
+    dynamic batch axis is checked too, and few enough that the check costs milliseconds."""
+    x = torch.randn(3, *input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    diff = float(np.abs(_onnx_features(path, x.numpy()) - expected).max())
+    if not diff <= ONNX_TOLERANCE:  # also refuses NaN
+        raise ExportError(
+            f"the ONNX export differs from the torch backbone by {diff:.3g} (max abs, limit "
+            f"{ONNX_TOLERANCE:g}): reinstall the tested versions (pip install -c constraints.txt -e .) "
+            "or report the backbone as a selfnas bug"
+        )
+
+
+def save_onnx(
+    path: Path, program: torch.export.ExportedProgram, reference: torch.nn.Module, input_shape: list[int]
+) -> Path:
+    """``program`` as ONNX at ``path`` (input ``images`` N x C x S x S, output ``features`` N x F, batch
+    axis ``batch``), checked against ``reference`` before it is renamed into place: a model that
+    does not match is never left behind.
+
+    The torch.export-based exporter (``dynamo=True``, needs ``onnxscript``) is the one torch supports
+    and defaults to since 2.9; the TorchScript-based one warns that it will be removed."""
+    onnx_program = torch.onnx.export(
+        program,
+        dynamo=True,
+        opset_version=ONNX_OPSET,
+        input_names=["images"],
+        output_names=["features"],
+        dynamic_shapes=({0: "batch"},),
+        verbose=False,  # no progress lines on stdout
+    )
+
+    def write(tmp: str) -> None:
+        onnx_program.save(tmp, external_data=False)  # one file: a backbone is far below protobuf's 2 GB
+        _check_onnx(tmp, reference, input_shape)
+
+    return atomic_write(path, write)
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
@@ -84,8 +139,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in backbone.parameters()),
     }
     example = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
-    files = [_save_program(out / "backbone.pt2", backbone, example)]
-    files.append(_save_script(out / "backbone.pt", _trace(backbone, example)))
+    program = _program(backbone, example)
+    # ONNX first: if its check fails, nothing of this export has been written
+    files = [save_onnx(out / "backbone.onnx", program, backbone, spec["input_shape"])]
+    files.append(_save_program(out / "backbone.pt2", program))
     metadata = {"format": FORMAT, **{k: json.dumps(v) for k, v in spec.items()}}
     state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
     # bytes through atomic_write_bytes: safetensors' save_file would leave the file mode 0600
@@ -99,7 +156,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         assert heads is not None  # a training run with explicit heads always has them
         files.append(atomic_write_text(out / GENOTYPE_FILE, json.dumps(heads.to_json(), indent=2) + "\n"))
     files.append(atomic_write_text(out / "MODEL_CARD.md", model_card(run.path, spec)))
-    return {"out_dir": str(out), "files": [p.name for p in files], **spec}
+    return {"out_dir": str(out), "files": [p.name for p in files], "onnx_opset": ONNX_OPSET, **spec}
 
 
 def _python_kwargs(kwargs: dict[str, Any]) -> str:
@@ -143,9 +200,11 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
         "",
         f"- backbone: `{spec['backbone']}` `{json.dumps(spec['backbone_kwargs'])}`, "
         f"{spec['parameters']:,} parameters",
-        f"- input: float N x {c} x {s} x {s}, per channel `(pixel / 255 - mean) / std`, "
+        f"- input: float N x {c} x {s} x {s} (any N), per channel `(pixel / 255 - mean) / std`, "
         f"mean {mean}, std {std}",
         f"- output: N x {spec['feature_dim']} features (global average pooled)",
+        f"- exported with torch {torch.__version__} and onnxscript {version('onnxscript')} (ONNX opset "
+        f"{ONNX_OPSET}), checked with onnxruntime {onnxruntime.__version__}",
         heads_line,
         "",
         "## Training",
@@ -165,10 +224,17 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
             f"ops {', '.join(config.search.ops)}"
         )
     lines += ["", "## Scores on held-out splits", "", *_scores(info["eval"]), ""]
-    lines += [
-        "## Load it",
-        "",
-        "With torch alone (no selfnas), from the `torch.export` program (any batch size):",
+    lines += ["## Load it", "", *_loading(spec, mean, std)]
+    return "\n".join(lines)
+
+
+def _loading(spec: dict[str, Any], mean: list[float], std: list[float]) -> list[str]:
+    """The card's "Load it" section: one runnable snippet per file, each needing only what it names.
+    Each snippet's ``images = ...  # your images`` line is the one a user (or a test) replaces."""
+    c, s, _ = spec["input_shape"]
+    f, kwargs = spec["feature_dim"], _python_kwargs(spec["backbone_kwargs"])
+    return [
+        "With torch alone (no selfnas), from the `torch.export` program:",
         "",
         "```python",
         "import torch",
@@ -176,13 +242,25 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
         'backbone = torch.export.load("backbone.pt2").module()',
         f"mean = torch.tensor({mean}).view(1, -1, 1, 1)",
         f"std = torch.tensor({std}).view(1, -1, 1, 1)",
-        f"images = torch.zeros(8, {c}, {s}, {s}, dtype=torch.uint8)  # your images",
+        f"images = torch.zeros(8, {c}, {s}, {s}, dtype=torch.uint8)  # your images, N x C x H x W",
         "with torch.no_grad():",
-        f"    features = backbone((images.float() / 255 - mean) / std)  # 8 x {spec['feature_dim']}",
+        f"    features = backbone((images.float() / 255 - mean) / std)  # 8 x {f}",
         "```",
         "",
-        "`backbone.pt` holds the same network as TorchScript, for older tools (torch calls "
-        '`torch.jit` deprecated; `torch.jit.load("backbone.pt")` still runs it).',
+        f"With onnxruntime alone (no torch), from the ONNX model (opset {ONNX_OPSET}, input `images`, "
+        f"output `features`; checked at export to match the torch backbone within {ONNX_TOLERANCE:g}):",
+        "",
+        "```python",
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "",
+        'session = ort.InferenceSession("backbone.onnx", providers=["CPUExecutionProvider"])',
+        f"mean = np.array({mean}, dtype=np.float32).reshape(1, -1, 1, 1)",
+        f"std = np.array({std}, dtype=np.float32).reshape(1, -1, 1, 1)",
+        f"images = np.zeros((8, {c}, {s}, {s}), dtype=np.uint8)  # your images, N x C x H x W",
+        "x = (images.astype(np.float32) / 255 - mean) / std",
+        f'features = session.run(["features"], {{"images": x}})[0]  # 8 x {f}',
+        "```",
         "",
         "The weights into selfnas's backbone definition:",
         "",
@@ -190,10 +268,9 @@ def model_card(run_path: Path, spec: dict[str, Any]) -> str:
         "from safetensors.torch import load_file",
         "from selfnas.models.backbones import create_backbone",
         "",
-        f'backbone = create_backbone("{spec["backbone"]}", in_channels={c}'
-        f"{_python_kwargs(spec['backbone_kwargs'])})",
+        f'backbone = create_backbone("{spec["backbone"]}", in_channels={c}{kwargs})',
         'backbone.load_state_dict(load_file("backbone.safetensors"))',
+        "backbone.eval()  # BatchNorm with its running statistics",
         "```",
         "",
     ]
-    return "\n".join(lines)

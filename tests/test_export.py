@@ -1,8 +1,13 @@
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from safetensors import safe_open
@@ -11,9 +16,9 @@ from safetensors.torch import load_file
 from selfnas.api import with_genotype
 from selfnas.build import load_pretrained, load_run_config
 from selfnas.config import build_config
-from selfnas.errors import RunDirError
+from selfnas.errors import ExportError, RunDirError
 from selfnas.evaluation import evaluate
-from selfnas.export import export_run
+from selfnas.export import ONNX_OPSET, export_run, save_onnx
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import load_genotype
 from selfnas.nas.strategies.darts import HeadSearchTrainer
@@ -24,26 +29,63 @@ from tests.conftest import TINY
 FAST = [*TINY, "optim.epochs=1", "run.knn_every=0"]
 SEARCH = ["search.projector_layers=2", "search.predictor_layers=1"]
 
-# run in a fresh interpreter with torch and safetensors only: features of backbone.pt on a seeded input
-STANDALONE = """
+# each runs in a fresh interpreter on the input x.npy and saves features.npy; the ONNX one without torch
+STANDALONE = {
+    "pt2": """
 import sys
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-export, out = sys.argv[1], sys.argv[2]
-backbone = torch.jit.load(export + "/backbone.pt").eval()
+export, x, out = sys.argv[1:4]
 program = torch.export.load(export + "/backbone.pt2").module()
-x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+x = torch.from_numpy(np.load(x))
 with torch.no_grad():
-    features = backbone(x)
-    exported = program(x)
-    assert program(x[:1]).shape == (1, features.shape[1])  # any batch size
+    np.save(out, torch.cat([program(x), program(x[:1])]).numpy())  # two batch sizes
 keys = list(load_file(export + "/backbone.safetensors"))
 assert not any(k.startswith(("module.", "encoder.", "backbone.")) for k in keys), keys
-save_file({"x": x, "features": features, "exported": exported}, out)
 assert "selfnas" not in sys.modules, "the export must not need selfnas"
 print("standalone ok")
+""",
+    "onnx": """
+import sys
+import numpy as np
+import onnxruntime as ort
+
+export, x, out = sys.argv[1:4]
+session = ort.InferenceSession(export + "/backbone.onnx", providers=["CPUExecutionProvider"])
+x = np.load(x)
+np.save(out, np.concatenate([session.run(["features"], {"images": v})[0] for v in (x, x[:1])]))
+assert "selfnas" not in sys.modules and "torch" not in sys.modules, "ONNX must need neither"
+print("standalone ok")
+""",
+}
+#: what replaces a card snippet's `images = ...  # your images` line: the test's uint8 images
+CARD_IMAGES = {
+    "pt2": "images = torch.from_numpy(np.load('images.npy'))",
+    "onnx": "images = np.load('images.npy')",
+}
+#: appended to a card snippet: keep its features, and check it ran without selfnas
+CARD_END = """
+np.save("features.npy", np.asarray(features))
+assert "selfnas" not in sys.modules, "the card's snippet must not need selfnas"
+print("standalone ok")
 """
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def run_fresh(code: str, *args: str, cwd: Path) -> None:
+    """Run ``code`` in a fresh interpreter; it must print "standalone ok"."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=ENV
+    )
+    assert proc.returncode == 0 and "standalone ok" in proc.stdout, proc.stderr
+
+
+def card_snippet(card: str, file: str) -> str:
+    """The python code block of MODEL_CARD.md that loads ``file``."""
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", card, re.S) if f'"{file}"' in b]
+    return block
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +97,68 @@ def exported(tmp_path_factory):
     return root / "run", root / "out", result
 
 
-def test_exported_programs_run_without_selfnas_and_match(exported, tmp_path):
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_exported_programs_run_without_selfnas_and_match(exported, tmp_path, fmt):
     run, out, _ = exported
-    proc = subprocess.run(
-        [sys.executable, "-c", STANDALONE, str(out), str(tmp_path / "f.safetensors")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )  # fmt: skip
-    assert proc.returncode == 0 and "standalone ok" in proc.stdout, proc.stderr
-    saved = load_file(str(tmp_path / "f.safetensors"))
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))  # traced with 2, checked with 3
+    np.save(tmp_path / "x.npy", x.numpy())
+    run_fresh(STANDALONE[fmt], str(out), str(tmp_path / "x.npy"), str(tmp_path / "f.npy"), cwd=tmp_path)
     with torch.no_grad():
-        ours = load_pretrained(run)(saved["x"])
-    assert ours.shape == (5, 16)
-    assert (saved["features"] - ours).abs().max() <= 1e-5
-    assert (saved["exported"] - ours).abs().max() <= 1e-5
+        ours = load_pretrained(run)(torch.cat([x, x[:1]])).numpy()
+    theirs = np.load(tmp_path / "f.npy")
+    assert ours.shape == theirs.shape == (6, 16)
+    assert np.abs(theirs - ours).max() <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_the_model_card_snippets_run_as_written(exported, tmp_path, fmt):
+    run, out, result = exported
+    snippet = card_snippet((out / "MODEL_CARD.md").read_text(), f"backbone.{fmt}")
+    code, n = re.subn(r"^images = .*# your images.*$", CARD_IMAGES[fmt], snippet, flags=re.M)
+    assert n == 1, "the snippet's images line is what a user replaces"
+    folder = shutil.copytree(out, tmp_path / "export")  # the snippet runs in the export folder
+    images = torch.randint(0, 256, (4, 3, 16, 16), generator=torch.Generator().manual_seed(3)).to(torch.uint8)
+    np.save(folder / "images.npy", images.numpy())
+    run_fresh(f"import sys\nimport numpy as np\n{code}\n{CARD_END}", cwd=folder)
+    mean, std = (torch.tensor(result[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        ours = load_pretrained(run)((images.float() / 255 - mean) / std).numpy()
+    theirs = np.load(folder / "features.npy")
+    assert theirs.shape == ours.shape == (4, 16)
+    assert np.abs(theirs - ours).max() <= 1e-4
+
+
+def test_the_model_card_loads_the_weights_into_selfnas(exported, monkeypatch):
+    run, out, _ = exported
+    monkeypatch.chdir(out)  # the snippet names the files relative to the export folder
+    scope: dict[str, object] = {}
+    exec(card_snippet((out / "MODEL_CARD.md").read_text(), "backbone.safetensors"), scope)
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(scope["backbone"](x), load_pretrained(run)(x))
+
+
+def test_the_onnx_file_states_its_opset_and_a_dynamic_batch(exported):
+    _, out, result = exported
+    model = onnx.load(str(out / "backbone.onnx"))
+    assert {o.domain: o.version for o in model.opset_import}[""] == ONNX_OPSET == result["onnx_opset"]
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (
+        *model.graph.input, *model.graph.output)}  # fmt: skip
+    assert dims == {"images": ["batch", 3, 16, 16], "features": ["batch", 16]}
+    assert f"opset {ONNX_OPSET}" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_an_onnx_model_that_does_not_match_is_refused_and_not_left_behind(tmp_path):
+    torch.manual_seed(0)
+    traced, other = (
+        create_backbone("resnet_small", in_channels=3, width=8, depths=[1, 1]).eval() for _ in "ab"
+    )
+    x = torch.randn(2, 3, 16, 16)
+    program = torch.export.export(traced, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    with pytest.raises(ExportError, match="ONNX export differs from the torch backbone") as info:
+        save_onnx(tmp_path / "backbone.onnx", program, other, [3, 16, 16])
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # neither the model nor its temp file
 
 
 def test_clean_weights_load_strictly_into_a_fresh_backbone(exported):
@@ -87,7 +178,7 @@ def test_clean_weights_load_strictly_into_a_fresh_backbone(exported):
 
 def test_the_export_holds_config_and_model_card(exported):
     run, out, result = exported
-    files = {"backbone.pt2", "backbone.pt", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
+    files = {"backbone.pt2", "backbone.onnx", "backbone.safetensors", "config.yaml", "MODEL_CARD.md"}
     assert set(result["files"]) == files
     assert (out / "config.yaml").read_bytes() == (run / "config.yaml").read_bytes()
     assert not (out / "genotype.json").exists()
