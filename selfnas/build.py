@@ -222,21 +222,40 @@ def build_model(
     return select_part(build_method(config, in_channels), part)
 
 
+def load_backbone(run: RunDir, weights: Path) -> nn.Module:
+    """The run's backbone with its trained weights from ``weights`` (``model.safetensors`` or a
+    resumable checkpoint), in eval mode, built for the image channels it was trained on.
+
+    Every kind of run keeps its backbone under ``backbone.``: an SSL model, a head search's, and the
+    classifier of a supervised or fine-tuning run alike, so one loader serves them all. A search run
+    that holds no usable backbone (cells, backbone variants) is a one-line :class:`RunDirError`."""
+    config = load_run_config(run)
+    backbone = create_run_backbone(config, weights_in_channels(config, weights))
+    try:
+        missing, unexpected = backbone.load_state_dict(backbone_state(weights), strict=False)
+    except RuntimeError:  # a tensor of another shape: another width or depth
+        missing, unexpected = ["(a tensor of another shape)"], []
+    if missing or unexpected:
+        raise RunDirError(
+            f"the backbone in {weights} does not fit {config.model.backbone} ({len(missing)} missing or "
+            f"misshapen, {len(unexpected)} unexpected keys); was it made with another config?"
+        )
+    return backbone.eval()
+
+
 def load_pretrained(run_dir: str | Path, part: str = "backbone") -> nn.Module:
     """``part`` of a run's model with its trained weights (``model.safetensors``), in eval mode."""
     _check_part(part)
     run, weights = find_run(open_run(run_dir).path)
-    config = load_run_config(run)
-    in_channels = weights_in_channels(config, weights)
     if part == "backbone":
-        backbone = create_run_backbone(config, in_channels)
-        missing, unexpected = backbone.load_state_dict(backbone_state(weights), strict=False)
-        if missing or unexpected:
-            raise RunDirError(
-                f"the backbone in {weights} does not fit {config.model.backbone} ({len(missing)} missing, "
-                f"{len(unexpected)} unexpected keys); was it made with another config?"
-            )
-        return backbone.eval()
+        return load_backbone(run, weights)
+    config = load_run_config(run)
+    if config.supervised is not None or config.finetune is not None:
+        raise RunDirError(
+            f"{run.path} was trained with labels: it holds a backbone and a classifier, no SSL heads; "
+            "load part='backbone'"
+        )
+    in_channels = weights_in_channels(config, weights)
     if config.search is not None:
         raise RunDirError(
             f"{run.path} is a search run: its heads are an untrained supernet and only part='backbone' "

@@ -1,4 +1,9 @@
-"""Evaluate a pretrained run: kNN and linear probe of frozen backbone features.
+"""Evaluate a run's trained backbone: kNN and linear probe of its frozen features.
+
+Any run with a backbone: SSL pretraining, a head search, and the runs trained with labels
+(``selfnas train --supervised``, ``selfnas finetune``), so a supervised backbone's frozen features
+compare with an SSL one's. Those runs' eval.json already holds their own classifier's accuracy
+(its ``supervised`` / ``finetune`` section): it is kept beside the frozen scores.
 
 The probe's weight decay is chosen by cross-validation on the train split only;
 accuracy is reported on the held-out validation and test splits. Nothing is selected
@@ -12,6 +17,7 @@ evaluation: ``selfnas eval RUN`` (or ``selfnas train --resume``) finishes it.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +26,7 @@ from typing import Any
 
 import torch
 
-from selfnas.build import find_run, load_model, load_run_config
+from selfnas.build import find_run, load_backbone, load_run_config, weights_in_channels
 from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.splits import limit_images
@@ -31,6 +37,9 @@ from selfnas.eval.probes import ProbeProgress, probe_features
 from selfnas.io import append_jsonl, atomic_write_bytes, atomic_write_json
 from selfnas.rundir import RunDir
 from selfnas.training.progress import TrainProgress
+
+#: eval.json sections that a run trained with labels wrote: its own classifier's accuracy
+TRAINED_SECTIONS = ("supervised", "finetune")
 
 
 def evaluate_features(
@@ -111,7 +120,9 @@ def evaluate(
     test_limit: int | None = None,
     quiet: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run directory (or a checkpoint in one); writes ``eval.json`` into the run.
+    """Evaluate a run directory's backbone (or that of a checkpoint in one); writes ``eval.json`` into
+    the run and returns what it holds: the frozen scores, plus the ``supervised`` / ``finetune``
+    section that a run trained with labels wrote before (kept, see :func:`_trained_sections`).
 
     ``train_limit`` / ``test_limit`` keep seeded subsets of the kNN bank / probe training
     images and of each held-out split (quick looks); when None, the run's
@@ -140,9 +151,10 @@ def evaluate(
         train_limit = config.run.eval_train_limit if train_limit is None else train_limit
         test_limit = config.run.eval_test_limit if test_limit is None else test_limit
         splits = _limited(splits, train_limit, test_limit, config.run.seed)
-        dev = resolve_device(device)
-        model = load_model(run, weights, splits.train.channels).to(dev)
         _held_out(splits)  # a user mistake stays a one-line error: before anything is printed
+        _check_channels(weights_in_channels(config, weights), splits)
+        dev = resolve_device(device)
+        backbone = load_backbone(run, weights).to(dev)
         progress = TrainProgress(
             None, 0, f"evaluate {run.path.name}", not sys.stderr.isatty() if quiet is None else quiet
         )
@@ -151,7 +163,7 @@ def evaluate(
                 progress.log(threads_note)
             progress.log(f"evaluating {run.path} on {_what(splits, linear)}")
             result = evaluate_features(
-                model.backbone, splits, dev, seed=config.run.seed, linear=linear, progress=progress
+                backbone, splits, dev, seed=config.run.seed, linear=linear, progress=progress
             )
         finally:
             progress.close()
@@ -161,16 +173,44 @@ def evaluate(
         }
         result["limits"] = {"train": train_limit, "test": test_limit}
         if write:
+            result = {**_trained_sections(run), **result}
             atomic_write_json(run.eval, result)
             append_jsonl(
                 run.metrics,
                 {
                     "kind": "eval",
-                    **{k: v for k, v in result.items() if k != "linear"},
+                    **{k: v for k, v in result.items() if k != "linear" and k not in TRAINED_SECTIONS},
                     "linear": result.get("linear", {}),
                 },
             )
     return result
+
+
+def _check_channels(trained: int, splits: DatasetSplits) -> None:
+    """DatasetError (one line) when the images have other channels than the backbone was trained on."""
+    if splits.train.channels != trained:
+        raise DatasetError(
+            f"the backbone was trained on {trained}-channel images and {splits.name} has "
+            f"{splits.train.channels}; evaluate on a dataset like the one it was trained on (--data)"
+        )
+
+
+def _trained_sections(run: RunDir) -> dict[str, Any]:
+    """The ``supervised`` / ``finetune`` sections of the run's eval.json (the accuracy of the
+    classifier it trained with labels), to keep beside the frozen scores that replace the rest. Each
+    keeps the data and split sizes it was measured on, which the frozen evaluation's top-level
+    ``data`` / ``n_train`` / ``n_held_out`` no longer describe. ``{}`` without such a section (or
+    without a readable eval.json)."""
+    try:
+        before = json.loads(run.eval.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # none yet, or unreadable: the frozen scores replace it
+    if not isinstance(before, dict):
+        return {}
+    context = {k: before[k] for k in ("data", "n_train", "n_held_out") if k in before}
+    return {
+        name: {**context, **before[name]} for name in TRAINED_SECTIONS if isinstance(before.get(name), dict)
+    }
 
 
 @contextlib.contextmanager

@@ -36,14 +36,25 @@ def eval_summary(result: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"data": result.get("data"), "feature_dim": result.get("feature_dim")}
     if "knn" in result or not any(k in result for k in ("supervised", "finetune")):
         summary["knn"] = result.get("knn", {})
+    if "knn_k" in result:
+        summary["knn_k"] = result["knn_k"]  # smaller than 200 when the bank is
     if linear:
         summary["linear"] = {k: v for k, v in linear.items() if k in ("val", "test")}
         summary["linear_weight_decay"] = linear.get("weight_decay")
     for key in ("supervised", "finetune"):  # trained with labels: their accuracies and label budget
         section = result.get(key)
         if isinstance(section, dict):
-            summary[key] = {k: v for k, v in section.items() if k in ("val", "test", "labels")}
+            summary[key] = {k: v for k, v in section.items() if k in ("val", "test", "labels", "data")}
     return summary
+
+
+def run_kind(config: dict[str, Any]) -> str:
+    """``search``, ``finetune`` (a pretrained backbone fine-tuned on labels), ``supervised`` (trained
+    from scratch on labels) or ``train`` (self-supervised pretraining), from a run's config."""
+    for kind in ("search", "finetune", "supervised"):
+        if config.get(kind):
+            return kind
+    return "train"
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
@@ -55,7 +66,7 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
     last_epoch = {k: v for k, v in epochs[-1].items() if k != "alphas"} if epochs else {}
     return {
         "path": str(run.path),
-        "kind": "search" if config.get("search") else "train",
+        "kind": run_kind(config),
         "status": run.read_status(),
         "provenance": _json(run.provenance),
         "config": config,
@@ -95,6 +106,15 @@ def _budget(config: dict[str, Any]) -> str:
     return "-"
 
 
+def _method(kind: str, method: dict[str, Any]) -> str:
+    """The SSL method; a run trained with labels has none (its config keeps the method defaults)."""
+    if kind == "supervised":
+        return "none: trained from scratch with labels"
+    if kind == "finetune":
+        return f"none: fine-tuned with labels (the source was pretrained with {method.get('name', '?')})"
+    return str(method.get("name", "-"))
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Several ``key  value`` lines; the home directory is written as ``~``."""
     config, status, prov = info["config"], info["status"], info["provenance"]
@@ -109,15 +129,19 @@ def format_info(info: dict[str, Any]) -> str:
         ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()) or "-"),
         ("platform", prov.get("platform", "-")),
         ("data", str(data.get("name", "-"))),
-        ("method", str(method.get("name", "-"))),
+        ("method", _method(info["kind"], method)),
         ("backbone", f"{model.get('backbone', '-')} {json.dumps(model.get('backbone_kwargs') or {})}"),
         ("budget", _budget(config)),
     ]
+    if info["kind"] == "finetune":
+        rows.insert(-1, ("source", str((config.get("finetune") or {}).get("source") or "-")))
     last = info["last_epoch"]
     if last:
         line = f"epoch {last.get('epoch')}"
         if isinstance(last.get("loss"), int | float):
             line += f": loss {last['loss']:.4f}"
+        if isinstance(last.get("val_acc"), int | float):  # a run trained with labels
+            line += f", val accuracy {100 * last['val_acc']:.2f}%"
         if "knn_val" in last:
             run_cfg = config.get("run") if isinstance(config.get("run"), dict) else {}
             bank = run_cfg.get("knn_bank", 10000)

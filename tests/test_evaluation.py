@@ -1,12 +1,17 @@
 import json
+import math
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from selfnas import api, evaluation
 from selfnas.config import build_config
-from selfnas.errors import ConfigError, DatasetError
+from selfnas.errors import ConfigError, DatasetError, RunDirError
 from selfnas.evaluation import evaluate
-from selfnas.io import atomic_write_json
+from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.pipeline import _stage_state
 from selfnas.rundir import RunDir
 from selfnas.training.progress import TrainProgress
@@ -145,3 +150,88 @@ def test_a_train_resumed_after_a_kill_in_its_evaluation_finishes_it(tmp_path, mo
     monkeypatch.undo()
     result = api.train(out=out, resume=True, quiet=True)
     assert _state(out) == "finished" and (out / "eval.json").exists() and result["n_train"] == 100
+
+
+# -- runs trained with labels: the frozen probes of their backbone ---------------------------------
+
+#: tiny runs trained with labels, their held-out splits capped as the SSL run above
+LABELED_LIMITS = ["run.eval_train_limit=200", "run.eval_test_limit=40"]
+
+
+def build_labeled_runs(root):
+    """``root/ssl`` (pretrained, evaluated), ``root/ft`` (a 10%-label fine-tuning of it) and ``root/sup``
+    (supervised from scratch, with cutout and label smoothing): tiny, a few seconds each."""
+    import selfnas
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ssl = build_config(overrides=[*TINY, "optim.epochs=1", "run.knn_every=0", *LABELED_LIMITS])
+        selfnas.train(ssl, out=root / "ssl", quiet=True)
+        ft = ["finetune.epochs=2", "finetune.batch_size=16"]
+        selfnas.finetune(root / "ssl", labels="10%", out=root / "ft", quiet=True, overrides=ft)
+        sup = ["supervised.epochs=2", "supervised.batch_size=64", "supervised.cutout=4",
+               "supervised.label_smoothing=0.1", "data.train_limit=256"]  # fmt: skip
+        selfnas.train_supervised(
+            build_config(overrides=[*TINY, *LABELED_LIMITS, *sup]), out=root / "sup", quiet=True
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    return build_labeled_runs(tmp_path_factory.mktemp("labeled"))
+
+
+def _copy(labeled, name, tmp_path):
+    return Path(shutil.copytree(labeled / name, tmp_path / name))
+
+
+@pytest.mark.parametrize("name, section", [("sup", "supervised"), ("ft", "finetune")])
+def test_eval_probes_the_backbone_of_a_run_trained_with_labels_and_keeps_its_classifier(
+    labeled, tmp_path, name, section
+):
+    run = _copy(labeled, name, tmp_path)
+    before = json.loads((run / "eval.json").read_text())
+    result = evaluate(run, device="cpu")
+    written = json.loads((run / "eval.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    for probe in ("knn", "linear"):
+        scores = [written[probe][split] for split in ("val", "test")]
+        assert all(math.isfinite(s) and 0 <= s <= 1 for s in scores), (probe, scores)
+    kept = written[section]  # the run's own classifier, with what it was measured on
+    assert {k: kept[k] for k in before[section]} == before[section]
+    assert kept["n_train"] == before["n_train"] and kept["n_held_out"] == before["n_held_out"]
+    assert written["n_train"] == 200 and _state(run) == "finished"
+    assert [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "eval"][-1]["knn"] == written["knn"]
+
+
+def test_eval_of_a_supervised_run_uses_its_trained_backbone(labeled, tmp_path, monkeypatch):
+    """The probed backbone holds the classifier's trained backbone weights, not a fresh initialisation."""
+    run = _copy(labeled, "sup", tmp_path)
+    seen = []
+    real = evaluation.probe_features
+    monkeypatch.setattr(evaluation, "probe_features", lambda b, *a, **k: seen.append(b) or real(b, *a, **k))
+    evaluate(run, device="cpu", linear=False, write=False)
+    saved = load_file(str(run / "model.safetensors"))
+    probed = seen[0].state_dict()
+    assert probed and all(torch.equal(t.cpu(), saved[f"backbone.{k}"]) for k, t in probed.items())
+
+
+def test_eval_on_images_of_other_channels_is_a_one_line_error_that_changes_nothing(labeled, tmp_path):
+    run = _copy(labeled, "sup", tmp_path)
+    before = {p: (run / p).read_bytes() for p in ("eval.json", "status.json")}
+    with pytest.raises(DatasetError, match="trained on 3-channel images and digits has 1") as info:
+        evaluate(run, data="digits", device="cpu")
+    assert "\n" not in str(info.value) and "--data" in str(info.value)
+    assert {p: (run / p).read_bytes() for p in before} == before
+
+
+def test_a_run_trained_with_labels_has_no_ssl_heads_to_load(labeled):
+    from selfnas.build import load_pretrained
+
+    assert load_pretrained(labeled / "ft")(torch.zeros(2, 3, 16, 16)).shape == (2, 16)
+    with pytest.raises(RunDirError, match="trained with labels.*part='backbone'"):
+        load_pretrained(labeled / "sup", "encoder")

@@ -3,7 +3,8 @@
 A report must render for any run: finished, running, interrupted, failed, or one whose
 files are missing or unreadable. An unreadable file becomes a warning, never an
 exception. A directory may also hold sub-runs (``search/``, ``found/``, ``hand/``, or the
-runs of a study); they are read the same way, a few levels deep.
+runs of a study); they are read the same way, a few levels deep. A fine-tuning run also
+reads its source run's eval.json: the frozen scores of the backbone before fine-tuning.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from selfnas.rundir import RunDir
 
 MAX_DEPTH = 3
 NOT_RUNS = frozenset({"plots", "checkpoints", "trials"})  # a study's trials: summarised by its section
+#: the training protocols, as :attr:`RunFacts.protocol` names them
+SSL, SUPERVISED, FINETUNE = "ssl", "supervised", "finetune"
 
 
 @dataclass
@@ -42,6 +45,9 @@ class RunFacts:
     summary: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     children: list[RunFacts] = field(default_factory=list)
+    #: a fine-tuning run's source run (``finetune.source``) when found, and its eval.json
+    source: RunDir | None = None
+    source_evaluation: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +65,15 @@ class RunFacts:
     def search_epochs(self) -> list[dict[str, Any]]:
         """Epoch records of an architecture search (they carry the alphas)."""
         return [r for r in self.epochs if isinstance(r.get("alphas"), dict)]
+
+    @property
+    def protocol(self) -> str:
+        """:data:`FINETUNE` or :data:`SUPERVISED` for a run trained with labels (its config's section,
+        else its eval.json's), else :data:`SSL` (pretraining, a search, or a directory of runs)."""
+        for name in (FINETUNE, SUPERVISED):
+            if self.section(name) or isinstance((self.evaluation or {}).get(name), dict):
+                return name
+        return SSL
 
     def section(self, name: str) -> dict[str, Any]:
         """One section of the resolved config, ``{}`` when absent."""
@@ -110,6 +125,20 @@ def _read_genotype(run: RunDir, facts: RunFacts) -> None:
         facts.genotype = genotype  # cells are drawn by their own section, from the file
 
 
+def _read_source(facts: RunFacts) -> None:
+    """A fine-tuning run's source: ``finetune.source`` as recorded (relative to the working
+    directory), else a run of that name beside this one (the two moved together)."""
+    recorded = facts.section(FINETUNE).get("source")
+    if not isinstance(recorded, str) or not recorded:
+        return
+    for candidate in (Path(recorded), facts.run.path.parent / Path(recorded).name):
+        source = RunDir(candidate)
+        if source.path.resolve() != facts.run.path.resolve() and source.config.is_file():
+            facts.source = source
+            facts.source_evaluation = _read_json(source.eval, [])
+            return
+
+
 def load_facts(path: str | Path, depth: int = 0) -> RunFacts:
     """Read ``path``, a run directory or a directory holding runs.
 
@@ -126,6 +155,7 @@ def load_facts(path: str | Path, depth: int = 0) -> RunFacts:
         facts.evaluation = _read_json(run.eval, facts.problems)
         facts.records = [r for r in read_jsonl(run.metrics) if isinstance(r, dict)]
         _read_genotype(run, facts)
+        _read_source(facts)
     elif (run.path / "pipeline.yaml").exists():
         facts.summary = _read_json(run.path / "summary.json", facts.problems)
     if depth < MAX_DEPTH:

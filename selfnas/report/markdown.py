@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 
 from selfnas.render.markdown import md, md_table
-from selfnas.render.tables import eval_rows
 from selfnas.report.facts import RunFacts
+from selfnas.report.protocols import results_table
 from selfnas.report.summary import (
     chain_text,
     comparison_table,
     describe,
     describe_runs,
-    eval_context,
     found_heads,
     progress,
     setup_line,
@@ -41,16 +40,11 @@ def _run_lines(facts: RunFacts, level: int) -> list[str]:
     found_warnings = warnings(facts)
     if found_warnings:
         lines += ["", "**Warnings:**", ""] + [f"- {md(w)}" for w in found_warnings]
-    if facts.evaluation is not None:
-        header, rows = eval_rows(facts.evaluation)
-        lines += [
-            "",
-            f"{h} Results",
-            "",
-            f"Frozen-backbone evaluation {md(eval_context(facts.evaluation))}",
-            "",
-        ]
-        lines += md_table(header, rows)
+    found_results = results_table(facts)
+    if found_results is not None:
+        lines += ["", f"{h} Results", "", md(found_results.intro), ""]
+        lines += md_table(found_results.header, found_results.rows)
+        lines += ["", md(" ".join(found_results.notes))] if found_results.notes else []
     found = found_heads(facts)
     if found is not None:
         source, chains = found

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfnas.render.html import Html, bullets, esc, join, page, png, pre, table, tag
-from selfnas.render.tables import eval_rows
 from selfnas.report.draw import draw
-from selfnas.report.facts import RunFacts
+from selfnas.report.facts import SSL, RunFacts
+from selfnas.report.labeled_curves import curve_facts
 from selfnas.report.optuna_section import optuna_study
+from selfnas.report.protocols import results_table
 from selfnas.report.summary import (
     chain_text,
     comparison_table,
     describe_runs,
     detail,
-    eval_context,
     found_heads,
     monitor_note,
     num,
@@ -82,10 +82,11 @@ def verdict_block(facts: RunFacts) -> Html | None:
 
 
 def results(facts: RunFacts) -> Html | None:
-    if facts.evaluation is None:
+    found = results_table(facts)
+    if found is None:
         return None
-    header, rows = eval_rows(facts.evaluation)
-    return tag("p", "Frozen-backbone evaluation " + eval_context(facts.evaluation)) + table(header, rows)
+    notes = tag("p", " ".join(found.notes), class_="muted") if found.notes else Html("")
+    return tag("p", found.intro) + table(found.header, found.rows) + notes
 
 
 def comparison(facts: RunFacts) -> Html | None:
@@ -173,6 +174,9 @@ def curves(facts: RunFacts) -> Html | None:
     image = facts.run.plots / "curves.png"
     if not image.exists():
         return None
+    if facts.protocol != SSL:
+        labeled = curve_facts(facts)
+        return png(image) + (tag("p", "; ".join(labeled), class_="muted") if labeled else Html(""))
     steps, knn = facts.steps, [e for e in facts.epochs if "knn_val" in e]
     facts_line = []
     if steps:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfnas.models.head_ops import PARAMETER_FREE_HEAD_OPS
-from selfnas.render.tables import eval_splits, finite_number, split_order
+from selfnas.render.tables import eval_splits, finite_number, split_order, trained_sections
 from selfnas.render.tables import percent as pct  # an accuracy cell, for the report's other tables
 from selfnas.render.verdict import Verdict, compare, record_decision_warning
-from selfnas.report.facts import RunFacts
+from selfnas.report.facts import SSL, RunFacts
+from selfnas.report.protocols import labeled_setup_line
 
 SHORT_OPS = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
 
@@ -112,7 +113,11 @@ def describe_runs(facts: RunFacts) -> str:
 
 
 def setup_line(facts: RunFacts) -> str | None:
-    """``"simsiam on synthetic, backbone resnet_small, 2 epochs, batch 64, seed 0"``."""
+    """``"simsiam on synthetic, backbone resnet_small, 2 epochs, batch 64, seed 0"``; a run trained
+    with labels names its protocol instead (see :func:`selfnas.report.protocols.labeled_setup_line`)."""
+    labeled = labeled_setup_line(facts)
+    if labeled is not None:
+        return labeled
     method, data = facts.section("method").get("name"), facts.section("data").get("name")
     if method is None and data is None:
         return None
@@ -195,21 +200,24 @@ def verdict(facts: RunFacts) -> Verdict | None:
 # -- results ---------------------------------------------------------------------------
 
 
-def eval_context(evaluation: dict[str, Any]) -> str:
-    """``"on synthetic: 461 training images, 16 features, weights model.safetensors"``."""
-    parts = _present(
-        (evaluation, "n_train", "{} training images"), (evaluation, "feature_dim", "{} features"),
-        (evaluation, "weights", "weights {}"),
-    )  # fmt: skip
-    return f"on {evaluation.get('data', '?')}" + (": " + ", ".join(parts) if parts else "")
+def _classifier(facts: RunFacts) -> tuple[str, dict[str, Any]]:
+    """A run's protocol as a comparison cell, and its own classifier's scores (``{}`` for SSL)."""
+    labeled = trained_sections(facts.evaluation or {})
+    if not labeled:
+        return ("SSL" if facts.is_run else "-"), {}
+    return labeled[0]
 
 
 def comparison_table(children: list[RunFacts]) -> tuple[list[str], list[list[str]]]:
-    """One row per sub-run: state, kNN and linear probe per split, and its heads."""
+    """One row per sub-run: state, kNN and linear probe per split (frozen), its heads; when some run
+    was trained with labels, also its protocol and its own classifier's accuracy per split."""
     evals = {id(c): c.evaluation or {} for c in children}
     splits = split_order({s for e in evals.values() for s in eval_splits(e)})
     show_heads = any(heads_of(c) for c in children)
-    header = ["run", "state", *(f"kNN {s}" for s in splits), *(f"linear {s}" for s in splits)]
+    show_labeled = any(c.protocol != SSL for c in children)
+    header = ["run", "state"] + (["protocol"] if show_labeled else [])
+    header += [*(f"kNN {s}" for s in splits), *(f"linear {s}" for s in splits)]
+    header += [f"classifier {s}" for s in splits] if show_labeled else []
     header += ["heads"] if show_heads else []
     rows = []
     for child in children:
@@ -220,7 +228,10 @@ def comparison_table(children: list[RunFacts]) -> tuple[list[str], list[list[str
         state = describe_runs(child) if not child.is_run else p.state
         if child.is_run and p.state != "finished" and p.fraction is not None:
             state += f" ({100 * p.fraction:.0f}%)"
-        row = [child.name, state, *(pct(knn.get(s)) for s in splits), *(pct(linear.get(s)) for s in splits)]
+        protocol, own = _classifier(child)
+        row = [child.name, state] + ([protocol] if show_labeled else [])
+        row += [*(pct(knn.get(s)) for s in splits), *(pct(linear.get(s)) for s in splits)]
+        row += [pct(own.get(s)) for s in splits] if show_labeled else []
         if show_heads:
             heads = heads_of(child)
             described = "; ".join(f"{h}: {' '.join(short_op(op) for op in ops)}" for h, ops in heads.items())

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from selfnas.io import atomic_write_text
 from selfnas.render.plots import refresh_plots
-from selfnas.report.facts import load_facts
+from selfnas.report.facts import SSL, load_facts
+from selfnas.report.labeled_curves import refresh_labeled_curves
 from selfnas.report.markdown import render_markdown
 from selfnas.report.sections import render_html
 from selfnas.report.study_page import is_study, write_study_report
@@ -25,8 +26,10 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         return write_study_report(run_dir)
     facts = load_facts(run_dir)
     for run in facts.walk():
-        if run.is_run:
+        if run.is_run and run.protocol == SSL:
             refresh_plots(run.run)
+        elif run.is_run:  # trained with labels: its loss and val accuracy, no kNN monitor
+            refresh_labeled_curves(run.run)
     path = facts.run.path
     return (
         atomic_write_text(path / "report.html", render_html(facts)),
