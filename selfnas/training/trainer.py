@@ -65,6 +65,7 @@ class Trainer:
     """Pretrain ``config`` into ``run``. ``fit()`` returns the final metrics dict."""
 
     epoch_lines = True  # print "epoch N: loss ..." after each epoch (metrics.jsonl has it either way)
+    plot_curves = True  # plots/training.png at the end (metrics.jsonl has the numbers either way)
 
     def __init__(
         self,
@@ -317,7 +318,8 @@ class Trainer:
         if self.main:
             save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
 
-            plot_training_curves(self.run)
+            if self.plot_curves:
+                plot_training_curves(self.run)
             self.run.write_status("finished", step=plan.total_steps)
         distributed.barrier()  # the run directory is complete when any rank returns
         return last

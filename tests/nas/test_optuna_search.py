@@ -52,6 +52,9 @@ def test_each_strategy_runs_a_study_and_writes_the_best_genotype(tmp_path, tiny_
     best = min((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["value"])
     assert best["number"] == result["best_trial"] and all(math.isfinite(r["value"]) for r in rows)
     assert (tmp_path / "s" / "study.db").exists()
+    trial_runs = sorted((tmp_path / "s" / "trials").iterdir())  # each trial's run, its metrics, no plots:
+    assert len(trial_runs) == 3 and all((t / "metrics.jsonl").exists() for t in trial_runs)
+    assert not list((tmp_path / "s" / "trials").glob("*/plots/*"))  # plotting cost more than training
 
 
 def test_a_resumed_study_keeps_its_trials_and_adds_the_rest(tmp_path, tiny_overrides):

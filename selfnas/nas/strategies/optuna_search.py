@@ -16,6 +16,7 @@ finished trial; Optuna's log goes to the run's ``study.log``
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -157,8 +158,24 @@ def work(
     :mod:`~selfnas.nas.strategies.study_ledger`): queued retries first, new trials while the
     budget has room (at most ``share`` while other trials run, so local workers split the work
     evenly), and wait while other processes' trials run. Returns how many trials it ran."""
-    ran = 0
     callbacks = [progress] if progress is not None else []
+    gc.collect()
+    gc.freeze()  # the full collection after each trial then walks the trial's objects, not all of torch
+    try:
+        return _work(study, objective, ledger, share, callbacks, progress)
+    finally:
+        gc.unfreeze()
+
+
+def _work(
+    study: optuna.Study,
+    objective: Any,
+    ledger: Ledger,
+    share: int | None,
+    callbacks: list[Any],
+    progress: StudyProgress | None,
+) -> int:
+    ran = 0
 
     def may_start(now: Snapshot) -> bool:
         return bool(now.waiting) or (now.free > 0 and (share is None or ran < share or not now.running))

@@ -68,6 +68,7 @@ class TrialTrainer(Trainer):
     """Pretrains one candidate and reports its score after every epoch."""
 
     epoch_lines = False  # the study's progress bar speaks for its trials
+    plot_curves = False  # a trial's curves are seen by nobody, and plotting cost more than training
 
     def __init__(
         self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: str, **kwargs: Any
