@@ -1,70 +1,83 @@
 """How much of this machine's matmul peak one SimSiam training step reaches.
 
-1. Peak: fp32 ``torch.mm`` of large square matrices (2 n^3 FLOPs each), best of several, measured
-   before and after the steps (the better is kept: these machines are shared).
-2. FLOPs of one training step of the default config (SimSiam, ``resnet_small``, Fashion-MNIST 28 px,
+1. FLOPs of one training step of the default config (SimSiam, ``resnet_small``, Fashion-MNIST 28 px,
    batch 256, heads 512/128/64): forward + backward counted by ``torch.utils.flop_counter.FlopCounterMode``
    (convolutions, matmuls, ``bmm``; element-wise ops, BatchNorm and the optimizer are not counted, so
    the figure is the dense-compute work the peak is measured on).
-3. Time of one step two ways: through the real :class:`Trainer` (its own ``pairs_per_s`` over windows
-   of ``--log-every`` steps: augmentation, forward, backward, optimizer, metrics), and the model step
-   alone (forward + backward + SGD on fixed augmented views), best of several. The two alternate
-   for ``--repeats`` rounds and the best of each is kept (bursts of other load on a shared machine).
+2. ``--rounds`` rounds, each measuring back to back, so that peak and steps share a window:
+   a. the peak: fp32 ``torch.mm`` of n x n matrices (2 n^3 FLOPs), best of ``--matmul-repeats``;
+   b. the bare model step: forward + backward of the model on one fixed pair of augmented views
+      (exactly the work counted in 1.), median of ``--model-repeats`` after one warm-up;
+   c. the trainer step: a fresh :class:`Trainer` run of ``--steps`` steps (augmentation, forward,
+      backward, optimizer, metrics), timed by its own metric windows of ``--log-every`` steps with
+      the first (warm-up) window left out (``fair.timed_fit``).
+   All at ``--threads`` intra-op threads (default: the cores; ``run.threads`` pinned to it).
 
-Prints JSON with the achieved GFLOP/s of both and their fraction of the matmul peak.
+Prints JSON: per round, the three figures and each step's fraction of that round's peak; over the
+rounds, min and median of each, and the fraction of peak of the trainer step and of the model step
+(the median of the per-round fractions, and best step over best peak).
 
-    python benchmarks/flops.py            # 2 rounds of: 10 model steps, 40 trainer steps
-    python benchmarks/flops.py --quick    # 2 rounds of: 4 model steps, 12 trainer steps
+    python benchmarks/flops.py            # 5 rounds of: 3 matmuls, 5 model steps, 24 trainer steps
+    python benchmarks/flops.py --quick    # 3 rounds of: 3 matmuls, 3 model steps, 12 trainer steps
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 
 import torch
+from fair import emit, load_average, machine_record, summary, timed_fit
 from torch.utils.flop_counter import FlopCounterMode
 
 from selfnas.config import build_config
 from selfnas.data import load_dataset
-from selfnas.io import read_jsonl
+from selfnas.device import cpu_cores
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
 
+BATCH = 256
 
-def matmul_peak(n: int, repeats: int) -> dict[str, float]:
-    """Best fp32 GFLOP/s of ``torch.mm`` on n x n matrices."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    torch.mm(a, b, out=out)  # warm-up
+
+def matmul_peak_s(n: int, repeats: int) -> float:
+    """Best seconds of one fp32 ``torch.mm`` of n x n matrices (after one warm-up)."""
+    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - t0)
-    return {"n": n, "repeats": repeats, "best_s": best, "gflops": 2 * n**3 / best / 1e9}
+    return best
 
 
-def _trainer(data, steps: int, log_every: int, tmp: str) -> Trainer:
-    bs = 256
+def make_trainer(data, steps: int, log_every: int, threads: int, tmp: str) -> Trainer:
     cfg = build_config(
         overrides=[
             "optim.epochs=1",
-            f"optim.batch_size={bs}",
+            f"optim.batch_size={BATCH}",
             "run.knn_every=0",
             "run.eval_at_end=false",
             f"run.log_every={log_every}",
             f"run.checkpoint_every={10**6}",
             "run.device=cpu",
+            f"run.threads={threads}",
         ]
     )
-    sub = data.train.subset(torch.arange(steps * bs))
-    return Trainer(cfg, RunDir.prepare(f"{tmp}/run"), quiet=True, data=replace(data, train=sub))
+    sub = data.train.subset(torch.arange(steps * BATCH))
+    return Trainer(cfg, RunDir.prepare(tmp), quiet=True, data=replace(data, train=sub))
+
+
+def step_views(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's views, exactly as the trainer makes them (channels_last as configured)."""
+    x1, x2 = trainer.augment(trainer.images[:BATCH], torch.Generator().manual_seed(0))
+    if trainer.config.run.channels_last:
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+        x2 = x2.contiguous(memory_format=torch.channels_last)
+    return x1, x2  # B x C x H x W each
 
 
 def count_step_flops(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, int]:
@@ -78,104 +91,106 @@ def count_step_flops(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor) -> di
     return {"forward": fwd.get_total_flops(), "backward": bwd.get_total_flops()}
 
 
-def time_model_step(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor, repeats: int) -> float:
-    """Best seconds of forward + backward + optimizer step (fixed views; the weights do move)."""
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first is a warm-up
+def model_step_s(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor, repeats: int) -> float:
+    """Median seconds of forward + backward on fixed views (after one warm-up); no optimizer step,
+    so the weights stay put and the work is exactly what :func:`count_step_flops` counts."""
+    times = []
+    for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        out = trainer.step_fn(x1, x2)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        trainer.optimizer.step()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        trainer.step_fn(x1, x2).loss.backward()
+        times.append(time.perf_counter() - t0)
+        trainer.model.zero_grad(set_to_none=True)
+    return statistics.median(times[1:])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=40, help="trainer steps (the first window is a warm-up)")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of peak, model step, trainer")
+    ap.add_argument("--steps", type=int, default=24, help="trainer steps a round (the first window: warm-up)")
     ap.add_argument("--log-every", type=int, default=8, help="steps per timing window of the trainer")
-    ap.add_argument("--model-repeats", type=int, default=10)
+    ap.add_argument("--model-repeats", type=int, default=5)
     ap.add_argument("--matmul-n", type=int, default=2048)
-    ap.add_argument("--matmul-repeats", type=int, default=10)
-    ap.add_argument(
-        "--repeats",
-        type=int,
-        default=2,
-        help="alternate model-only and trainer timing this often; keep the best",
-    )
-    ap.add_argument("--quick", action="store_true", help="12 trainer steps, 4 model steps, 5 matmuls")
+    ap.add_argument("--matmul-repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the cores)")
+    ap.add_argument("--quick", action="store_true", help="3 rounds; 12 trainer steps, 3 model steps")
+    ap.add_argument("--out", help="also write the JSON to this file (atomically)")
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.log_every, args.model_repeats, args.matmul_repeats = 12, 4, 4, 5
-
-    load_before = os.getloadavg()[0]
-    first_peak = matmul_peak(args.matmul_n, args.matmul_repeats)
+        args.rounds, args.steps, args.log_every, args.model_repeats = 3, 12, 4, 3
+    load_start = load_average(warn=True)
+    threads = args.threads or cpu_cores()
+    torch.set_num_threads(threads)  # the matmul runs at the trainer's count
     data = load_dataset("fashion-mnist", seed=0)
-    model_times, windows = [], []
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):  # alternate, so that a burst of other load hits both alike
-            trainer = _trainer(data, args.steps, args.log_every, f"{tmp}/m{repeat}")
-            # one step's views, exactly as the trainer makes them (channels_last as configured)
-            g = torch.Generator().manual_seed(0)
-            x1, x2 = trainer.augment(trainer.images[:256], g)
-            if trainer.config.run.channels_last:
-                x1 = x1.contiguous(memory_format=torch.channels_last)
-                x2 = x2.contiguous(memory_format=torch.channels_last)
-            flops = count_step_flops(trainer, x1, x2)
-            model_times.append(time_model_step(trainer, x1, x2, args.model_repeats))
-
-            trainer = _trainer(data, args.steps, args.log_every, f"{tmp}/t{repeat}")  # fresh weights
-            trainer.fit()
-            run = [r["pairs_per_s"] for r in read_jsonl(trainer.run.metrics) if r["kind"] == "step"]
-            windows += run[1:] or run  # the first window holds the warm-up
-    model_s = min(model_times)
-    trainer_pairs_per_s = max(windows)
-    trainer_s = 256 / trainer_pairs_per_s
-    # the machine may be shared: the peak is the better of a measurement before and after the steps
-    peak = max(first_peak, matmul_peak(args.matmul_n, args.matmul_repeats), key=lambda p: p["gflops"])
+        for r in range(args.rounds):
+            peak_s = matmul_peak_s(args.matmul_n, args.matmul_repeats)
+            trainer = make_trainer(data, args.steps, args.log_every, threads, f"{tmp}/m{r}")
+            x1, x2 = step_views(trainer)
+            flops = count_step_flops(trainer, x1, x2)  # the same every round
+            model_s = model_step_s(trainer, x1, x2, args.model_repeats)
+            trainer = make_trainer(data, args.steps, args.log_every, threads, f"{tmp}/t{r}")  # fresh
+            run = timed_fit(trainer, warmup_windows=1)
+            rounds.append({"peak_s": peak_s, "model_step_s": model_s, "trainer_step_s": run["step_s"],
+                           "trainer_windows_pairs_per_s": run["windows_pairs_per_s"]})  # fmt: skip
     step_flops = flops["forward"] + flops["backward"]
+    peak_flops = 2 * args.matmul_n**3
 
-    def achieved(seconds: float) -> dict[str, float]:
-        gflops = step_flops / seconds / 1e9
+    def gflops(flop: int, seconds: float) -> float:
+        return flop / seconds / 1e9
+
+    for r in rounds:
+        r["peak_gflops"] = round(gflops(peak_flops, r["peak_s"]), 2)
+        for key in ("model_step", "trainer_step"):
+            r[f"{key}_fraction_of_peak"] = round(gflops(step_flops, r[f"{key}_s"]) / r["peak_gflops"], 4)
+
+    def achieved(key: str) -> dict:
+        seconds = [r[f"{key}_s"] for r in rounds]
+        best = gflops(step_flops, min(seconds)) / max(r["peak_gflops"] for r in rounds)
         return {
-            "step_s": round(seconds, 4),
-            "gflops": round(gflops, 2),
-            "fraction_of_peak": round(gflops / peak["gflops"], 3),
+            "step_s": summary(seconds),
+            "gflops": summary([gflops(step_flops, s) for s in seconds], 2),
+            "fraction_of_peak": {
+                "median_of_rounds": round(statistics.median(r[f"{key}_fraction_of_peak"] for r in rounds), 4),
+                "best_step_over_best_peak": round(best, 4),
+            },
         }
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "flops",
-                "method": "simsiam",
-                "backbone": "resnet_small",
-                "data": "fashion-mnist 28 px",
-                "batch_size": 256,
-                "device": "cpu",
-                "threads": torch.get_num_threads(),
-                "machine": platform.machine(),
-                "torch": torch.__version__,
-                "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-                "matmul_peak_gflops": round(peak["gflops"], 2),
-                "matmul": peak,
-                "step_gflop": round(step_flops / 1e9, 3),
-                "step_gflop_forward": round(flops["forward"] / 1e9, 3),
-                "step_gflop_backward": round(flops["backward"] / 1e9, 3),
-                "trainer": {
-                    **achieved(trainer_s),
-                    "steps": args.steps,
-                    "rounds": args.repeats,
-                    "windows_pairs_per_s": windows,
-                },
-                "model_step_only": {
-                    **achieved(model_s),
-                    "repeats": args.model_repeats,
-                    "best_s_per_round": model_times,
-                },
+    emit(
+        {
+            "benchmark": "flops",
+            "method": "simsiam",
+            "backbone": "resnet_small",
+            "data": "fashion-mnist 28 px",
+            "batch_size": BATCH,
+            "device": "cpu",
+            "threads": threads,
+            "rounds": args.rounds,
+            "step_gflop": round(step_flops / 1e9, 3),
+            "step_gflop_forward": round(flops["forward"] / 1e9, 3),
+            "step_gflop_backward": round(flops["backward"] / 1e9, 3),
+            "matmul": {
+                "n": args.matmul_n,
+                "repeats_per_round": args.matmul_repeats,
+                "peak_s": summary([r["peak_s"] for r in rounds], 5),
+                "gflops": summary([r["peak_gflops"] for r in rounds], 2),
             },
-            indent=2,
-        )
+            "trainer": {
+                **achieved("trainer_step"),
+                "steps_per_round": args.steps,
+                "warmup_steps_per_round": args.log_every,
+                "measures": "augmentation + forward + backward + optimizer + metrics, per step",
+            },
+            "model_step_only": {
+                **achieved("model_step"),
+                "repeats_per_round": args.model_repeats,
+                "measures": "forward + backward on fixed views (the counted FLOPs), median of a round",
+            },
+            "per_round": rounds,
+            **machine_record(),
+            "load_average": {"start": load_start, "end": load_average()},
+        },
+        args.out,
     )
 
 
