@@ -320,6 +320,11 @@ class FinetuneConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0, le=1, description="(SimCLR fine-tuning: none)")
     crop_padding: int = Field(4, ge=0, le=64, description="random crop after zero padding")
     flip: bool = Field(True, description="random horizontal flip")
+    head_init: Literal["probe", "random"] = Field(
+        "probe",
+        description="the linear head's start: the linear probe of the frozen features on the labeled "
+        "subset (LP-FT, Kumar et al. ICLR 2022), or random",
+    )
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -2,10 +2,11 @@
 
 The semi-supervised protocol of SimCLR and BYOL, scaled down: a seeded, class-balanced subset of
 the train split's labels (:mod:`selfnas.data.label_subset`: ``"1%"``, ``"10%"``, ``"100%"`` or
-labels per class), SGD with Nesterov momentum, the backbone at a tenth of the head's LR, a cosine
-schedule, a few epochs (the ``finetune`` section of the config). The validation split picks the
-epoch whose weights are kept; the test split is only reported. The run directory has the usual
-layout (:class:`~selfnas.training.supervised.SupervisedTrainer` writes it) plus
+labels per class), the linear head started at the linear probe of the frozen features (LP-FT:
+:mod:`~selfnas.training.probe_head`), SGD with Nesterov momentum, the backbone at a tenth of the
+head's LR, a cosine schedule, a few epochs (the ``finetune`` section of the config). The
+validation split picks the epoch whose weights are kept; the test split is only reported. The run
+directory has the usual layout (:class:`~selfnas.training.supervised.SupervisedTrainer` writes it) plus
 ``label_subset.json`` (the indices of the labeled images); eval.json's ``finetune`` section holds
 ``labels`` (budget, seed, counts per class, SHA-256 of the indices), ``val``, ``test`` and the
 selected ``epoch``.
@@ -26,6 +27,7 @@ from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError
 from selfnas.io import atomic_write_text
 from selfnas.rundir import RunDir
+from selfnas.training.probe_head import init_head_from_probe
 from selfnas.training.supervised import SupervisedTrainer, labeled_splits
 
 LABELS_FILE = "label_subset.json"
@@ -105,5 +107,13 @@ def finetune_trainer(
         pretrained=pretrained,
         record={"labels": subset.record()},
     )
+    assert config.finetune is not None
+    if config.finetune.head_init == "probe":
+        start = init_head_from_probe(
+            trainer.model.backbone, trainer.model.classifier, data, trainer.augment.normalize, trainer.device
+        )
+        trainer.record.update(head_init="probe", **start)
+    else:
+        trainer.record["head_init"] = "random"
     write_label_subset(run, subset)
     return trainer
