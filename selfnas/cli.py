@@ -93,7 +93,8 @@ def _out(command: str, what: str = "run") -> typer.models.OptionInfo:
 
 def _data(note: str = "") -> typer.models.OptionInfo:
     listed = (
-        "dataset or scenario: fashion-mnist, digits, cifar10, fashion-rotated, imagefolder:PATH, npy:PATH"
+        "dataset or scenario: fashion-mnist, digits, cifar10, fashion-rotated, imagefolder:PATH, npy:PATH, "
+        "or your folder as a scenario: NAME=imagefolder:PATH"
     )
     return Opt(help=_help(listed + (f" ({note})" if note else ""), "data.name"))
 
@@ -331,13 +332,29 @@ def search(
 @app.command()
 def study(
     space: Annotated[
-        str | None, Opt(help=_help("macro space: resnet-variants | mobilenet-variants", "study.space"))
+        str | None,
+        Opt(
+            help=_help(
+                "macro space, or several comma-separated, ranked together: resnet-variants | "
+                "mobilenet-variants | resnet-variants,mobilenet-variants",
+                "study.space",
+            )
+        ),
     ] = None,
     archs: Annotated[
-        int | None, Opt(help=_help("architectures sampled from the space (plus the default)", "study.archs"))
+        int | None, Opt(help=_help("architectures sampled from each space (plus the default)", "study.archs"))
     ] = None,
     scenarios: Annotated[
         str | None, Opt(help=_help("comma-separated scenarios to probe", default="the offline ones"))
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        Opt(
+            "--scenario",
+            metavar="NAME=imagefolder:PATH",
+            help="your own scenario, probed too: NAME=imagefolder:PATH[@SIZE], PATH with one subfolder "
+            "per class (or train/ and test/ with class subfolders); repeatable",
+        ),
     ] = None,
     source: Annotated[
         str | None, Opt(help=_help("source scenario", default="the first of --scenarios"))
@@ -370,6 +387,7 @@ def study(
     """One network doesn't rule them all: pretrain N sampled architectures (and the default) with
     SSL, linear-probe each on every scenario, rank them and correlate the rankings. Run the same
     command again to continue a killed study."""
+    from selfnas.data.scenarios import parse_scenario_definitions
     from selfnas.studies.plan import build_study_config, read_plan
 
     base = None
@@ -379,6 +397,7 @@ def study(
         "space": space, "archs": archs, "source": source, "pretrain_on": pretrain_on,
         "scenarios": None if scenarios is None else [s.strip() for s in scenarios.split(",") if s.strip()],
         "limit": limit, "data_root": data_root,
+        "user_scenarios": parse_scenario_definitions(scenario) if scenario else None,
     }  # fmt: skip
     train = _train_overrides(method=method, epochs=epochs, seed=seed, device=device)
     cfg = build_study_config(base, options, list(set_ or []), train)
@@ -553,7 +572,8 @@ def eval_(
     test_limit: Annotated[int | None, Opt(help=_help("images of each held-out split", default="all"))] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """kNN (k=200) and linear probe of the frozen backbone on the held-out splits."""
+    """kNN (k=200) and linear probe of the frozen backbone on the held-out splits: of any run, SSL,
+    supervised or fine-tuned (whose own classifier's accuracy stays in eval.json, side by side)."""
     from selfnas.evaluation import evaluate
 
     result = evaluate(
@@ -586,8 +606,8 @@ def export_(
     run_dir: Annotated[Path, typer.Argument(help="run directory to export", metavar="RUN_DIR")],
     out: Annotated[Path, Opt("--out", "-o", help="folder for the export (created if missing)")],
 ) -> None:
-    """Export the pretrained backbone: a torch.export program (.pt2), TorchScript, clean safetensors,
-    config, the heads' genotype (search runs and runs pretrained from a genotype), model card."""
+    """Export the pretrained backbone: a torch.export program (.pt2), ONNX (checked against torch), clean
+    safetensors, config, the heads' genotype (search runs and runs pretrained from a genotype), model card."""
     from selfnas.export import export_run
 
     result = export_run(run_dir, out)

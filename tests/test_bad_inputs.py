@@ -321,6 +321,66 @@ CASES = [
 ]
 
 
+# -- cross-family studies and the user's own folders as scenarios (study --scenario, --data NAME=...)
+
+
+def _one_class(tmp: Path) -> Path:
+    """An ImageFolder with a single class subfolder: nothing for a probe to tell apart."""
+    folder = _mkdir(tmp / "one" / "cats")
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), i, dtype=np.uint8)).save(folder / f"{i}.png")
+    return tmp / "one"
+
+
+def _study(*extra: str | Callable[[Path], object]) -> Callable[[Path], list[str]]:
+    return _cli("study", "--out", RUN, "--scenarios", "fashion-mnist", "-q", *extra)
+
+
+CASES += [
+    Case(
+        "study-scenario-missing-folder",
+        _study("--scenario", lambda t: f"pets=imagefolder:{t / 'no-such-folder'}"),
+        "does not exist",
+    ),
+    Case(
+        "study-scenario-one-class",
+        _study("--scenario", lambda t: f"pets=imagefolder:{_one_class(t)}"),
+        "at least 2 classes",
+    ),
+    Case(
+        "study-scenario-flat-folder",
+        _study("--scenario", lambda t: f"pets=imagefolder:{_mixed_images(t / 'm', broken=False)}"),
+        "no class subfolders",
+    ),
+    Case("study-scenario-malformed", _study("--scenario", "pets:imagefolder"), "NAME=imagefolder:PATH"),
+    Case(
+        "study-scenario-name-clash",
+        _study("--scenario", lambda t: f"fashion-coarse=imagefolder:{_one_class(t)}"),
+        "taken by a registered scenario",
+    ),
+    Case(
+        "study-unknown-family",
+        _study("--space", "resnet-variants,vgg-variants"),
+        "unknown space 'vgg-variants'",
+    ),
+    Case(
+        "study-families-unkeyed-choices",
+        _study("--space", "resnet-variants,mobilenet-variants", "--set", "study.space_kwargs={widths: [8]}"),
+        "key the choices by space",
+    ),
+    Case(
+        "data-scenario-one-class",
+        _search("--data", lambda t: f"pets=imagefolder:{_one_class(t)}"),
+        "at least 2 classes",
+    ),
+    Case(
+        "data-scenario-name-clash",
+        _train("--data", lambda t: f"digits=imagefolder:{_one_class(t)}"),
+        "taken by a registered scenario",
+    ),
+]
+
+
 def _snapshot(path: Path) -> dict[str, bytes | None] | None:
     """Every file under ``path`` with its bytes and every folder (None when ``path`` does not
     exist): an empty folder left behind is a change too."""

@@ -18,6 +18,12 @@ two views (see :mod:`selfnas.data.scenarios`), both normalised with the same mea
 
 ``train_limit`` caps ``train`` in either view (a seeded subset); ``@SIZE`` resizes every split;
 a scenario takes no ``:PATH`` (its files are found under ``--data-root``).
+
+A scenario of the user's own folder is written where a name goes, ``NAME=imagefolder:PATH[@SIZE]``
+(see :func:`selfnas.data.scenarios.parse_scenario_definition`), and comes in the same two views:
+``selfnas search --data pets=imagefolder:~/pets`` pretrains on the folder's unlabeled and train
+images, ``selfnas eval RUN --data pets=imagefolder:~/pets`` probes its train and reports its test,
+just as ``selfnas study --scenario pets=imagefolder:~/pets`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ from __future__ import annotations
 import dataclasses
 
 from selfnas.data.datasets import DATASETS, MAX_SIZE, MIN_SIZE, dataset_names, load_registered, parse_spec
-from selfnas.data.scenarios import SCENARIOS, load_scenario, pretraining_splits, probe_splits, scenario_names
+from selfnas.data.scenarios import (
+    SCENARIOS,
+    Scenario,
+    is_scenario_definition,
+    load_scenario,
+    parse_scenario_definition,
+    pretraining_splits,
+    probe_splits,
+    scenario_names,
+)
 from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import DatasetError, RegistryError
@@ -62,10 +77,15 @@ def load_dataset(
     """The data ``spec`` names, as train / val / test.
 
     A dataset spec loads as :func:`selfnas.data.datasets.load_registered` says (``pretraining``
-    changes nothing); a scenario name as the view ``pretraining`` picks (see the module doc),
-    loaded with ``seed``. Raises RegistryError (one line, both registries' names) for an unknown
-    name, DatasetError for a bad spec or missing files, ConfigError for a bad limit or fraction.
+    changes nothing); a scenario name, or a ``NAME=imagefolder:PATH`` of the user's, as the view
+    ``pretraining`` picks (see the module doc), loaded with ``seed``. Raises RegistryError (one
+    line, both registries' names) for an unknown name, DatasetError for a bad spec or missing
+    files, ConfigError for a bad limit or fraction or a bad ``NAME=`` definition.
     """
+    if is_scenario_definition(spec):
+        name, folder = parse_scenario_definition(spec)
+        scenario = load_scenario(name, root=root, seed=seed, download=download, defined={name: folder})
+        return _view(scenario, spec, val_fraction, seed, train_limit, pretraining)
     parsed = parse_spec(spec)
     if parsed.name in DATASETS:
         return load_registered(
@@ -81,5 +101,12 @@ def load_dataset(
     if parsed.size is not None and not MIN_SIZE <= parsed.size <= MAX_SIZE:
         raise DatasetError(f"image size @{parsed.size} must be between {MIN_SIZE} and {MAX_SIZE} pixels")
     scenario = load_scenario(parsed.name, root=root, seed=seed, download=download, size=parsed.size)
+    return _view(scenario, spec, val_fraction, seed, train_limit, pretraining)
+
+
+def _view(
+    scenario: Scenario, spec: str, val_fraction: float, seed: int, train_limit: int | None, pretraining: bool
+) -> DatasetSplits:
+    """The pretraining or the probe view of ``scenario``, named ``spec``, train capped by ``train_limit``."""
     splits = pretraining_splits(scenario, val_fraction, seed) if pretraining else probe_splits(scenario)
     return dataclasses.replace(splits, name=spec, train=limit_images(splits.train, train_limit, seed))

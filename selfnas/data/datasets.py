@@ -460,6 +460,18 @@ def _folder_layout(folder: Path) -> tuple[list[Path], list[int] | None, tuple[st
     return paths, labels, tuple(p.name for p in subdirs)
 
 
+def image_folder_classes(folder: str | Path) -> tuple[str, ...] | None:
+    """The class names of ``imagefolder:FOLDER`` (those of ``train/`` when it has ``train/`` and
+    ``test/``), ``None`` for a flat, unlabeled folder; only lists files, decodes none, so a user's
+    folder is checked at once. Raises DatasetError as the loader would (missing, empty, mixed)."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"imagefolder: {path} is not a directory")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        path = path / "train"
+    return _folder_layout(path)[2]
+
+
 def _decode_images(paths: list[Path], size: int) -> torch.Tensor:
     """uint8 N x C x size x size: C = 1 when every image is grayscale, else 3 (grayscale repeated)."""
     arrays = []

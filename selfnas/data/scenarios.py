@@ -27,6 +27,14 @@ Online scenarios need their files under ``--data-root`` (or ``download=True``, w
 cifar10, cifar100, stl10, svhn, flowers102, fgvc-aircraft, stanford-cars, dtd. A missing
 dataset is the loader's one-line :class:`~selfnas.errors.DatasetError`.
 
+Your own scenarios: ``NAME=imagefolder:PATH[@SIZE]`` (:func:`parse_scenario_definition`) names a
+folder with one subfolder per class (or ``train/`` and ``test/``, each with class subfolders); it
+is labeled, since a scenario is probed, and needs at least 2 classes. It is passed to
+``load_scenario(NAME, defined={NAME: SPEC})``, never added to the registry, so a study records it
+in its plan and ``--data NAME=imagefolder:PATH`` works anywhere a data name does. A folder without
+``test/`` gives a fixed, class-stratified :data:`FOLDER_TEST_FRACTION` of its images as test; the
+rest is split into ``train`` and ``unlabeled`` as for the registered scenarios.
+
 ``load_scenario(..., channels=C, size=S)`` converts every split to C channels (RGB -> gray by
 ITU-R 601 luma, gray -> RGB by repetition) and S x S pixels (bilinear, antialiased), so a model
 pretrained on one scenario (say Fashion-MNIST, 1 x 28 x 28) can be probed on all the others.
@@ -42,14 +50,26 @@ study pretrains on the same pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from selfnas.data.datasets import FASHION_CLASSES, MAX_SIZE, MIN_SIZE, channel_stats, load_registered
+from selfnas.data.datasets import (
+    DATASETS,
+    FASHION_CLASSES,
+    MAX_SIZE,
+    MIN_SIZE,
+    channel_stats,
+    image_folder_classes,
+    load_registered,
+    parse_spec,
+)
 from selfnas.data.splits import carve_validation
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.errors import ConfigError, DatasetError
@@ -64,6 +84,12 @@ COARSE_CLASSES = ("tops", "bottoms", "dresses", "footwear", "bags")
 FASHION_TO_COARSE = (0, 1, 0, 2, 0, 3, 0, 3, 4, 3)
 LUMA = (0.299, 0.587, 0.114)
 CHUNK = 4096  # images resized at once: bounds the float copy to a few hundred MB
+#: share of a user's folder held out as its test split when the folder has no test/ of its own
+FOLDER_TEST_FRACTION = 0.2
+FOLDER_KINDS = ("imagefolder",)  # the dataset kinds a user scenario may name: labeled folders
+#: a user scenario's name: it becomes a file name part (cells/ARCH.NAME.json), so no dots or slashes
+SCENARIO_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+DEFINITION_HINT = "NAME=imagefolder:PATH[@SIZE], e.g. pets=imagefolder:~/pets"
 
 
 @dataclass(frozen=True)
@@ -118,13 +144,19 @@ def load_scenario(
     limit: int | None = None,
     channels: int | None = None,
     size: int | None = None,
+    defined: Mapping[str, str] | None = None,
 ) -> Scenario:
     """Scenario ``name``; with ``channels`` / ``size``, every split converted to that shape.
+    ``defined`` maps the names of the user's own scenarios to their folder specs (see
+    :func:`parse_scenario_definition`); any other name is looked up in :data:`SCENARIOS`.
 
     Raises RegistryError for an unknown name, DatasetError for missing data, ConfigError for
     a bad ``limit`` / ``channels`` / ``size``.
     """
-    loader = SCENARIOS.get(name)
+    if defined is not None and name in defined:
+        loader = ScenarioLoader(partial(folder_scenario, name, defined[name]), offline=True)
+    else:
+        loader = SCENARIOS.get(name)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"scenario limit must be a positive number of images, got {limit!r}")
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
@@ -218,11 +250,15 @@ def stratified_limit(images: ImageSet, limit: int | None, seed: int) -> ImageSet
     n = len(images)
     if limit is None or limit >= n:
         return images
-    generator = _generator(seed)
     if images.labels is None:
-        index = torch.randperm(n, generator=generator)[:limit]
+        index = torch.randperm(n, generator=_generator(seed))[:limit]
         return images.subset(index.sort().values)
-    labels = images.labels
+    return images.subset(_stratified_index(images.labels, limit, seed))
+
+
+def _stratified_index(labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``limit`` of the N ``labels``, each class's share kept (largest remainders)."""
+    n = len(labels)
     counts = torch.bincount(labels)
     quota = counts.double() * limit / n
     take = quota.floor().long()
@@ -230,9 +266,21 @@ def stratified_limit(images: ImageSet, limit: int | None, seed: int) -> ImageSet
     if remainder > 0:  # the classes with the largest fractional parts get one more
         order = torch.argsort(quota - take.double(), descending=True, stable=True)
         take[order[:remainder]] += 1
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=_generator(seed))
     keep = [perm[labels[perm] == k][: int(take[k])] for k in range(len(counts))]
-    return images.subset(torch.cat(keep).sort().values)
+    return torch.cat(keep).sort().values
+
+
+def _stratified_split(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(the rest, a seeded class-stratified ``fraction`` of labeled ``images``), order kept."""
+    assert images.labels is not None
+    part = max(1, round(len(images) * fraction))
+    if part >= len(images):
+        raise DatasetError(f"{len(images)} images are too few to hold out {fraction:.0%} of them as test")
+    index = _stratified_index(images.labels, part, seed)
+    rest = torch.ones(len(images), dtype=torch.bool)
+    rest[index] = False
+    return images.subset(rest.nonzero().squeeze(1)), images.subset(index)
 
 
 def _per_class(images: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -279,6 +327,19 @@ def _from_dataset(
     test = splits.test
     if transform is not None:
         unlabeled, train, test = transform(unlabeled), transform(train), transform(test)
+    return _limited(name, description, unlabeled, train, test, limit, seed)
+
+
+def _limited(
+    name: str,
+    description: str,
+    unlabeled: ImageSet,
+    train: ImageSet,
+    test: ImageSet,
+    limit: int | None,
+    seed: int,
+) -> Scenario:
+    """The scenario of these splits, ``unlabeled`` without labels, each capped by ``limit``."""
     return Scenario(
         name,
         description,
@@ -307,6 +368,93 @@ def _scenario(name: str, description: str, spec: str, offline: bool, **options: 
         return _from_dataset(name, description, spec, root, seed, download, limit, **options)
 
     _register(name, description, load, offline)
+
+
+# --- your own folders -------------------------------------------------------------------------
+
+
+def is_scenario_definition(text: str) -> bool:
+    """True for ``NAME=...``: the text before the first ``=`` is a bare name (so a dataset spec
+    whose path holds ``=``, such as ``imagefolder:/data/a=b``, is none)."""
+    name, sep, _ = text.partition("=")
+    return bool(sep) and SCENARIO_NAME_RE.fullmatch(name.strip()) is not None
+
+
+def parse_scenario_definition(text: str) -> tuple[str, str]:
+    """``NAME=imagefolder:PATH[@SIZE]`` -> (NAME, the spec with PATH absolute, see
+    :func:`check_scenario_definition`); anything else is a one-line ConfigError."""
+    name, sep, spec = (part.strip() for part in text.partition("="))
+    if not sep or not name or not spec:
+        raise ConfigError(f"bad scenario {text!r}; expected {DEFINITION_HINT}")
+    return name, check_scenario_definition(name, spec)
+
+
+def parse_scenario_definitions(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Several definitions (repeated ``--scenario``) as {name: spec}; a name given twice is an error."""
+    out: dict[str, str] = {}
+    for text in texts:
+        name, spec = parse_scenario_definition(text)
+        if name in out:
+            raise ConfigError(f"scenario {name!r} is defined twice; give each folder its own name")
+        out[name] = spec
+    return out
+
+
+def check_scenario_definition(name: str, spec: str) -> str:
+    """``spec`` with its folder made absolute (a study resumed elsewhere finds it), when ``name``
+    may name the user's folder ``spec``. ConfigError when the name is malformed or taken by a
+    registered scenario or dataset (one name, one meaning), or ``spec`` is no ``imagefolder:``."""
+    if not SCENARIO_NAME_RE.fullmatch(name):
+        raise ConfigError(f"bad scenario name {name!r}: use letters, digits, - and _ ({DEFINITION_HINT})")
+    if name in SCENARIOS or name in DATASETS:
+        what = "scenario" if name in SCENARIOS else "dataset"
+        raise ConfigError(f"scenario name {name!r} is taken by a registered {what}; pick another name")
+    try:
+        parsed = parse_spec(spec)
+    except DatasetError:
+        parsed = None
+    if parsed is None or parsed.name not in FOLDER_KINDS or not parsed.path:
+        raise ConfigError(f"scenario {name}: {spec!r} is no labeled folder; expected {DEFINITION_HINT}")
+    folder = os.path.abspath(os.path.expanduser(parsed.path))
+    return f"{parsed.name}:{folder}" + ("" if parsed.size is None else f"@{parsed.size}")
+
+
+def check_folder(name: str, spec: str) -> tuple[str, ...]:
+    """The class names of scenario ``name``'s folder (files listed, none decoded: quick). A
+    DatasetError when the folder is missing, flat (unlabeled: nothing to probe) or has fewer than
+    2 classes."""
+    folder = str(parse_spec(spec).path)
+    if not os.path.isdir(folder):
+        raise DatasetError(
+            f"scenario {name}: folder {folder} does not exist; give a folder with one subfolder per class"
+        )
+    classes = image_folder_classes(folder)
+    if classes is None:
+        raise DatasetError(
+            f"scenario {name}: {folder} has no class subfolders; a scenario is probed with labels, "
+            "so put each class's images in a subfolder of its own"
+        )
+    if len(classes) < 2:
+        raise DatasetError(
+            f"scenario {name}: {folder} has {len(classes)} class ({', '.join(classes)}); "
+            "a probe needs at least 2 classes, one subfolder each"
+        )
+    return classes
+
+
+def folder_scenario(
+    name: str, spec: str, root: str | None, seed: int, download: bool, limit: int | None
+) -> Scenario:
+    """Scenario ``name`` of the user's labeled folder ``spec`` (see the module doc)."""
+    classes = check_folder(name, spec)
+    splits = load_registered(spec, root=root, download=download, val_fraction=0.0, seed=seed)
+    train, test = splits.train, splits.test
+    if test is None:  # a fixed seed: the test split never moves with the study's seed
+        train, test = _stratified_split(train, FOLDER_TEST_FRACTION, seed=0)
+    train, unlabeled = carve_validation(train, UNLABELED_FRACTION, seed)
+    assert unlabeled is not None
+    description = f"your folder {parse_spec(spec).path}, {len(classes)} classes"
+    return _limited(name, description, unlabeled, train, test, limit, seed)
 
 
 # --- the registry ------------------------------------------------------------------------------

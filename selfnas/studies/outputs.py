@@ -7,6 +7,11 @@ accuracy is only reported (the table, the ranks, how the champion fares on the t
 
 ``summary.json`` holds only numbers that the cells determine (no timings), so an interrupted and
 resumed study writes the very same file as an uninterrupted one.
+
+A study of several families (ResNet and MobileNetV2 variants) ranks all its architectures as one
+population; every row of the table and of ``archs`` names its ``family`` (``None`` for the
+reference ``default``), and the ranking table and the best architectures show it when there is
+more than one.
 """
 
 from __future__ import annotations
@@ -74,12 +79,15 @@ def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[
                     "linear": cell["linear"], "knn": cell["knn"], "rank": rank[s][arch.id],
                     "val": val[s][arch.id], "weight_decay": cell["weight_decay"],
                 }  # fmt: skip
-        table.append({"arch": arch.id, "description": arch.description, "scores": scores})
+        table.append(
+            {"arch": arch.id, "family": arch.family, "description": arch.description, "scores": scores}
+        )
     # chosen on validation (ties: the earlier architecture), reported on test
     best = {s: max(val[s], key=lambda a: (val[s][a], -order.index(a))) for s in scenarios if val[s]}
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "space": config.space,
+        "spaces": config.spaces,
         "scale": config.scale,
         "method": config.train.method.name,
         "epochs": config.train.optim.epochs,
@@ -88,7 +96,10 @@ def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[
         "source": source,
         "scenarios": scenarios,
         "targets": config.targets,
-        "archs": [{"id": a.id, "description": a.description, "model": a.model} for a in plan.archs],
+        "archs": [
+            {"id": a.id, "family": a.family, "description": a.description, "model": a.model}
+            for a in plan.archs
+        ],
         "complete": len(cells) == len(order) * len(scenarios),
         "table": table,
         "spearman": correlation_matrix(accuracy, scenarios, spearman),
@@ -162,12 +173,21 @@ def _corr(value: float | None) -> str:
 
 
 def ranking_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the ranking table: linear accuracy (rank) per scenario, kNN on the source."""
+    """Header and rows of the ranking table: linear accuracy (rank) per scenario, kNN on the source;
+    with several families, each row's family after its id."""
     scenarios = summary["scenarios"]
-    header = ["arch", "architecture", *scenarios, f"kNN {summary['source']}"]
+    families = len(summary["spaces"]) > 1
+    header = [
+        "arch",
+        *(["family"] if families else []),
+        "architecture",
+        *scenarios,
+        f"kNN {summary['source']}",
+    ]
     rows = []
     for row in summary["table"]:
-        cells = [row["arch"], row["description"]]
+        family = [row["family"] or "reference"] if families else []
+        cells = [row["arch"], *family, row["description"]]
         for s in scenarios:
             score = row["scores"].get(s)
             cells.append("-" if score is None else f"{_pct(score['linear'])} ({score['rank']})")
@@ -185,17 +205,29 @@ def matrix_rows(summary: dict[str, Any], key: str) -> tuple[list[str], list[list
 
 
 def title(summary: dict[str, Any]) -> str:
-    return f"Study: {summary['space']} on {len(summary['scenarios'])} scenarios"
+    return f"Study: {' + '.join(summary['spaces'])} on {len(summary['scenarios'])} scenarios"
 
 
 def setup_text(summary: dict[str, Any]) -> str:
     pretrained = f"the source {summary['source']}" if summary["pretrain_on"] == "source" else "each scenario"
+    several = len(summary["spaces"]) > 1
+    counts = {f: sum(a["family"] == f for a in summary["archs"]) for f in summary["spaces"]}
+    sampled = ", ".join(f"{n} {f}" for f, n in counts.items()) if several else len(summary["archs"]) - 1
     return (
-        f"{len(summary['archs'])} architectures (the default and {len(summary['archs']) - 1} sampled), "
+        f"{len(summary['archs'])} architectures (the default and {sampled} sampled), "
         f"{summary['method']} for {summary['epochs']:g} epochs, seed {summary['seed']}, pretrained on "
         f"{pretrained}; linear probe on frozen features (weight decay by 5-fold CV on train), "
         "accuracy on test."
     )
+
+
+def _best_name(summary: dict[str, Any], best: dict[str, Any]) -> str:
+    """A best architecture's id, with its family when the study has several (``resnet01 from
+    resnet-variants``; the reference ``default`` has none)."""
+    family = next(a.get("family") for a in summary["archs"] if a["id"] == best["arch"])
+    if len(summary["spaces"]) < 2 or family is None:
+        return best["arch"]
+    return f"{best['arch']} from {family}"
 
 
 def render_markdown(summary: dict[str, Any], plots: list[Any], study: StudyDir) -> str:
@@ -205,7 +237,9 @@ def render_markdown(summary: dict[str, Any], plots: list[Any], study: StudyDir) 
     lines += [f"**Headline:** {md(headline_text(summary))}", "", "## Ranking (linear accuracy, rank)", ""]
     lines += md_table(*ranking_rows(summary))
     lines += ["", "## Best architecture per scenario", "", md(BEST_NOTE), ""]
-    lines += [f"- {md(s)}: {md(b['arch'])} ({_pct(b['linear'])})" for s, b in summary["best"].items()]
+    lines += [
+        f"- {md(s)}: {md(_best_name(summary, b))} ({_pct(b['linear'])})" for s, b in summary["best"].items()
+    ]
     for key in ("spearman", "kendall"):
         lines += ["", f"## {key.capitalize()} rank correlation between scenarios", ""]
         lines += md_table(*matrix_rows(summary, key))

@@ -1,10 +1,20 @@
 """What a study computes, pinned once in ``DIR/plan.json``.
 
-A study samples N distinct architectures of a macro space with the seed, adds the configured
-backbone as the reference architecture ``default``, pretrains each with SSL at one fixed budget
-(once on the source scenario, or once per scenario) and probes every (architecture, scenario)
-pair. The sampled architectures are written to ``plan.json`` before any work starts; every later
-run of the study reads them back, so a resumed study can never pick other architectures.
+A study samples N distinct architectures of each of its macro spaces (families) with the seed,
+adds the configured backbone as the reference architecture ``default``, pretrains each with SSL
+at one fixed budget (once on the source scenario, or once per scenario) and probes every
+(architecture, scenario) pair. The sampled architectures are written to ``plan.json`` before any
+work starts; every later run of the study reads them back, so a resumed study can never pick
+other architectures.
+
+Several families (``space = "resnet-variants,mobilenet-variants"``) make one population: one
+ranking, one correlation matrix. Each family is sampled exactly as a study of that family alone
+(same seed, same architectures); ids are the family's short name and a number (``resnet01``,
+``mobilenet01``), where a one-family study keeps ``a01``, ``a02``, ...; each records its family.
+
+The scenarios are registered ones and the user's own folders (``user_scenarios``: name ->
+``imagefolder:PATH``), which are probed like the others; a plan written before either existed
+(one family, registered scenarios) loads and resumes unchanged.
 """
 
 from __future__ import annotations
@@ -15,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from selfnas.config import ModelConfig, TrainConfig, apply_override, first_error
-from selfnas.data.scenarios import scenario_names
+from selfnas.data.scenarios import check_folder, check_scenario_definition, scenario_names
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.nas.spaces.macro import MACRO_SPACES
 
@@ -43,14 +54,25 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    space: str = Field("resnet-variants", description="macro space: resnet-variants | mobilenet-variants")
+    space: str = Field(
+        "resnet-variants",
+        description="macro space(s), comma-separated or a list: resnet-variants | mobilenet-variants",
+    )
     scale: Literal["small", "full"] = Field("small", description="small (28-32 px, CPU) or full size")
     space_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="the space's choice lists, e.g. {widths: [8, 16], groups: [1]}"
+        default_factory=dict,
+        description="the space's choice lists, e.g. {widths: [8, 16], groups: [1]}; with several "
+        "spaces, per space: {resnet-variants: {widths: [8]}, mobilenet-variants: {width_mults: [1.0]}}",
     )
-    archs: int = Field(8, ge=1, le=10_000, description="architectures sampled (the default is added)")
+    archs: int = Field(
+        8, ge=1, le=10_000, description="architectures sampled from each space (the default is added)"
+    )
     scenarios: list[str] = Field(
         default_factory=lambda: _offline_scenarios(), min_length=1, description="scenarios probed"
+    )
+    user_scenarios: dict[str, str] = Field(
+        default_factory=dict,
+        description="your own labeled folders as scenarios, probed too: {name: imagefolder:PATH[@SIZE]}",
     )
     source: str = Field("", description="the scenario whose best architecture is tested on the others")
     pretrain_on: Literal["source", "scenario"] = Field(
@@ -64,17 +86,48 @@ class StudyConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _source_first(cls, data: Any) -> Any:
+        """The source first, then the scenarios, then the user's folders not listed among them."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
         scenarios = data.get("scenarios")
         if scenarios is None:
             scenarios = _offline_scenarios()
+        user = data.get("user_scenarios")
+        if isinstance(scenarios, list) and isinstance(user, dict):
+            scenarios = [*scenarios, *user]
         if isinstance(scenarios, list) and all(isinstance(s, str) for s in scenarios):
             source = data.get("source") or (scenarios[0] if scenarios else "")
             data["source"] = source
             data["scenarios"] = list(dict.fromkeys([source, *scenarios]))
         return data
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _one_text(cls, v: Any) -> Any:
+        """A name, ``"a, b"`` or ``[a, b]`` -> ``"a,b"``: one spelling per study, so plan.json of a
+        one-family study stays as it was and the spellings of one study compare equal."""
+        names = v.split(",") if isinstance(v, str) else v
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return v  # the str check reports it
+        names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+        if not names:
+            raise PydanticCustomError("space", "name at least one macro space")
+        return ",".join(names)
+
+    @field_validator("user_scenarios")
+    @classmethod
+    def _user_folders(cls, v: dict[str, str]) -> dict[str, str]:
+        """Each folder's path made absolute; a bad name or spec is one line."""
+        try:
+            return {name: check_scenario_definition(name, spec) for name, spec in v.items()}
+        except ConfigError as exc:
+            raise PydanticCustomError("scenario", str(exc)) from None
+
+    @property
+    def spaces(self) -> list[str]:
+        """The families of the study, in order."""
+        return self.space.split(",")
 
     @property
     def targets(self) -> list[str]:
@@ -119,12 +172,14 @@ def build_study_config(
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture of the study: ``model`` is the training config's model section."""
+    """One architecture of the study: ``model`` is the training config's model section;
+    ``family`` the macro space it was sampled from (``None`` for the reference ``default``)."""
 
     id: str
     model: dict[str, Any]
     description: str
     genotype: dict[str, Any] | None = None
+    family: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +187,7 @@ class Arch:
             "model": self.model,
             "description": self.description,
             "genotype": self.genotype,
+            "family": self.family,
         }
 
 
@@ -193,31 +249,63 @@ class Plan:
     def from_json(cls, data: dict[str, Any]) -> Plan:
         if data.get("format") != PLAN_FORMAT:
             raise RunDirError(f"plan.json has format {data.get('format')!r}, not {PLAN_FORMAT!r}")
-        return cls(
-            config=StudyConfig.model_validate(data["config"]),
-            archs=tuple(Arch(**a) for a in data["archs"]),
-            channels=int(data["input"]["channels"]),
-            size=int(data["input"]["size"]),
+        config = StudyConfig.model_validate(data["config"])
+        archs = []
+        for a in data["archs"]:
+            if "family" not in a and a.get("genotype") is not None:  # written before families: one
+                a = {**a, "family": config.spaces[0]}
+            archs.append(Arch(**a))
+        return cls(config, tuple(archs), int(data["input"]["channels"]), int(data["input"]["size"]))
+
+
+def spaces_for(config: StudyConfig) -> list[Any]:
+    """The macro spaces the config names, in order; an unknown name or a bad choice list is a
+    one-line error."""
+    for name in config.spaces:
+        if name not in MACRO_SPACES:
+            raise ConfigError(
+                f"unknown space {name!r}; choose one or several (comma-separated) of: "
+                f"{', '.join(sorted(MACRO_SPACES))}"
+            )
+    spaces = []
+    for name in config.spaces:
+        kwargs = space_kwargs(config, name)
+        try:
+            spaces.append(MACRO_SPACES[name](scale=config.scale, **kwargs))
+        except TypeError as exc:
+            raise ConfigError(f"study.space_kwargs: {name}: {exc}") from None
+    return spaces
+
+
+def space_kwargs(config: StudyConfig, name: str) -> dict[str, Any]:
+    """The choice lists of space ``name``: ``space_kwargs`` itself for a one-family study, else
+    its entry under the space's name (keyed by space, since each family has its own choices)."""
+    given = config.space_kwargs
+    if given and set(given) <= set(config.spaces):
+        kwargs = given.get(name, {})
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"study.space_kwargs.{name} must be a mapping of choice lists, got {kwargs!r}")
+        return kwargs
+    if given and len(config.spaces) > 1:
+        raise ConfigError(
+            "study.space_kwargs: with several spaces, key the choices by space, e.g. "
+            "{resnet-variants: {widths: [8]}, mobilenet-variants: {width_mults: [1.0]}}"
         )
-
-
-def space_for(config: StudyConfig) -> Any:
-    """The macro space the config names; an unknown name is a one-line error."""
-
-    if config.space not in MACRO_SPACES:
-        raise ConfigError(f"unknown space {config.space!r}; choose one of: {', '.join(sorted(MACRO_SPACES))}")
-    try:
-        return MACRO_SPACES[config.space](scale=config.scale, **config.space_kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"study.space_kwargs: {exc}") from None
+    return given
 
 
 def check_scenarios(config: StudyConfig) -> None:
-
-    known = list(scenario_names())
+    """Every scenario is registered or one of the user's folders, and those folders exist with
+    at least 2 class subfolders (listed, not decoded: quick, before anything is loaded)."""
+    known = [*scenario_names(), *config.user_scenarios]
     for name in config.scenarios:
         if name not in known:
-            raise ConfigError(f"unknown scenario {name!r}; choose from: {', '.join(known)}")
+            raise ConfigError(
+                f"unknown scenario {name!r}; choose from: {', '.join(known)}, "
+                "or define it from a folder: --scenario NAME=imagefolder:PATH"
+            )
+    for name, spec in config.user_scenarios.items():
+        check_folder(name, spec)
 
 
 def sample_genotypes(space: Any, n: int, seed: int) -> list[Any]:
@@ -246,18 +334,32 @@ def sample_genotypes(space: Any, n: int, seed: int) -> list[Any]:
 
 
 def sample_plan(config: StudyConfig, channels: int, size: int) -> Plan:
-    """The default architecture, then ``config.archs`` distinct samples of the space, ids ``a01``..."""
-    space = space_for(config)
+    """The default architecture, then ``config.archs`` distinct samples of each space, each space
+    sampled with the study's seed (as in a study of it alone); ids ``a01``... for one space,
+    ``<short name>01``... (``resnet01``, ``mobilenet01``) for several."""
     width = max(2, len(str(config.archs)))
     default = config.train.model
     described = f"{default.backbone}" + (
         f" {json.dumps(default.backbone_kwargs, sort_keys=True)}" if default.backbone_kwargs else ""
     )
     archs = [Arch(DEFAULT_ARCH, default.model_dump(mode="json"), f"{described} (reference)")]
-    for i, genotype in enumerate(sample_genotypes(space, config.archs, config.train.run.seed)):
-        model = json.loads(json.dumps(space.model_update(genotype)))
-        archs.append(Arch(f"a{i + 1:0{width}d}", model, genotype.describe(), genotype.to_json()))
+    prefixes = family_prefixes(config.spaces)
+    for name, space in zip(config.spaces, spaces_for(config), strict=True):
+        for i, genotype in enumerate(sample_genotypes(space, config.archs, config.train.run.seed)):
+            model = json.loads(json.dumps(space.model_update(genotype)))
+            arch_id = f"{prefixes[name]}{i + 1:0{width}d}"
+            archs.append(Arch(arch_id, model, genotype.describe(), genotype.to_json(), name))
     return Plan(config, tuple(archs), channels, size)
+
+
+def family_prefixes(spaces: list[str]) -> dict[str, str]:
+    """The id prefix of each space's architectures: ``a`` alone, else the name less ``-variants``
+    (the whole names where two short ones would clash)."""
+    if len(spaces) == 1:
+        return {spaces[0]: "a"}
+    short = {name: name.removesuffix("-variants") for name in spaces}
+    clash = len(set(short.values())) < len(short)
+    return {name: name if clash else prefix for name, prefix in short.items()}
 
 
 def read_plan(out: str | Path) -> Plan | None:

@@ -42,7 +42,7 @@ from selfnas.studies.plan import (
     plan_difference,
     read_plan,
     sample_plan,
-    space_for,
+    spaces_for,
 )
 from selfnas.training.builder import build_method
 from selfnas.training.checkpoint import load_weights
@@ -72,7 +72,7 @@ class StudyData:
             c = self.config
             scenario = load_scenario(
                 name, root=c.data_root, seed=c.train.run.seed, download=c.download, limit=c.limit,
-                channels=self.channels, size=self.size,
+                channels=self.channels, size=self.size, defined=c.user_scenarios,
             )  # fmt: skip
             if self.channels is None or self.size is None:
                 self.channels, self.size = scenario.train.channels, scenario.train.size
@@ -203,7 +203,7 @@ def open_scenario_study(
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other; pick one")
     study = StudyDir(out)
-    space_for(config)
+    spaces_for(config)
     check_scenarios(config)
     plan = None if overwrite else read_plan(study.path)
     if plan is not None:
@@ -257,7 +257,8 @@ def run_scenario_study(
     finished = sum(study.pretrained(u) for u in units) + sum(
         study.cell(u.arch.id, s).exists() for u in units for s in u.probes
     )
-    title = f"study {plan.config.space}: {len(plan.archs)} archs x {len(plan.scenarios)} scenarios"
+    families = " + ".join(plan.config.spaces)
+    title = f"study {families}: {len(plan.archs)} archs x {len(plan.scenarios)} scenarios"
     progress = TrainProgress(total, finished, title, quiet)
     done = finished
 

@@ -1,28 +1,36 @@
 """Downstream scenarios: offline ones on the system Fashion-MNIST and scikit-learn digits, online
-ones on tiny fake torchvision folders, limits, few-shot splits and shape conversion."""
+ones on tiny fake torchvision folders, the user's own folders of PNGs, limits, few-shot splits and
+shape conversion, and scenario names as ``--data`` of search and eval."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from selfnas.data import load_dataset
 from selfnas.data.datasets import DATA_ROOT_ENV, channel_stats
 from selfnas.data.scenarios import (
     COARSE_CLASSES,
     SCENARIOS,
     Scenario,
+    check_folder,
     convert_images,
+    is_scenario_definition,
     load_scenario,
+    parse_scenario_definition,
+    parse_scenario_definitions,
     pretraining_splits,
     probe_splits,
     scenario_names,
     stratified_limit,
 )
+from selfnas.data.splits import limit_images
 from selfnas.data.types import ImageSet
 from selfnas.errors import ConfigError, DatasetError, RegistryError
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import TINY, needs_fashion_mnist
 from tests.data.test_datasets import write_fake_cifar10, write_fake_dtd
 
 needs_fashion = needs_fashion_mnist  # skips without it; fails under CI=true
@@ -229,3 +237,177 @@ def test_missing_online_scenario_is_a_one_line_dataset_error(tmp_path: Path, nam
 def test_bad_options_are_config_errors(options: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_scenario("digits", **options)
+
+
+# --- your own folders as scenarios -----------------------------------------------------------
+
+
+def write_png_classes(folder: Path, classes: int = 3, per_class: int = 10, side: int = 28) -> Path:
+    """``classes`` subfolders of ``per_class`` gray PNGs each; image ``i`` of class ``k`` is filled
+    with ``25 * k + 2 * i``, so every image is distinct and its class is ``value // 25``."""
+    from PIL import Image
+
+    for k in range(classes):
+        (folder / f"class{k}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((side, side), 25 * k + 2 * i, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"class{k}" / f"{i}.png")
+    return folder
+
+
+def _values(images: ImageSet) -> list[int]:
+    return images.images[:, 0, 0, 0].tolist()  # one flat value per image
+
+
+def test_a_folder_of_pngs_is_a_labeled_scenario_with_a_fixed_stratified_test(tmp_path: Path) -> None:
+    folder = write_png_classes(tmp_path / "pngs")
+    name, spec = parse_scenario_definition(f"pngs = imagefolder:{folder}@28")
+    assert (name, spec) == ("pngs", f"imagefolder:{folder}@28")
+    s = load_scenario("pngs", seed=0, defined={name: spec})
+    check_scenario(s, 3)
+    assert s.name == "pngs" and s.train.classes == ("class0", "class1", "class2")
+    assert (len(s.unlabeled), len(s.train), len(s.test)) == (2, 22, 6)
+    assert s.test.labels.bincount().tolist() == [2, 2, 2]  # stratified: every class tested
+    values = _values(s.unlabeled) + _values(s.train) + _values(s.test)
+    assert sorted(values) == sorted(25 * k + 2 * i for k in range(3) for i in range(10))  # a partition
+    for split in (s.train, s.test):
+        assert split.labels.tolist() == [v // 25 for v in _values(split)]  # labels follow the folders
+    other = load_scenario("pngs", seed=1, defined={name: spec})
+    assert _values(other.test) == _values(s.test) and _values(other.train) != _values(s.train)
+    small = load_scenario("pngs", seed=0, limit=3, channels=3, size=16, defined={name: spec})
+    check_scenario(small, 3, channels=3, size=16)
+    assert small.test.labels.bincount().tolist() == [1, 1, 1]
+
+
+def test_a_folder_with_train_and_test_keeps_its_own_test(tmp_path: Path) -> None:
+    write_png_classes(tmp_path / "both" / "train", classes=2, per_class=10)
+    write_png_classes(tmp_path / "both" / "test", classes=2, per_class=3)
+    spec = f"imagefolder:{tmp_path / 'both'}@28"
+    s = load_scenario("both", defined={"both": spec})
+    assert (len(s.unlabeled), len(s.train), len(s.test)) == (2, 18, 6)
+    assert _values(s.test) == [0, 2, 4, 25, 27, 29] and s.test.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_a_user_scenario_is_a_data_name_in_both_views(tmp_path: Path) -> None:
+    folder = write_png_classes(tmp_path / "pngs")
+    spec = f"pngs=imagefolder:{folder}@28"
+    pre = load_dataset(spec, val_fraction=0.25, pretraining=True)
+    assert pre.name == spec and not pre.train.labeled and not pre.val.labeled
+    assert len(pre.train) + len(pre.val) == 24 and len(pre.test) == 6 and pre.test.labeled
+    probe = load_dataset(spec, train_limit=9)
+    assert probe.val is None and len(probe.train) == 9 and probe.train.labeled and len(probe.test) == 6
+    assert (probe.mean, probe.std) == (pre.mean, pre.std)  # normalised as it was pretrained
+
+
+def _flat_pngs(tmp: Path) -> Path:
+    from PIL import Image
+
+    (tmp / "flat").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), i, dtype=np.uint8)).save(tmp / "flat" / f"{i}.png")
+    return tmp / "flat"
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda tmp: tmp / "no-such-folder", "does not exist"),
+        (_flat_pngs, "no class subfolders"),
+        (lambda tmp: write_png_classes(tmp / "one", classes=1), "at least 2 classes"),
+    ],
+    ids=["missing", "flat", "one-class"],
+)
+def test_a_folder_that_cannot_be_probed_is_a_one_line_error(tmp_path: Path, make, fragment: str) -> None:
+    _, spec = parse_scenario_definition(f"mine=imagefolder:{make(tmp_path)}")
+    checks = (lambda: check_folder("mine", spec), lambda: load_scenario("mine", defined={"mine": spec}))
+    for check in checks:
+        with pytest.raises(DatasetError, match=fragment) as err:
+            check()
+        assert "\n" not in str(err.value) and "scenario mine" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("pets", "expected NAME=imagefolder:PATH"),
+        ("=imagefolder:/tmp", "expected NAME=imagefolder:PATH"),
+        ("pets=", "expected NAME=imagefolder:PATH"),
+        ("my pets=imagefolder:/tmp", "bad scenario name"),
+        ("a.b=imagefolder:/tmp", "bad scenario name"),
+        ("fashion-coarse=imagefolder:/tmp", "taken by a registered scenario"),
+        ("synthetic=imagefolder:/tmp", "taken by a registered dataset"),
+        ("pets=npy:/tmp/x.npy", "no labeled folder"),
+        ("pets=imagefolder", "no labeled folder"),
+    ],
+)
+def test_malformed_or_clashing_definitions_are_one_line_config_errors(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as err:
+        parse_scenario_definition(text)
+    assert "\n" not in str(err.value)
+
+
+def test_a_name_defined_twice_is_refused_and_a_path_with_equals_stays_a_dataset() -> None:
+    with pytest.raises(ConfigError, match="defined twice"):
+        parse_scenario_definitions(["a=imagefolder:/x", "a=imagefolder:/y"])
+    assert is_scenario_definition("pets=imagefolder:/x") and not is_scenario_definition("imagefolder:/a=b")
+
+
+# --- scenario names as --data of search and eval ----------------------------------------------
+
+SEARCH = [o for o in TINY if not o.startswith(("data.", "optim."))]
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The data every trainer of this test loads (search and train read it the same way)."""
+    import selfnas.training.trainer as trainer_module
+
+    seen: list = []
+    load = trainer_module.load_config_data
+
+    def spy(*args, **kwargs):
+        seen.append(load(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(trainer_module, "load_config_data", spy)
+    return seen
+
+
+def _search(out: Path, data: str) -> None:
+    """``selfnas search`` (DARTS heads, a few steps) in this process, as the command line runs it."""
+    from typer.testing import CliRunner
+
+    from selfnas.cli import app
+
+    args = ["search", "--out", str(out), "--data", data, "--train-limit", "64", "--epochs", "1"]
+    args += ["--batch-size", "16", "-q", *(a for o in SEARCH for a in ("--set", o))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+@needs_fashion
+def test_search_data_fashion_rotated_pretrains_on_the_rotated_scenario(
+    tmp_path: Path, loaded: list, single_thread: None
+) -> None:
+    _search(tmp_path / "run", "fashion-rotated")
+    (data,) = loaded
+    plain = pretraining_splits(load_scenario("fashion-mnist", seed=0), val_fraction=0.1, seed=0)
+    expected = torch.rot90(limit_images(plain.train, 64, seed=0).images, 1, dims=(2, 3))
+    assert data.name == "fashion-rotated" and not data.train.labeled
+    assert torch.equal(data.train.images, expected)
+    assert (tmp_path / "run" / "genotype.json").exists()
+
+
+def test_search_and_eval_on_a_folder_defined_as_data(
+    tmp_path: Path, loaded: list, single_thread: None
+) -> None:
+    from selfnas.evaluation import evaluate
+
+    folder = write_png_classes(tmp_path / "pngs", per_class=30, side=16)
+    spec = f"pngs=imagefolder:{folder}@16"
+    _search(tmp_path / "run", spec)
+    (data,) = loaded
+    assert data.name == spec and not data.train.labeled and len(data.train) == 64 and len(data.test) == 18
+    result = evaluate(tmp_path / "run", device="cpu")  # the run's own data: the folder's probe view
+    assert result["data"] == spec and result["n_held_out"] == {"test": 18} and result["n_train"] == 65
+    assert 0.0 <= result["linear"]["test"] <= 1.0

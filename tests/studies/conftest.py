@@ -67,11 +67,18 @@ class FakeScenario:
         return self.train.num_classes
 
 
-def fake_load_scenario(name, root=None, seed=0, download=False, limit=None, channels=None, size=None):
+def fake_load_scenario(
+    name, root=None, seed=0, download=False, limit=None, channels=None, size=None, defined=None
+):
+    """A fake scenario on the synthetic data (each split capped by ``limit``, as the real ones);
+    the user's own folders (``defined``) load for real."""
     from selfnas.data import load_dataset
+    from selfnas.data.scenarios import load_scenario, stratified_limit
     from selfnas.data.types import ImageSet
     from selfnas.errors import DatasetError
 
+    if defined and name in defined:
+        return load_scenario(name, root, seed, download, limit, channels, size, defined)
     if name not in FAKE_SCENARIOS:
         raise DatasetError(f"unknown scenario {name!r}")
     data = load_dataset("synthetic", val_fraction=0.0)
@@ -83,9 +90,9 @@ def fake_load_scenario(name, root=None, seed=0, download=False, limit=None, chan
         invert = lambda s: ImageSet(255 - s.images, s.labels, s.classes)  # noqa: E731
         train, test = invert(train), invert(test)
     half = len(train) // 2
-    return FakeScenario(
-        name, "fake", ImageSet(train.images[:half]), train.subset(torch.arange(half, len(train))), test
-    )
+    unlabeled, train = ImageSet(train.images[:half]), train.subset(torch.arange(half, len(train)))
+    cap = lambda split: stratified_limit(split, limit, seed)  # noqa: E731
+    return FakeScenario(name, "fake", cap(unlabeled), cap(train), cap(test))
 
 
 FAKE_SCENARIOS = ("syn-source", "syn-coarse", "syn-inverted")
