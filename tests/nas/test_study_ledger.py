@@ -120,3 +120,36 @@ def test_a_candidate_whose_trial_keeps_dying_becomes_a_failed_result(monkeypatch
             retry.set_user_attr("owner", {**owner(), "pid": _ended_pid()})
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3  # no fourth attempt was queued
     assert [t.number for t in budget_trials(study.trials)] == [2]  # the last one counts, as a failure
+
+
+def test_a_local_worker_past_its_share_leaves_the_last_slot_to_a_peer(monkeypatch):
+    """Two local workers, budget 4, shares 2 + 2. Worker A has run its 2 when worker B finishes
+    its first: for a moment nothing runs and one slot is free. B (share left) takes it at once;
+    A (past its share) must wait a poll period and see it taken, not start a trial that the budget
+    then cancels (seen once in the full suite as a fifth trial number)."""
+    from selfnas.nas.strategies import optuna_search
+    from selfnas.nas.strategies.study_ledger import Snapshot
+
+    monkeypatch.setattr(optuna_search.time, "sleep", lambda s: None)
+    views = iter([
+        Snapshot(budget=4, results=0, running=0, waiting=0),  # A starts trial 0
+        Snapshot(budget=4, results=1, running=1, waiting=0),  # A starts trial 1 (B runs one)
+        Snapshot(budget=4, results=3, running=0, waiting=0),  # A at its share; B just finished
+        Snapshot(budget=4, results=3, running=1, waiting=0),  # a poll later: B took the slot
+        Snapshot(budget=4, results=4, running=0, waiting=0),  # done
+    ])  # fmt: skip
+
+    class Views:
+        def settle(self):
+            return next(views)
+
+        def trials(self):
+            return []
+
+    started = []
+
+    class Study:
+        def optimize(self, objective, **kwargs):
+            started.append(1)
+
+    assert optuna_search.work(Study(), None, Views(), share=2) == 2 and len(started) == 2

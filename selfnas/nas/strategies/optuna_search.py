@@ -182,7 +182,13 @@ def _work(
 
     while True:
         now = ledger.settle()
-        if may_start(now) and now.free + now.waiting <= now.running:
+        over_share = share is not None and ran >= share
+        if may_start(now) and over_share:
+            # past its share with nothing running: a local peer that just finished a trial may be
+            # about to take the last slots; let the workers with share left go first
+            time.sleep(POLL_S + _JITTER.uniform(0.0, POLL_S))
+            now = ledger.settle()
+        elif may_start(now) and now.free + now.waiting <= now.running:
             # the last slots, and other processes about to want them: stagger, or all but one of
             # those that start at the same moment would start a trial only to cancel it
             time.sleep(_JITTER.uniform(0.0, POLL_S))
