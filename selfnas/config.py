@@ -268,6 +268,11 @@ class SupervisedConfig(_Strict):
     auxiliary: bool = Field(False, description="auxiliary head at 2/3 depth, darts_cells only (DARTS: on)")
     auxiliary_weight: float = Field(0.4, ge=0, le=100, description="auxiliary loss weight (DARTS: 0.4)")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="(DARTS: 0 on CIFAR, 0.1 on ImageNet)")
+    precise_bn: bool = Field(
+        True,
+        description="after each epoch, recompute BatchNorm statistics as the average over 4,096 clean "
+        "training images before measuring (DARTS: off, its 600 epochs need no correction)",
+    )
 
 
 FINETUNE_LABELS_HELP = "'1%', '10%', '100%' (any share in (0, 100]) or an int: labels per class"
@@ -324,6 +329,9 @@ class FinetuneConfig(_Strict):
         "probe",
         description="the linear head's start: the linear probe of the frozen features on the labeled "
         "subset (LP-FT, Kumar et al. ICLR 2022), or random",
+    )
+    precise_bn: bool = Field(
+        True, description="after each epoch, recompute BatchNorm statistics on the labeled images before measuring"
     )
 
     @field_validator("labels", mode="before")

@@ -26,6 +26,7 @@ from selfnas.data.augment import TwoViewAugment
 from selfnas.eval.scores import alignment, normalized_std, rankme, uniformity
 from selfnas.eval.spectral import alpha_req, alpha_req_distance, lidar, rankme_normalized, view_retrieval
 from selfnas.eval.zero_cost import flops_per_image, grad_norm, naswot, param_count, synflow
+from selfnas.models.precise_bn import recompute_batchnorm
 from selfnas.score_records import SCORE_RECORDS
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.monitor import COLLAPSE_RATIO
@@ -145,14 +146,7 @@ def calibrated_copy(
     features constant to 1e-4 in eval mode, healthy in train mode)."""
     copy_ = copy.deepcopy(model)
     network = torch.nn.Sequential(copy_.backbone, torch.nn.Flatten(1), copy_.projector)
-    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the calibration batches
-    network.train()
-    for b in images.split(batch):
-        if len(b) > 1:
-            network(augment.normalize(b))
+    recompute_batchnorm(network, (augment.normalize(b) for b in images.split(batch)))
     return copy_.eval()
 
 

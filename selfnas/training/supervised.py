@@ -37,6 +37,7 @@ from selfnas.device import autocast, configure_threads, prepare_module, resolve_
 from selfnas.errors import ConfigError, DatasetError, RunDirError, TrainingError
 from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.models.backbones import create_backbone
+from selfnas.models.precise_bn import recompute_batchnorm
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
@@ -47,6 +48,7 @@ from selfnas.training.trainer import stream_seed
 
 WEIGHTS_FORMAT = "selfnas-classifier-1"
 EVAL_BATCH = 512
+PRECISE_BN_IMAGES = 4096  # clean training images whose average BatchNorm statistics eval mode uses
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Recipe:
     auxiliary_weight: float = 0.4
     label_smoothing: float = 0.0
     select_on_val: bool = False
+    precise_bn: bool = True
 
 
 def make_recipe(config: TrainConfig) -> Recipe:
@@ -77,11 +80,12 @@ def make_recipe(config: TrainConfig) -> Recipe:
     f = config.finetune
     if f is not None:
         return Recipe("finetune", f.epochs, f.batch_size, f.lr, f.backbone_lr_ratio, f.momentum, f.nesterov,
-                      f.weight_decay, None, f.crop_padding, f.flip, select_on_val=True)  # fmt: skip
+                      f.weight_decay, None, f.crop_padding, f.flip, select_on_val=True,
+                      precise_bn=f.precise_bn)  # fmt: skip
     s = config.supervised or SupervisedConfig()
     return Recipe("supervised", s.epochs, s.batch_size, s.lr, 1.0, s.momentum, s.nesterov, s.weight_decay,
                   s.grad_clip, s.crop_padding, s.flip, s.cutout, s.drop_path, s.auxiliary,
-                  s.auxiliary_weight, s.label_smoothing)  # fmt: skip
+                  s.auxiliary_weight, s.label_smoothing, precise_bn=s.precise_bn)  # fmt: skip
 
 
 def supervised_config(config: TrainConfig) -> TrainConfig:
@@ -335,6 +339,8 @@ class SupervisedTrainer:
         """Log the epoch's last loss and validation accuracy; fine-tuning keeps the best epoch's weights."""
         epoch = math.ceil(done / self.steps_per_epoch)
         record: dict[str, Any] = {"kind": "epoch", "step": done, "epoch": epoch, "loss": loss}
+        if self.recipe.precise_bn:
+            record["precise_bn_images"] = self._recompute_batchnorm()
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if self.data.val is not None:
             record["val_acc"] = accuracy(
@@ -348,6 +354,27 @@ class SupervisedTrainer:
         append_jsonl(self.run.metrics, record)
         progress.log(msg)
         return best
+
+    def _recompute_batchnorm(self) -> int:
+        """Precise BN (:mod:`selfnas.models.precise_bn`): the running statistics become the average
+        over up to :data:`PRECISE_BN_IMAGES` clean training images (a fixed seeded subset, training
+        batch size, drop path off), so that eval mode measures what was trained even after a few
+        steps. Returns the number of images used."""
+        n = min(PRECISE_BN_IMAGES, len(self.images))
+        g = torch.Generator().manual_seed(stream_seed(self.config.run.seed, 4, 0))
+        chosen = self.images[torch.randperm(len(self.images), generator=g)[:n].to(self.device)]
+        backbone = self.model.backbone
+        drop_path = getattr(backbone, "drop_path_prob", None)
+        if drop_path:
+            backbone.drop_path_prob = 0.0
+        try:
+            with autocast(self.device, self.config.run.amp):
+                batches = (self.augment.normalize(b) for b in chosen.split(self.recipe.batch_size))
+                recompute_batchnorm(self.model, batches)
+        finally:
+            if drop_path:
+                backbone.drop_path_prob = drop_path
+        return n
 
     def _fail(self, done: int) -> None:
         message = (

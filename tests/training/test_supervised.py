@@ -254,3 +254,43 @@ def test_a_killed_run_resumes_to_the_same_result(full_run, monkeypatch):
     assert lines("full") == lines("killed")
     with pytest.raises(RunDirError, match="already finished"):
         _train(path, "killed", resume=True)
+
+
+# -- precise BatchNorm: eval mode measures what was trained --------------------------------------
+
+
+def _stem_input_stats(path, name, overrides=TINY_CELLS):
+    """The run's saved stem BatchNorm statistics, and the mean and variance of that BatchNorm's input
+    over every clean training image (256 images, 4 equal batches of 64: the precise average)."""
+    from selfnas.rundir import RunDir
+    from selfnas.training.checkpoint import load_weights
+
+    trainer = supervised_mod.SupervisedTrainer(build_config(overrides=overrides), RunDir(path / "probe"))
+    load_weights(path / name / "model.safetensors", trainer.model)
+    bn = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    handle = bn.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    trainer.model.eval()
+    with torch.no_grad():
+        trainer.model(trainer.augment.normalize(trainer.images))
+    handle.remove()
+    x = seen[0].float().transpose(0, 1).flatten(1)  # C x (N H W)
+    return bn.running_mean, bn.running_var, x.mean(1), x.var(1)
+
+
+def test_the_saved_batchnorm_statistics_are_the_average_over_the_training_images(full_run):
+    path, _ = full_run
+    assert len(supervised_mod.labeled_splits(build_config(overrides=TINY_CELLS)).train) == 256
+    running_mean, running_var, mean, var = _stem_input_stats(path, "full")
+    assert torch.allclose(running_mean, mean, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(running_var, var, rtol=1e-2)  # per-batch unbiased variances, averaged
+    epochs = [r for r in read_jsonl(path / "full" / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["precise_bn_images"] for r in epochs] == [256, 256]
+
+
+def test_without_precise_bn_the_statistics_lag_behind(full_run):
+    path, _ = full_run
+    _train(path, "ema", overrides=[*TINY_CELLS, "supervised.precise_bn=false"])
+    running_mean, _, mean, _ = _stem_input_stats(path, "ema")
+    # 8 steps of momentum 0.1: 0.9^8 = 43% of the initial zero is still in the running mean
+    assert (running_mean - mean).norm() > 0.2 * mean.norm()
