@@ -14,7 +14,6 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 from itertools import chain
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -22,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from selfnas.config import TrainConfig
+from selfnas.training.builder import weight_optimizer
 from selfnas.training.schedule import warmup_cosine
-from selfnas.training.trainer import Plan, Trainer
+from selfnas.training.trainer import Plan
 
 
 class TwoViews(Dataset):
@@ -91,12 +91,12 @@ def _one_thread(worker_id: int) -> None:
 
 
 def selfnas_optimizer(model: nn.Module, config: TrainConfig, plan: Plan) -> torch.optim.Optimizer:
-    """selfnas's own weight optimizer for ``model``: :meth:`Trainer._weight_optimizer` run on it, so
-    the peak LR, momentum, weight decay and its exclusion of BatchNorm and bias parameters
-    (``ndim <= 1``) are selfnas's by construction, not a copy."""
+    """selfnas's own weight optimizer for ``model`` (:func:`selfnas.training.builder.weight_optimizer`,
+    the function the trainer calls), so the peak LR, momentum, weight decay and its exclusion of
+    BatchNorm and bias parameters (``ndim <= 1``) are selfnas's by construction, not a copy."""
     if config.optim.fix_predictor_lr:  # it finds the predictor by selfnas's parameter names
         raise ValueError("optim.fix_predictor_lr is not supported for the lightly baseline")
-    return Trainer._weight_optimizer(SimpleNamespace(config=config, model=model, plan=plan))
+    return weight_optimizer(model, config, plan.peak_lr, plan.weight_decay)
 
 
 def train_baseline(

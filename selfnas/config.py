@@ -331,7 +331,8 @@ class FinetuneConfig(_Strict):
         "subset (LP-FT, Kumar et al. ICLR 2022), or random",
     )
     precise_bn: bool = Field(
-        True, description="after each epoch, recompute BatchNorm statistics on the labeled images before measuring"
+        True,
+        description="after each epoch, recompute BatchNorm statistics on the labeled images before measuring",
     )
 
     @field_validator("labels", mode="before")

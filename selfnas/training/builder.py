@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from selfnas.config import TrainConfig
 from selfnas.data import load_dataset
 from selfnas.data.types import DatasetSplits
@@ -83,3 +86,27 @@ def apply_genotype(config: TrainConfig, genotype: Genotype) -> TrainConfig:
     if genotype.predictor is None and method_record(config.method.name).needs_predictor:
         method = method.model_copy(update={"predictor": None})  # the method's own predictor
     return config.model_copy(update={"method": method})
+
+
+def weight_optimizer(
+    model: nn.Module, config: TrainConfig, peak_lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The SSL trainer's optimizer of ``model``'s weights (architecture ``*alpha`` parameters excluded:
+    they have their own): SGD with ``optim.momentum`` or AdamW (``optim.optimizer``) at ``peak_lr``,
+    ``weight_decay`` on every weight with more than one dimension and none on BatchNorm parameters
+    and biases (``ndim <= 1``); with ``optim.fix_predictor_lr`` the ``predictor.*`` parameters get
+    their own groups marked ``fixed_lr`` (SimSiam's fixed predictor LR)."""
+    fixed = config.optim.fix_predictor_lr
+    split: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad and not name.endswith("alpha"):
+            key = (p.ndim <= 1, fixed and name.startswith("predictor."))
+            split.setdefault(key, []).append(p)
+    groups = [
+        {"params": split.get((no_decay, pred), []), "fixed_lr": pred,
+         "weight_decay": 0.0 if no_decay else weight_decay}
+        for pred in ((False, True) if fixed else (False,)) for no_decay in (False, True)
+    ]  # fmt: skip
+    if config.optim.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=peak_lr)
+    return torch.optim.SGD(groups, lr=peak_lr, momentum=config.optim.momentum)

@@ -27,7 +27,7 @@ from selfnas.provenance import collect_provenance
 from selfnas.render.plots import plot_training_curves
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
-from selfnas.training.builder import build_method, load_config_data, resolved_lr
+from selfnas.training.builder import build_method, load_config_data, resolved_lr, weight_optimizer
 from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio
 from selfnas.training.numerics import NanGuard, all_finite
@@ -143,20 +143,7 @@ class Trainer:
     # -- the weight optimizer ------------------------------------------------------------
 
     def _weight_optimizer(self) -> torch.optim.Optimizer:
-        fixed = self.config.optim.fix_predictor_lr  # SimSiam's fix_pred_lr: the predictor's own groups
-        split: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, p in self.model.named_parameters():
-            if p.requires_grad and not name.endswith("alpha"):  # architecture params have their own
-                key = (p.ndim <= 1, fixed and name.startswith("predictor."))  # no decay on BN and biases
-                split.setdefault(key, []).append(p)
-        groups = [
-            {"params": split.get((no_decay, pred), []), "fixed_lr": pred,
-             "weight_decay": 0.0 if no_decay else self.plan.weight_decay}
-            for pred in ((False, True) if fixed else (False,)) for no_decay in (False, True)
-        ]  # fmt: skip
-        if self.config.optim.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=self.plan.peak_lr)
-        return torch.optim.SGD(groups, lr=self.plan.peak_lr, momentum=self.config.optim.momentum)
+        return weight_optimizer(self.model, self.config, self.plan.peak_lr, self.plan.weight_decay)
 
     # -- bookkeeping -------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ def test_the_statistics_are_the_average_of_the_batch_statistics():
     batches = [torch.randn(8, 2, 6, 6) * 3 + 1 for _ in range(5)]
     net(batches[0])
     net.eval()
-    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    weights = {
+        k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k
+    }
     assert recompute_batchnorm(net, batches) == 5
     conv, bn = net[0], net[1]
     with torch.no_grad():
