@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfnas.config import SearchConfig
 from selfnas.io import atomic_write_json
 from selfnas.render.plots import pyplot, save_figure
 from selfnas.studies.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
@@ -65,14 +66,37 @@ def notes(table: SimTable, trials: int) -> list[str]:
     return out
 
 
+def search_default(score: str) -> dict[str, Any]:
+    """``selfnas search``'s default study (TPE sampler and halving pruner, as configured by
+    :class:`selfnas.config.SearchConfig`'s defaults) with label-free ``score`` as its value."""
+    search = SearchConfig()
+    multivariate = True  # selfnas.nas.strategies.optuna_search._sampler: multivariate TPE
+    eta = search.reduction_factor if search.pruner == "halving" else None
+    return {"score": score, "startup": search.startup_trials, "multivariate": multivariate, "eta": eta}
+
+
+def tune_grid(text: str) -> tuple[int, bool, int | None]:
+    """``STARTUP,MULTIVARIATE,ETA`` (e.g. ``5,1,2``; eta 0 = no pruning)."""
+    startup, multivariate, eta = (int(v) for v in text.split(","))
+    return startup, bool(multivariate), eta or None
+
+
 def run_space(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     epochs, source = (args.epochs, "--epochs") if args.epochs else table_epochs(path)
     table = load_table(path, epochs)
     runs: dict[str, Any] = {}
-    plans = [(name, name, {}) for name in SEARCHES] + [
-        (f"halving[{s}]", "halving", {"score": s, "eta": args.eta, "bracket": args.bracket})
-        for s in args.halving_scores
-    ]
+    plans = (
+        [(name, name, {}) for name in SEARCHES]
+        + [
+            (f"halving[{s}]", "halving", {"score": s, "eta": args.eta, "bracket": args.bracket})
+            for s in args.halving_scores
+        ]
+        + [(f"search[{s}]", "tpe", search_default(s)) for s in args.search_scores]
+    )
+    for startup, multivariate, eta in args.tune:
+        for s in args.search_scores:
+            options = {"score": s, "startup": startup, "multivariate": multivariate, "eta": eta}
+            plans.append((f"tune[{s},startup={startup},mv={int(multivariate)},eta={eta}]", "tpe", options))
     for key, strategy, options in plans:
         start = time.perf_counter()
         runs[key] = simulate(table, strategy, args.repeats, args.trials, **options)
@@ -156,6 +180,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results_strategies_sim.json"))
     ap.add_argument("--figures", type=Path, default=Path("docs"))
     ap.add_argument("--halving-scores", nargs="+", default=["ssl_loss", "rankme"])
+    ap.add_argument(
+        "--search-scores",
+        nargs="*",
+        default=["ssl_loss"],
+        help="label-free scores for the simulated default search (TPE + halving pruner)",
+    )
+    ap.add_argument(
+        "--tune",
+        nargs="*",
+        type=tune_grid,
+        default=[],
+        help="TPE settings STARTUP,MULTIVARIATE,ETA to compare (eta 0: no pruner)",
+    )
     ap.add_argument("--eta", type=int, default=3, help="halving keeps the top 1/eta at each rung")
     ap.add_argument("--bracket", type=int, default=9, help="architectures a halving bracket starts with")
     ap.add_argument("--epochs", type=float, default=None, help="full budget (default: the table's plan.json)")

@@ -166,18 +166,51 @@ def random_search(table: SimTable, trials: int, rng: np.random.Generator, first:
 
 
 def tpe_search(
-    table: SimTable, trials: int, rng: np.random.Generator, first: Sequence[int] = (), startup: int = 10
+    table: SimTable,
+    trials: int,
+    rng: np.random.Generator,
+    first: Sequence[int] = (),
+    startup: int = 10,
+    multivariate: bool = False,
+    score: str | None = None,
+    eta: int | None = None,
 ) -> Trace:
-    """Optuna TPE over the table's parameters, nearest-unseen mapping (see the module docstring)."""
+    """Optuna TPE over the table's parameters, nearest-unseen mapping (see the module docstring).
+
+    ``score``: the study's value is ``DIRECTION[score] * score`` at ``final`` (a label-free search,
+    as ``selfnas search`` runs) instead of the oracle ``linear_val``. ``eta``: Optuna's
+    SuccessiveHalvingPruner (min resource 1 epoch, reduction factor ``eta``) on the score at
+    ``epoch1``, as the search's default pruner: a pruned architecture costs one epoch of the
+    table's ``epochs`` and is never fully evaluated. A suggestion that is not exactly in the table
+    is told FAIL and the nearest unseen architecture is asked again as an enqueued trial, so every
+    value and pruning decision belongs to an architecture that was measured."""
+    if eta is not None and score is None:
+        raise SelfnasError("tpe with pruning needs a score to prune on")
+    direction = DIRECTION.get(score, 0.0) if score is not None else 1.0
+    if direction == 0.0:
+        raise SelfnasError(f"tpe needs a score with a direction, got {score!r}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=int(rng.integers(2**31)), n_startup_trials=startup)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    sampler = optuna.samplers.TPESampler(
+        seed=int(rng.integers(2**31)), n_startup_trials=startup, multivariate=multivariate
+    )
+    pruner = (
+        optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta)
+        if eta is not None
+        else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     space = dict(zip(table.names, table.choices, strict=True))
-    dists = {n: optuna.distributions.CategoricalDistribution(c) for n, c in space.items()}
     seen = np.zeros(table.n, dtype=bool)
     trace: Trace = []
+    cost = 0.0
     queue = list(dict.fromkeys(int(i) for i in first))
-    while len(trace) < min(trials, table.n):
+
+    def value(arch: int, fidelity: str) -> float:
+        if score is None:
+            return float(table.val[arch])
+        return direction * score_value(table.rows[arch], score, fidelity)  # nan when not measured
+
+    while not seen.all() and cost < trials - 1e-9:
         trial = study.ask()
         if queue:
             arch, exact = queue.pop(0), False
@@ -186,17 +219,29 @@ def tpe_search(
             codes = np.array([c.index(asked[n]) for n, c in space.items()], dtype=int)
             arch = _nearest(table, codes, seen, rng)
             exact = bool((table.codes[arch] == codes).all())
-        seen[arch] = True
-        if exact:
-            study.tell(trial, float(table.val[arch]))
-        else:  # learn from the architecture measured, not from the combination asked
+        if not exact:  # the architecture measured, asked as its own trial: learn only from what was measured
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            params = {n: c[k] for (n, c), k in zip(space.items(), table.codes[arch], strict=True)}
-            trial = optuna.trial.create_trial(
-                params=params, distributions=dists, value=float(table.val[arch])
-            )
-            study.add_trial(trial)
-        trace.append((float(len(trace) + 1), arch))
+            study.enqueue_trial({n: c[k] for (n, c), k in zip(space.items(), table.codes[arch], strict=True)})
+            trial = study.ask()
+            for n, c in space.items():
+                trial.suggest_categorical(n, c)
+        seen[arch] = True
+        if eta is not None:
+            early = value(arch, "epoch1")
+            if not math.isfinite(early):  # the search fails a trial whose score is not finite
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                cost += 1.0 / table.epochs
+                continue
+            trial.report(early, step=1)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                cost += 1.0 / table.epochs
+                continue
+        cost += 1.0
+        final = value(arch, "final")
+        study.tell(trial, final if math.isfinite(final) else None,
+                   state=None if math.isfinite(final) else optuna.trial.TrialState.FAIL)  # fmt: skip
+        trace.append((cost, arch))
     return trace
 
 

@@ -58,7 +58,7 @@ def test_calibration_recomputes_the_statistics_of_a_copy_only(single_thread):
     copied = copy_.backbone.stem[1]
     assert torch.allclose(copied.running_mean, stem_out.mean(dim=(0, 2, 3)), atol=1e-5)
     assert torch.allclose(copied.running_var, stem_out.var(dim=(0, 2, 3)), rtol=1e-4)
-    assert not copy_.training and copied.momentum is None and norm.momentum == 0.1
+    assert not copy_.training and copied.momentum == 0.1 and norm.momentum == 0.1  # momenta restored
 
 
 def test_a_network_that_maps_every_image_to_one_point_is_collapsed(single_thread):

@@ -161,3 +161,34 @@ def test_trials_to_top_is_the_position_of_the_best(tmp_path: Path) -> None:
     assert short["trials_to_top"]["median"] is None
     with pytest.raises(SelfnasError, match="unknown strategy"):
         simulate(t, "grid")
+
+
+def test_tpe_told_a_score_equal_to_the_truth_is_the_oracle_run(tmp_path: Path) -> None:
+    t = table(tmp_path, NINE)  # rankme == linear_val at every fidelity
+    for seed in range(3):
+        oracle = tpe_search(t, 9, np.random.default_rng(seed), startup=2)
+        assert tpe_search(t, 9, np.random.default_rng(seed), startup=2, score="rankme") == oracle
+
+
+def test_tpe_with_the_halving_pruner_pays_an_epoch_per_pruned_trial(tmp_path: Path) -> None:
+    t = table(tmp_path, NINE, epochs=4)
+    for seed in range(5):
+        trace = tpe_search(t, 40, np.random.default_rng(seed), startup=4, score="rankme", eta=2)
+        full = [i for _, i in trace]
+        pruned = 9 - len(full)
+        assert pruned > 0 and 2 in full  # a perfect score never prunes the best: it leads its rung
+        assert trace[-1][0] <= len(full) + pruned / 4 + 1e-9  # pruned ones cost 1 of 4 epochs
+        assert np.diff([c for c, _ in trace]).min() >= 1.0 - 1e-9  # a full training costs 1
+    # a score upside down (rankme = -linear_val) prunes the best unless it comes first
+    rows = [row(f"a{i}", v, head((OPS[i % 3], OPS[(i // 3) % 3]))) for i, v in enumerate(NINE)]
+    for r in rows:
+        r["scores"]["rankme"] = {f: -v for f, v in r["scores"]["rankme"].items()}
+    upside = load_table(rows, epochs=4)
+    found = [
+        2
+        in [i for _, i in tpe_search(upside, 40, np.random.default_rng(s), startup=4, score="rankme", eta=2)]
+        for s in range(10)
+    ]
+    assert 0 < sum(found) < 10
+    with pytest.raises(SelfnasError, match="needs a score"):
+        tpe_search(t, 5, np.random.default_rng(0), eta=2)
