@@ -148,6 +148,12 @@ class SearchConfig(_Strict):
     )
     min_epochs: int = Field(1, ge=1, description="halving / hyperband: epochs before a trial can be pruned")
     startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
+    max_params: int | None = Field(
+        None, ge=1, description="studies: skip candidates whose backbone has more trainable parameters"
+    )
+    max_flops: int | None = Field(
+        None, ge=1, description="studies: skip candidates whose backbone needs more FLOPs per image"
+    )
     population: int = Field(8, ge=2, description="evolution: population size")
     storage: str | None = Field(
         None,

@@ -34,3 +34,39 @@ def test_variant_spaces_are_not_searched_by_darts(tmp_path, tiny_overrides):
     with pytest.raises(ConfigError, match="searched by a study"):
         search(cfg, out=tmp_path / "s", quiet=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_flops_cap_keeps_every_trained_candidate_under_it_and_does_not_count_the_others(
+    tmp_path, tiny_overrides
+):
+    import torch
+
+    from selfnas.eval.zero_cost import flops_per_image
+    from selfnas.models.backbones import create_backbone
+    from selfnas.models.genotype import genotype_from_json
+    from selfnas.nas.spaces.macro import MACRO_SPACES
+
+    space = MACRO_SPACES["resnet-variants"](scale="small")
+    default = flops_per_image(create_backbone("resnet_small", in_channels=3), (3, 16, 16))
+    cfg = build_config(overrides=[*tiny_overrides, *STUDY, "search.space=resnet-variants", "search.trials=3",
+                                  f"search.max_flops={default}"])  # fmt: skip
+    summary = search(cfg, out=tmp_path / "s", quiet=True)
+    rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    trained = [r for r in rows if r["state"] != "FAIL"]
+    assert len(trained) == 3 and summary["counted"] == 3
+    assert summary["over_cap"] > 0 and summary["cap"] == {"max_params": None, "max_flops": default}
+    for r in trained:  # measured again here, independently of the study's own count
+        update = space.model_update(genotype_from_json(r["genotype"]))
+        backbone = create_backbone(update["backbone"], in_channels=3, **update["backbone_kwargs"])
+        assert flops_per_image(backbone, (3, 16, 16)) <= default
+    assert torch.get_num_threads() >= 1
+
+
+def test_a_cap_nothing_fits_under_is_a_one_line_error(tmp_path, tiny_overrides, monkeypatch):
+    from selfnas.nas.strategies import optuna_search
+
+    monkeypatch.setattr(optuna_search, "OVER_CAP_LIMIT", 5)
+    cfg = build_config(overrides=[*tiny_overrides, *STUDY, "search.space=resnet-variants", "search.max_params=1"])
+    with pytest.raises(ConfigError, match="all over the cap") as info:
+        search(cfg, out=tmp_path / "s", quiet=True)
+    assert "\n" not in str(info.value)

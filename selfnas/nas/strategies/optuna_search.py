@@ -32,7 +32,9 @@ import torch
 from selfnas.config import SearchConfig, TrainConfig
 from selfnas.errors import ConfigError, SelfnasError, TrainingError
 from selfnas.eval.correlation import score_correlations
+from selfnas.eval.zero_cost import flops_per_image, param_count
 from selfnas.io import atomic_write_json, read_jsonl, write_jsonl
+from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
 from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
@@ -46,6 +48,7 @@ from selfnas.nas.strategies.trial_scores import (
 )
 from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
+from selfnas.training.builder import load_config_data
 
 #: the label-free scores set against accuracy in ``score_vs_accuracy.png`` (with the study's own);
 #: the correlation table in study.json has every score
@@ -53,6 +56,7 @@ PLOTTED = ("ssl_loss", "rankme", "alignment", "uniformity")
 
 #: seconds between two looks at the study while other processes' trials run
 POLL_S = 1.0
+OVER_CAP_LIMIT = 200  # candidates over the size cap in a row before a study gives up
 _JITTER = random.Random()  # seeded by the OS, not by the run's seed: processes must not wait alike
 
 __all__ = [
@@ -211,6 +215,7 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
     its score. A trial past the budget is cancelled before it samples anything."""
     search = config.search
     assert search is not None
+    input_shape: list[int] = []
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("owner", owner())  # first: a RUNNING trial without an owner looks abandoned
@@ -220,6 +225,11 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
             raise BudgetSpent(reason)
         genotype = space.suggest(trial)
         trial.set_user_attr("genotype", genotype.to_json())
+        if search.max_params is not None or search.max_flops is not None:
+            if not input_shape:  # C x H x W of the images (a worker process loads the data once)
+                images = (data if data is not None else load_config_data(config)).train.images
+                input_shape.extend(int(v) for v in images.shape[1:])
+            _check_cap(trial, search, space.model_update(genotype), tuple(input_shape))
         trial_cfg = config.model_copy(update={
             "search": None, "model": config.model.model_copy(update=space.model_update(genotype)),
             "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
@@ -250,6 +260,34 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
             del trainer
 
     return objective
+
+
+def _check_cap(
+    trial: optuna.Trial, search: SearchConfig, update: dict[str, Any], input_shape: tuple[int, ...]
+) -> None:
+    """Cancel a candidate whose backbone is over ``search.max_params`` / ``search.max_flops``
+    (measured on a fresh build, nothing trained): the trial ends FAIL with ``cancelled`` and
+    ``over_cap`` recorded and does not count toward ``search.trials``, so the study goes on
+    sampling until it has its budget of candidates under the cap. After
+    :data:`OVER_CAP_LIMIT` such candidates in a row it stops with a one-line error."""
+    backbone = create_backbone(update["backbone"], in_channels=input_shape[0], **update["backbone_kwargs"])
+    size = {"params": param_count(backbone), "flops": flops_per_image(backbone, input_shape)}
+    trial.set_user_attr("backbone_size", size)
+    over = [f"{k} {size[k]:,} > search.max_{k} {cap:,}"
+            for k, cap in (("params", search.max_params), ("flops", search.max_flops))
+            if cap is not None and size[k] > cap]  # fmt: skip
+    if not over:
+        return
+    reason = "over the cap: " + ", ".join(over)
+    trial.set_user_attr("over_cap", True)
+    trial.set_user_attr("cancelled", reason)
+    recent = trial.study.get_trials(deepcopy=False)[-OVER_CAP_LIMIT - 1 : -1]
+    if len(recent) == OVER_CAP_LIMIT and all(t.user_attrs.get("over_cap") for t in recent):
+        raise ConfigError(
+            f"the last {OVER_CAP_LIMIT} candidates were all over the cap ({reason}); "
+            "raise search.max_params / search.max_flops or narrow the space"
+        )
+    raise BudgetSpent(reason)
 
 
 def _fail(trial: optuna.Trial, trainer: TrialTrainer, reason: str) -> float:
@@ -328,7 +366,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "retry_of": retry_of(t), "fail_reason": t.user_attrs.get("fail_reason"),
             "cancelled": t.user_attrs.get("cancelled"),
             "duration_s": t.duration.total_seconds() if t.duration else None,
-            "architecture": _describe(genotype),
+            "architecture": _describe(genotype), "genotype": genotype,
+            "backbone_size": t.user_attrs.get("backbone_size"),
         })  # fmt: skip
     return rows
 
@@ -369,6 +408,8 @@ def _write_results(
         "supervised_proxy": search.score in SUPERVISED_PROXIES,
         "study_name": search.study_name, "storage": shown_url(url), "budget": search.trials,
         "counted": len(budget_trials(trials)), "trials": counts,
+        "over_cap": sum(bool(t.user_attrs.get("over_cap")) for t in trials),
+        "cap": {"max_params": search.max_params, "max_flops": search.max_flops},
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_score": score_of(best, search.score) if best else None,
         "best_scores": best.user_attrs.get("scores") if best else None,
