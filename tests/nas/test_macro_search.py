@@ -52,8 +52,9 @@ def test_a_flops_cap_keeps_every_trained_candidate_under_it_and_does_not_count_t
                                   f"search.max_flops={default}"])  # fmt: skip
     summary = search(cfg, out=tmp_path / "s", quiet=True)
     rows = read_jsonl(tmp_path / "s" / "trials.jsonl")
-    trained = [r for r in rows if r["state"] != "FAIL"]
-    assert len(trained) == 3 and summary["counted"] == 3
+    trained = [r for r in rows if not r["over_cap"]]
+    assert all(r["state"] == "PRUNED" and not r["intermediate"] for r in rows if r["over_cap"])  # TPE: worst
+    assert len(trained) == 3 and summary["counted"] == 3 and summary["trials"]["PRUNED"] == 0
     assert summary["over_cap"] > 0 and summary["cap"] == {"max_params": None, "max_flops": default}
     for r in trained:  # measured again here, independently of the study's own count
         update = space.model_update(genotype_from_json(r["genotype"]))

@@ -265,11 +265,13 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
 def _check_cap(
     trial: optuna.Trial, search: SearchConfig, update: dict[str, Any], input_shape: tuple[int, ...]
 ) -> None:
-    """Cancel a candidate whose backbone is over ``search.max_params`` / ``search.max_flops``
-    (measured on a fresh build, nothing trained): the trial ends FAIL with ``cancelled`` and
-    ``over_cap`` recorded and does not count toward ``search.trials``, so the study goes on
-    sampling until it has its budget of candidates under the cap. After
-    :data:`OVER_CAP_LIMIT` such candidates in a row it stops with a one-line error."""
+    """Skip a candidate whose backbone is over ``search.max_params`` / ``search.max_flops``
+    (measured on a fresh build, nothing trained): the trial ends PRUNED without a reported value,
+    which TPE counts among its worst (a FAIL it would ignore, and go on proposing the same big
+    networks), with ``cancelled`` and ``over_cap`` recorded: it does not count toward
+    ``search.trials`` nor among the pruned trials of the summary, so the study goes on sampling
+    until it has its budget of candidates under the cap. After :data:`OVER_CAP_LIMIT` such
+    candidates in a row it stops with a one-line error."""
     backbone = create_backbone(update["backbone"], in_channels=input_shape[0], **update["backbone_kwargs"])
     size = {"params": param_count(backbone), "flops": flops_per_image(backbone, input_shape)}
     trial.set_user_attr("backbone_size", size)
@@ -287,7 +289,7 @@ def _check_cap(
             f"the last {OVER_CAP_LIMIT} candidates were all over the cap ({reason}); "
             "raise search.max_params / search.max_flops or narrow the space"
         )
-    raise BudgetSpent(reason)
+    raise optuna.TrialPruned(reason)
 
 
 def _fail(trial: optuna.Trial, trainer: TrialTrainer, reason: str) -> float:
@@ -368,6 +370,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "duration_s": t.duration.total_seconds() if t.duration else None,
             "architecture": _describe(genotype), "genotype": genotype,
             "backbone_size": t.user_attrs.get("backbone_size"),
+            "over_cap": bool(t.user_attrs.get("over_cap")),
         })  # fmt: skip
     return rows
 
@@ -402,13 +405,15 @@ def _write_results(
     rows = trial_rows(study)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    counts = {
+        s: sum(r["state"] == s and not r["over_cap"] for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")
+    }
     summary = {
         "space": search.space, "strategy": search.strategy, "score": search.score,
         "supervised_proxy": search.score in SUPERVISED_PROXIES,
         "study_name": search.study_name, "storage": shown_url(url), "budget": search.trials,
         "counted": len(budget_trials(trials)), "trials": counts,
-        "over_cap": sum(bool(t.user_attrs.get("over_cap")) for t in trials),
+        "over_cap": sum(r["over_cap"] for r in rows),
         "cap": {"max_params": search.max_params, "max_flops": search.max_flops},
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_score": score_of(best, search.score) if best else None,
