@@ -25,6 +25,7 @@ from typing import Any
 
 from selfnas.config import SearchConfig
 from selfnas.io import atomic_write_json
+from selfnas.nas.strategies.optuna_search import TPE_OPTIONS
 from selfnas.render.plots import pyplot, save_figure
 from selfnas.studies.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
 from selfnas.studies.table_analysis import DEFAULT_EPOCHS, jsonable
@@ -70,9 +71,9 @@ def search_default(score: str) -> dict[str, Any]:
     """``selfnas search``'s default study (TPE sampler and halving pruner, as configured by
     :class:`selfnas.config.SearchConfig`'s defaults) with label-free ``score`` as its value."""
     search = SearchConfig()
-    multivariate = True  # selfnas.nas.strategies.optuna_search._sampler: multivariate TPE
     eta = search.reduction_factor if search.pruner == "halving" else None
-    return {"score": score, "startup": search.startup_trials, "multivariate": multivariate, "eta": eta}
+    return {"score": score, "startup": search.startup_trials, "multivariate": TPE_OPTIONS["multivariate"],
+            "eta": eta}  # fmt: skip
 
 
 def tune_grid(text: str) -> tuple[int, bool, int | None]:

@@ -192,3 +192,22 @@ def test_tpe_with_the_halving_pruner_pays_an_epoch_per_pruned_trial(tmp_path: Pa
     assert 0 < sum(found) < 10
     with pytest.raises(SelfnasError, match="needs a score"):
         tpe_search(t, 5, np.random.default_rng(0), eta=2)
+
+
+def test_the_simulated_default_search_is_the_search_default(monkeypatch) -> None:
+    import importlib.util
+
+    from selfnas.config import SearchConfig
+    from selfnas.nas.strategies import optuna_search
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("strategies_sim", root / "benchmarks" / "strategies_sim.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    search = SearchConfig()
+    sampler = optuna_search._sampler(search.model_copy(update={"strategy": "tpe"}), seed=0)
+    pruner = optuna_search._pruner(search)
+    options = module.search_default("ssl_loss")
+    assert options == {"score": "ssl_loss", "startup": sampler._n_startup_trials,
+                       "multivariate": sampler._multivariate, "eta": pruner._reduction_factor}  # fmt: skip
+    assert search.pruner == "halving" and search.min_epochs == 1  # the simulation's one rung at epoch 1

@@ -56,6 +56,9 @@ PLOTTED = ("ssl_loss", "rankme", "alignment", "uniformity")
 
 #: seconds between two looks at the study while other processes' trials run
 POLL_S = 1.0
+#: the TPE sampler's fixed options (``search.startup_trials`` is configurable); the simulated
+#: studies of ``benchmarks/strategies_sim.py`` read them here
+TPE_OPTIONS = {"multivariate": True, "constant_liar": True}
 OVER_CAP_LIMIT = 200  # candidates over the size cap in a row before a study gives up
 _JITTER = random.Random()  # seeded by the OS, not by the run's seed: processes must not wait alike
 
@@ -67,9 +70,7 @@ __all__ = [
 
 def _sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     if search.strategy == "tpe":
-        return optuna.samplers.TPESampler(
-            multivariate=True, constant_liar=True, seed=seed, n_startup_trials=search.startup_trials
-        )
+        return optuna.samplers.TPESampler(**TPE_OPTIONS, seed=seed, n_startup_trials=search.startup_trials)
     if search.strategy == "evolution":
         return optuna.samplers.NSGAIISampler(population_size=search.population, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
