@@ -67,7 +67,9 @@ def test_a_cap_nothing_fits_under_is_a_one_line_error(tmp_path, tiny_overrides, 
     from selfnas.nas.strategies import optuna_search
 
     monkeypatch.setattr(optuna_search, "OVER_CAP_LIMIT", 5)
-    cfg = build_config(overrides=[*tiny_overrides, *STUDY, "search.space=resnet-variants", "search.max_params=1"])
+    cfg = build_config(
+        overrides=[*tiny_overrides, *STUDY, "search.space=resnet-variants", "search.max_params=1"]
+    )
     with pytest.raises(ConfigError, match="all over the cap") as info:
         search(cfg, out=tmp_path / "s", quiet=True)
     assert "\n" not in str(info.value)
