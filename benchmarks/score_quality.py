@@ -24,12 +24,14 @@ from typing import Any
 
 from selfnas.io import atomic_write_json
 from selfnas.render.plots import pyplot, save_figure
+from selfnas.score_records import SEARCH_SCORES, family_names
 from selfnas.studies.table_analysis import (
     BASELINE_FIDELITY,
     DEFAULT_EPOCHS,
     FIDELITIES,
     RESAMPLES,
     analyse_table,
+    choose_default_score,
     jsonable,
     read_table,
 )
@@ -203,9 +205,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"warning: {args.tables} is not a folder; no tables to analyse", file=sys.stderr)
     results = jsonable(analyse_folder(args.tables, args.epochs, args.resamples, args.seed))
     results["figure"] = str(args.figure)
+    label_free = [s for s in SEARCH_SCORES if s in family_names("embedding") + family_names("zero_cost")]
+    results["default_score"] = choose_default_score(
+        results["spaces"], label_free, ("init", "epoch1", "final")
+    )
     atomic_write_json(args.out, results)
     plot_spaces(results, args.figure)
-    print(compact_json(summary(results)))
+    out = summary(results)
+    out["default_score"] = {
+        fidelity: [
+            [name, _r(mean), {k: _r(v) for k, v in per.items()}] for name, mean, per in block["ranking"][:5]
+        ]
+        for fidelity, block in results["default_score"]["by_fidelity"].items()
+    }
+    out["goal (spaces with rho >= 0.6 above params and flops)"] = {
+        k: v for k, v in results["default_score"]["goal"].items() if v
+    }
+    print(compact_json(out))
     return results
 
 

@@ -423,3 +423,52 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return jsonable(obj.item())
     return obj
+
+
+GOAL_RHO = 0.6  # issue 20: a label-free score with Spearman >= 0.6 against linear_val
+MIN_ARCHS = 10  # a space enters the choice of the default score with at least this many architectures
+
+
+def choose_default_score(
+    spaces: Mapping[str, Mapping[str, Any]],
+    candidates: Sequence[str],
+    fidelities: Sequence[str] = ("epoch1", "final"),
+    target: str = "linear_val",
+) -> dict[str, Any]:
+    """The label-free score with the best mean Spearman with ``target`` over the spaces, per fidelity.
+
+    ``spaces``: :func:`analyse_table` results by space name; a space with fewer than
+    :data:`MIN_ARCHS` usable architectures is left out (and named). ``candidates``: the selectable
+    label-free scores (only scores present in every counted space are ranked). Returns
+    ``{"spaces": [...], "left_out": [...], "by_fidelity": {fidelity: {"ranking": [[score, mean rho,
+    {space: rho}], ...] best first, "best": score}}, "goal": {score@fidelity: spaces where rho >=
+    GOAL_RHO and above both params and flops}}``. Test correlations are never read."""
+    counted = [s for s, r in spaces.items() if r.get("seed0_usable", 0) >= MIN_ARCHS]
+    rho: dict[str, dict[tuple[str, str], float]] = {}
+    for space in counted:
+        rho[space] = {
+            (e["score"], e["fidelity"]): e[target]["spearman"]
+            for e in spaces[space]["scores"]
+            if e[target]["spearman"] is not None and math.isfinite(e[target]["spearman"])
+        }
+    out: dict[str, Any] = {
+        "target": target, "spaces": counted, "left_out": [s for s in spaces if s not in counted],
+        "by_fidelity": {}, "goal": {}, "goal_rho": GOAL_RHO, "min_archs": MIN_ARCHS,
+    }  # fmt: skip
+    if not counted:
+        return out
+    for fidelity in fidelities:
+        ranking = []
+        for score in candidates:
+            per = {s: rho[s].get((score, fidelity)) for s in counted}
+            if all(v is not None for v in per.values()):
+                ranking.append([score, float(np.mean(list(per.values()))), per])
+        ranking.sort(key=lambda r: -r[1])
+        out["by_fidelity"][fidelity] = {"ranking": ranking, "best": ranking[0][0] if ranking else None}
+        for score, _, per in ranking:
+            wins = [
+                s for s, v in per.items()
+                if v >= GOAL_RHO and all(v > rho[s].get((b, BASELINE_FIDELITY), -math.inf) for b in BASELINES)
+            ]  # fmt: skip
+            out["goal"][f"{score}@{fidelity}"] = wins
+    return out

@@ -237,3 +237,28 @@ def test_the_script_writes_results_and_a_figure_for_full_partial_and_missing_spa
         ["--tables", str(tmp_path / "none"), "--out", str(out), "--figure", str(figure), "--resamples", "10"]
     )
     assert empty["spaces"] == {} and _strict(out.read_text())["spaces"] == {} and figure.exists()
+
+
+def test_the_default_score_is_the_best_mean_rho_over_the_spaces_with_enough_architectures():
+    from selfnas.studies.table_analysis import choose_default_score
+
+    def entry(score, fidelity, rho, test=0.99):
+        return {"score": score, "fidelity": fidelity, "linear_val": {"spearman": rho},
+                "linear_test": {"spearman": test}}  # fmt: skip
+
+    def space(n, a, b, params, flops):
+        scores = [entry("a", "final", a), entry("b", "final", b), entry("params", "-", params),
+                  entry("flops", "-", flops)]  # fmt: skip
+        return {"seed0_usable": n, "scores": scores}
+
+    spaces = {
+        "x": space(40, 0.7, 0.5, 0.2, 0.1),  # a: 0.7 >= 0.6, above both baselines
+        "y": space(40, 0.3, 0.65, 0.7, 0.1),  # b: 0.65 but params 0.7 is higher: not a goal space
+        "z": space(3, -1.0, 1.0, 0.0, 0.0),  # too few architectures: left out
+    }
+    out = choose_default_score(spaces, ["a", "b", "c"], ("final",))
+    assert out["spaces"] == ["x", "y"] and out["left_out"] == ["z"]
+    ranking = out["by_fidelity"]["final"]["ranking"]
+    assert [r[0] for r in ranking] == ["b", "a"] and ranking[0][1] == pytest.approx(0.575)
+    assert ranking[1][1] == pytest.approx(0.5) and out["by_fidelity"]["final"]["best"] == "b"
+    assert out["goal"] == {"b@final": [], "a@final": ["x"]}
