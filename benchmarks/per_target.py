@@ -2,17 +2,17 @@
 unlabeled images beat the default ResNet there? Prints JSON.
 
 For each offline scenario: ``selfnas search``'s default study (TPE, the halving pruner) over the
-ResNet variants (small scale) pretrains every candidate briefly with the method (SimSiam by
-default) on the scenario's images, labels dropped, and ranks them by a label-free score (the SSL
-loss by default) on a held-out part of those images: no label is seen. With ``--cap flops`` (the
-default) only backbones needing no more FLOPs per image than the default ``resnet_small`` are
+ResNet variants (small scale) pretrains every candidate briefly with the method (SimSiam by default)
+on the scenario's images, labels dropped, and ranks them by a label-free score (the search's default
+score, view retrieval) on a held-out part of those images: no label is seen. With ``--cap flops``
+(the default) only backbones needing no more FLOPs per image than the default ``resnet_small`` are
 trained, so a win is not a bigger network. Then the found backbone and ``resnet_small`` are each
-pretrained at the same budget with several seeds, and a linear probe (weight decay by 5-fold
-cross-validation) on the scenario's labeled train split is reported on its test split; params
-and FLOPs of both are in the JSON, and ``wins`` counts the scenarios where the found mean is higher.
+pretrained at the same budget with several seeds, and a linear probe (weight decay by 5-fold cross-
+validation) on the scenario's labeled train split is reported on its test split; params and FLOPs of
+both are in the JSON, and ``wins`` counts the scenarios where the found mean is higher.
 
     python benchmarks/per_target.py --scenarios digits fashion-rotated fashion-fewshot --seeds 0 1 2 \
-        --trials 10 --trial-epochs 2 --epochs 3 --limit 2000 --threads 1 --out results_per_target_cpu.json
+        --trials 10 --trial-epochs 2 --epochs 3 --limit 3000 --threads 1 --method simclr --score ssl_loss
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfnas.config import build_config
+from selfnas.config import SearchConfig, build_config
 from selfnas.data.scenarios import load_scenario, pretraining_splits
 from selfnas.data.types import DatasetSplits
 from selfnas.eval.features import extract_features
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--trial-epochs", type=float, default=1.0)
     ap.add_argument("--epochs", type=float, default=3.0, help="pretraining epochs of found and default")
-    ap.add_argument("--score", default="ssl_loss")
+    ap.add_argument("--score", default=SearchConfig().score, help="default: the search's default score")
     ap.add_argument("--method", default="simsiam")
     ap.add_argument(
         "--cap",

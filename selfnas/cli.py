@@ -47,7 +47,7 @@ HELP_DEFAULTS = {
     "run.seed": "0",
     "run.device": "auto",
     "search.trials": "20",
-    "search.score": "ssl_loss",
+    "search.score": "view_retrieval",
     "search.n_workers": "1",
     "search.storage": "sqlite in the run directory",
     "search.study_name": "selfnas",

@@ -132,7 +132,9 @@ class SearchConfig(_Strict):
     trials: int = Field(20, ge=1, le=100000, description="tpe/random/evolution: trials in the study")
     trial_epochs: float = Field(2.0, gt=0, le=1000, description="tpe/random/evolution: pretraining per trial")
     score: Literal[SEARCH_SCORES] = Field(  # type: ignore[valid-type]  # the score records' selectable names
-        "ssl_loss", description="trial score: label-free, or knn (a supervised proxy: needs labels)"
+        "view_retrieval",
+        description="trial score: label-free (default: view retrieval, the best mean Spearman with linear "
+        "probe accuracy over the ground-truth tables, benchmarks/RESULTS.md), or knn (a supervised proxy)",
     )
     label_eval: bool = Field(
         True,

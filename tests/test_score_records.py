@@ -62,7 +62,7 @@ def test_every_record_is_measured_by_the_scoring_code_and_nothing_else_is(tiny_o
 def test_the_config_takes_every_selectable_score_and_refuses_the_rest(tiny_overrides):
     for name in SEARCH_SCORES:
         assert build_config(overrides=[*tiny_overrides, f"search.score={name}"]).search.score == name
-    assert build_config(overrides=[*tiny_overrides, "search.strategy=tpe"]).search.score == "ssl_loss"
+    assert build_config(overrides=[*tiny_overrides, "search.strategy=tpe"]).search.score == "view_retrieval"
     for bad in ("alpha_req", "bogus", "RankMe"):
         with pytest.raises(ConfigError, match="search.score") as err:
             build_config(overrides=[*tiny_overrides, f"search.score={bad}"])

@@ -170,7 +170,7 @@ def test_a_study_shows_one_short_line_per_trial_and_logs_the_parameters(
         if type(handler) is logging.StreamHandler:  # its import: make it write where we look
             monkeypatch.setattr(handler, "stream", sys.stderr)
     base = [*tiny_overrides, *CELLS, "search.strategy=random", "search.pruner=none",
-            "search.label_eval=false", "search.trial_epochs=1"]  # fmt: skip
+            "search.label_eval=false", "search.trial_epochs=1", "search.score=ssl_loss"]  # fmt: skip
     result = search(build_config(overrides=[*base, "search.trials=2"]), out=tmp_path / "s", quiet=True)
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("trial ")]
