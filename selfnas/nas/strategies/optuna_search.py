@@ -226,13 +226,14 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
             raise BudgetSpent(reason)
         genotype = space.suggest(trial)
         trial.set_user_attr("genotype", genotype.to_json())
+        update = space.model_update(genotype)
         if search.max_params is not None or search.max_flops is not None:
             if not input_shape:  # C x H x W of the images (a worker process loads the data once)
                 images = (data if data is not None else load_config_data(config)).train.images
                 input_shape.extend(int(v) for v in images.shape[1:])
-            _check_cap(trial, search, space.model_update(genotype), tuple(input_shape))
+            _check_cap(trial, search, update, tuple(input_shape))
         trial_cfg = config.model_copy(update={
-            "search": None, "model": config.model.model_copy(update=space.model_update(genotype)),
+            "search": None, "model": config.model.model_copy(update=update),
             "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
             "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
         })  # fmt: skip
