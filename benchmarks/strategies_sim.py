@@ -153,10 +153,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             top, pick = run["trials_to_top"], run["pick"]
             out[space][key] = {
                 "regret@t": [[t, round(run["mean"][t - 1], 4)] for t in SHOWN_T if t <= run["trials"]],
-                "to_top [mean, median, reached/R]": [
+                "to_top [mean, median, reached/R, restricted mean]": [
                     None if top["mean"] is None else round(top["mean"], 2),
                     None if top["median"] is None else round(top["median"], 2),
                     f"{top['reached']}/{run['repeats']}",
+                    round(top["restricted_mean"], 2),
                 ],
                 "pick [val, test]": [None if v is None else round(v, 4) for v in pick.values()],
                 "seconds": run["seconds"],
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "trials": "full-training equivalents; halving pays quarter 0.25, epoch1 1, final `epochs` "
             "epochs over `epochs`, a promoted architecture resuming its run",
             "trials_to_top": f"cost of the first find in the top {TOP_FRACTION:.0%} (at least the best); "
-            "mean over the repeats that reached it within the trials, median over all (None if < half)",
+            "mean over the repeats that reached it within the trials, median over all (None if < half), "
+            "restricted mean over all with a repeat that never got there counted as the whole budget",
             "seeds": "repeat r uses numpy default_rng(r) for every strategy",
             "band": "10th-90th percentile of the regret over repeats at each t; the mean can lie above it "
             "where over 90% of repeats share one regret (late t: 0) and the rest are positive",

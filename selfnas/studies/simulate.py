@@ -346,7 +346,9 @@ def simulate(
     band where over 90% of repeats share one regret and the rest lie to one side), ``"trials_to_top"``
     (cost of the first full evaluation in the top :data:`TOP_FRACTION`: mean and ``reached`` over the
     repeats that got there within ``trials``, median over all with the rest counted as never, so
-    None when fewer than half got there), ``"pick"`` (mean linear_val and linear_test of each study's
+    None when fewer than half got there, and ``restricted_mean`` over all with the rest counted as
+    the whole budget ``trials``: a lower bound on the true mean that, unlike ``mean``, does not
+    favour a strategy whose unlucky repeats never get there), ``"pick"`` (mean linear_val and linear_test of each study's
     best-by-val architecture within budget; None when a study evaluated nothing in budget)}``."""
     fn = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
     if fn is None:
@@ -379,6 +381,7 @@ def simulate(
             "mean": _stat(reached, np.mean),
             "median": _stat(reach, np.median),
             "reached": int(reached.size),
+            "restricted_mean": _stat(np.minimum(reach, trials), np.mean),
             "top_k": table.top_k,
             "threshold": table.threshold,
         },
