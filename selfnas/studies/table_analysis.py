@@ -472,3 +472,19 @@ def choose_default_score(
             ]  # fmt: skip
             out["goal"][f"{score}@{fidelity}"] = wins
     return out
+
+
+def pick_by_score(rows: Iterable[Mapping[str, Any]], score: str, fidelity: str = "final") -> Mapping[str, Any]:
+    """The seed-0, non-collapsed row a search by ``score`` at ``fidelity`` would pick: the best
+    sign-adjusted value (``DIRECTION``); a row without a finite value is never picked. This is the
+    choice of a study that trained every architecture of the table, made without labels."""
+    if not has_direction(score):
+        raise SelfnasError(f"score {score!r} has no direction to pick by; choose one of {', '.join(s for s in DIRECTION if has_direction(s))}")
+    scored = []
+    for row in seed0_rows(rows):
+        value = score_value(row, score, fidelity)
+        if math.isfinite(value):
+            scored.append((DIRECTION[score] * value, row))
+    if not scored:
+        raise SelfnasError(f"no usable row has {score}@{fidelity}; build the table first")
+    return max(scored, key=lambda pair: pair[0])[1]

@@ -21,6 +21,7 @@ from selfnas.studies.table_analysis import (
     epoch_cost,
     jsonable,
     noise_ceiling,
+    pick_by_score,
     read_table,
     score_costs,
     score_keys,
@@ -262,3 +263,17 @@ def test_the_default_score_is_the_best_mean_rho_over_the_spaces_with_enough_arch
     assert [r[0] for r in ranking] == ["b", "a"] and ranking[0][1] == pytest.approx(0.575)
     assert ranking[1][1] == pytest.approx(0.5) and out["by_fidelity"]["final"]["best"] == "b"
     assert out["goal"] == {"b@final": [], "a@final": ["x"]}
+
+
+def test_the_pick_is_the_best_sign_adjusted_seed0_row_and_never_a_collapsed_or_unscored_one():
+    rows = table(ssl_loss=lambda i, y: -y, rankme=lambda i, y: float(i))
+    assert pick_by_score(rows, "ssl_loss")["arch"] == "a2"  # lower loss is better: the 0.72 row
+    assert pick_by_score(rows, "rankme")["arch"] == "a7"  # higher is better: the last row
+    rows[7]["collapsed"] = True
+    rows[6]["scores"]["rankme"]["final"] = float("nan")
+    rows.append(make_row("a9", 1, 0.9, {"rankme": 99.0}))  # a second seed never picks
+    assert pick_by_score(rows, "rankme")["arch"] == "a5"
+    with pytest.raises(SelfnasError, match="no usable row has rankme@epoch1"):
+        pick_by_score(rows, "rankme", "epoch1")
+    with pytest.raises(SelfnasError, match="no direction"):
+        pick_by_score(rows, "alpha_req")

@@ -1,0 +1,131 @@
+"""The label-free pick of each ground-truth table, re-trained with more seeds against the default.
+
+A table is the record of a study that trained every one of its architectures (40 sampled + the
+hand-crafted ``default``) at the same budget. For each ``--scores`` score this script takes the
+architecture that score ranks first at ``--fidelity`` among the seed-0 rows (no label is read:
+``selfnas.studies.table_analysis.pick_by_score``), trains it and the default with every seed of
+``--seeds`` that the table does not hold yet (same plan, same budget, same data split; the runs go
+to ``--work/<space>``, resumable and kill-safe like the table), and compares their kNN and linear
+probe on the held-out test images, mean over the seeds. Val is shown beside test; test decides
+nothing. Prints the summary as JSON; ``--out`` writes it.
+
+    python benchmarks/table_picks.py --tables benchmarks/tables --spaces heads cells resnet \
+        --scores view_retrieval ssl_loss --seeds 0 1 2 --threads 1 --out benchmarks/results_table_picks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from selfnas.io import atomic_write_json
+from selfnas.studies.table_analysis import pick_by_score, read_table
+from selfnas.studies.tables import Row, TableConfig, TableDir, build_row, table_data
+
+TRUTH = ("knn_val", "linear_val", "knn_test", "linear_test")
+REFERENCE = "default"
+
+
+def side_plan(plan: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
+    """``plan`` with only ``rows`` to build (its config and architectures unchanged)."""
+    return {**plan, "rows": [[r.arch, r.seed] for r in rows]}
+
+
+def rows_of(table_rows: list[dict[str, Any]], work: TableDir, arch: str, seeds: list[int],
+            plan: dict[str, Any], threads: int | None, data_box: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``arch`` for ``seeds``: from the table when it holds them, else trained in ``work``."""
+    out = []
+    for seed in seeds:
+        held = [r for r in table_rows if r["arch"] == arch and r["seed"] == seed]
+        if held:
+            out.append(held[0])
+            continue
+        row = Row(arch, seed)
+        if not work.row(row).exists():
+            lock = work.lock(row.key)
+            lock.acquire(wait=True)
+            try:
+                if not work.row(row).exists():
+                    if "data" not in data_box:
+                        data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
+                    print(f"{work.path.name}/{row.key}: training", file=sys.stderr, flush=True)
+                    build_row(work, plan, row, data_box["data"], threads)
+            finally:
+                lock.release()
+        out.append(json.loads(work.row(row).read_text(encoding="utf-8")))
+    return out
+
+
+def mean_truth(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {k: statistics.mean(r["truth"][k] for r in rows) for k in TRUTH}
+
+
+def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], fidelity: str,
+                  seeds: list[int], threads: int | None) -> dict[str, Any]:
+    table_rows = read_table(tables / f"{space}.jsonl")
+    plan = json.loads((tables / space / "plan.json").read_text(encoding="utf-8"))
+    picks = {score: pick_by_score(table_rows, score, fidelity)["arch"] for score in scores}
+    needed = sorted({a for a in [REFERENCE, *picks.values()]})
+    work = TableDir(work_root / space)
+    work.path.mkdir(parents=True, exist_ok=True)
+    rows = [Row(a, s) for a in needed for s in seeds]
+    atomic_write_json(work.plan, side_plan(plan, rows))
+    data_box: dict[str, Any] = {}
+    by_arch = {a: rows_of(table_rows, work, a, seeds, plan, threads, data_box) for a in needed}
+    ref = mean_truth(by_arch[REFERENCE])
+    out: dict[str, Any] = {"archs": len({r["arch"] for r in table_rows}), "fidelity": fidelity,
+                           REFERENCE: {**ref, "params": by_arch[REFERENCE][0]["params"],
+                                       "flops": by_arch[REFERENCE][0]["flops"]}, "picks": {}}
+    for score, arch in picks.items():
+        found = mean_truth(by_arch[arch])
+        first = by_arch[arch][0]
+        out["picks"][score] = {
+            "arch": arch, "description": first.get("description"), "params": first["params"],
+            "flops": first["flops"], **found,
+            "gain": {k: found[k] - ref[k] for k in TRUTH},
+            "per_seed": {k: [r["truth"][k] for r in by_arch[arch]] for k in ("knn_test", "linear_test")},
+            "default_per_seed": {k: [r["truth"][k] for r in by_arch[REFERENCE]] for k in ("knn_test", "linear_test")},
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
+    ap.add_argument("--work", type=Path, default=None, help="where the extra seeds train (default TABLES/picks)")
+    ap.add_argument("--spaces", nargs="+", default=["heads", "cells", "resnet"])
+    ap.add_argument("--scores", nargs="+", default=["view_retrieval", "ssl_loss"])
+    ap.add_argument("--fidelity", default="final")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    result = {
+        "benchmark": "table_picks",
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rules": {
+            "pick": "the architecture a label-free score ranks first among the table's seed-0 rows",
+            "gain": "pick minus default, mean over the seeds; test is reported, never used to choose",
+        },
+        "spaces": {},
+    }
+    work_root = args.work or args.tables / "picks"
+    for space in args.spaces:
+        result["spaces"][space] = compare_space(
+            space, args.tables, work_root, args.scores, args.fidelity, args.seeds, args.threads
+        )
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

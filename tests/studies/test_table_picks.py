@@ -1,0 +1,59 @@
+"""benchmarks/table_picks.py on a tiny table: the label-free pick vs the default, extra seeds trained once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+from selfnas.io import read_jsonl
+from selfnas.studies.table_analysis import pick_by_score
+from selfnas.studies.tables import build_table, build_table_config
+
+from .test_tables import TINY_TABLE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("table_picks", ROOT / "benchmarks" / "table_picks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pick_and_the_default_are_compared_over_the_seeds_training_only_the_missing_rows(
+    tmp_path, single_thread, capsys
+):
+    tables = tmp_path / "tables"
+    config = build_table_config({"archs": 2, "seeds": 2, "seeded_archs": 1}, TINY_TABLE)
+    build_table(config, tables / "heads", export=tables / "heads.jsonl")
+    rows = read_jsonl(tables / "heads.jsonl")  # default seeds 0 and 1, a01 and a02 seed 0
+    picked = pick_by_score(rows, "ssl_loss")["arch"]
+    script = _script()
+    argv = ["--tables", str(tables), "--spaces", "heads", "--scores", "ssl_loss", "--seeds", "0", "1",
+            "--threads", "1", "--out", str(tmp_path / "picks.json")]  # fmt: skip
+    assert script.main(argv) == 0
+    result = json.loads((tmp_path / "picks.json").read_text())
+    work = tables / "picks" / "heads" / "rows"
+    trained = sorted(p.name for p in work.glob("*.json"))
+    # only what the table lacks is trained: the pick's second seed (none when the default is picked)
+    assert trained == ([] if picked == "default" else [f"{picked}.s1.json"])
+    space = result["spaces"]["heads"]
+    pick = space["picks"]["ssl_loss"]
+    assert pick["arch"] == picked
+    extra = [json.loads((work / name).read_text()) for name in trained]
+    found = [r for r in rows + extra if r["arch"] == picked and r["seed"] in (0, 1)]
+    ref = [r for r in rows if r["arch"] == "default"]
+    assert len(found) == 2 and len(ref) == 2
+    for key in ("knn_test", "linear_test", "knn_val", "linear_val"):
+        want = statistics.mean(r["truth"][key] for r in found) - statistics.mean(r["truth"][key] for r in ref)
+        assert abs(pick["gain"][key] - want) < 1e-12
+    assert pick["per_seed"]["knn_test"] == [r["truth"]["knn_test"] for r in found]
+    # a rerun trains nothing and gives the same answer
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("*.json")}
+    capsys.readouterr()
+    assert script.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["spaces"] == result["spaces"]
+    assert {p: p.stat().st_mtime_ns for p in work.glob("*.json")} == stamps
