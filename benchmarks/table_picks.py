@@ -10,7 +10,8 @@ probe on the held-out test images, mean over the seeds. Val is shown beside test
 nothing. Prints the summary as JSON; ``--out`` writes it.
 
     python benchmarks/table_picks.py --tables benchmarks/tables --spaces heads cells resnet \
-        --scores view_retrieval ssl_loss --seeds 0 1 2 --threads 1 --out benchmarks/results_table_picks.json
+        --scores view_retrieval ssl_loss --caps none flops --seeds 0 1 2 --threads 1 \
+        --out benchmarks/results_table_picks.json
 """
 
 from __future__ import annotations
@@ -65,11 +66,22 @@ def mean_truth(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.mean(r["truth"][k] for r in rows) for k in TRUTH}
 
 
+def capped(rows: list[dict[str, Any]], cap: str) -> list[dict[str, Any]]:
+    """The rows a search with ``cap`` (``none``, ``flops`` or ``params``: at most the default's) may pick."""
+    if cap == "none":
+        return rows
+    limit = next(r[cap] for r in rows if r["arch"] == REFERENCE and r["seed"] == 0)
+    return [r for r in rows if r[cap] <= limit]
+
+
 def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], fidelity: str,
-                  seeds: list[int], threads: int | None) -> dict[str, Any]:
+                  seeds: list[int], threads: int | None, caps: tuple[str, ...] = ("none",)) -> dict[str, Any]:
     table_rows = read_table(tables / f"{space}.jsonl")
     plan = json.loads((tables / space / "plan.json").read_text(encoding="utf-8"))
-    picks = {score: pick_by_score(table_rows, score, fidelity)["arch"] for score in scores}
+    picks = {
+        score if cap == "none" else f"{score}, {cap} cap": pick_by_score(capped(table_rows, cap), score, fidelity)["arch"]
+        for cap in caps for score in scores
+    }  # fmt: skip
     needed = sorted({a for a in [REFERENCE, *picks.values()]})
     work = TableDir(work_root / space)
     work.path.mkdir(parents=True, exist_ok=True)
@@ -102,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scores", nargs="+", default=["view_retrieval", "ssl_loss"])
     ap.add_argument("--fidelity", default="final")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--caps", nargs="+", default=["none"], choices=["none", "flops", "params"],
+                    help="also pick among the architectures with at most the default's FLOPs / params")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -110,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "table_picks",
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rules": {
-            "pick": "the architecture a label-free score ranks first among the table's seed-0 rows",
+            "pick": "the architecture a label-free score ranks first among the table's seed-0 rows "
+            "(with a cap: among those with at most the default's FLOPs or params, as search.max_flops)",
             "gain": "pick minus default, mean over the seeds; test is reported, never used to choose",
         },
         "spaces": {},
@@ -118,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     work_root = args.work or args.tables / "picks"
     for space in args.spaces:
         result["spaces"][space] = compare_space(
-            space, args.tables, work_root, args.scores, args.fidelity, args.seeds, args.threads
+            space, args.tables, work_root, args.scores, args.fidelity, args.seeds, args.threads, tuple(args.caps)
         )
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:

@@ -57,3 +57,16 @@ def test_the_pick_and_the_default_are_compared_over_the_seeds_training_only_the_
     assert script.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["spaces"] == result["spaces"]
     assert {p: p.stat().st_mtime_ns for p in work.glob("*.json")} == stamps
+
+
+def test_a_cap_keeps_only_the_architectures_at_most_as_big_as_the_default():
+    script = _script()
+    rows = [
+        {"arch": "default", "seed": 0, "flops": 100.0, "params": 50.0},
+        {"arch": "a01", "seed": 0, "flops": 400.0, "params": 40.0},
+        {"arch": "a02", "seed": 0, "flops": 100.0, "params": 60.0},
+        {"arch": "a03", "seed": 0, "flops": 60.0, "params": 10.0},
+    ]
+    assert [r["arch"] for r in script.capped(rows, "none")] == ["default", "a01", "a02", "a03"]
+    assert [r["arch"] for r in script.capped(rows, "flops")] == ["default", "a02", "a03"]
+    assert [r["arch"] for r in script.capped(rows, "params")] == ["default", "a01", "a03"]
