@@ -4,8 +4,9 @@ A table is the record of a study that trained every one of its architectures (40
 hand-crafted ``default``) at the same budget. For each ``--scores`` score this script takes the
 architecture that score ranks first at ``--fidelity`` among the seed-0 rows (no label is read:
 ``selfnas.studies.table_analysis.pick_by_score``), trains it and the default with every seed of
-``--seeds`` that the table does not hold yet (same plan, same budget, same data split; the runs go
-to ``--work/<space>``, resumable and kill-safe like the table), and compares their kNN and linear
+``--seeds`` that the table does not hold yet (same plan, same budget, same data split; a row of the
+table's own plan is built into the table, under its row lock; the others go to ``--work/<space>``,
+resumable and kill-safe like the table), and compares their kNN and linear
 probe on the held-out test images, mean over the seeds. Val is shown beside test; test decides
 nothing. Prints the summary as JSON; ``--out`` writes it.
 
@@ -37,28 +38,28 @@ def side_plan(plan: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
     return {**plan, "rows": [[r.arch, r.seed] for r in rows]}
 
 
-def rows_of(table_rows: list[dict[str, Any]], work: TableDir, arch: str, seeds: list[int],
-            plan: dict[str, Any], threads: int | None, data_box: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of ``arch`` for ``seeds``: from the table when it holds them, else trained in ``work``."""
+def rows_of(table: TableDir, work: TableDir, arch: str, seeds: list[int], plan: dict[str, Any],
+            threads: int | None, data_box: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``arch`` for ``seeds``. A row of the table's own plan is read from the table, or
+    built into the table (under its row lock, so a running table builder never trains it twice);
+    any other row is trained in ``work``."""
+    planned = {(a, s) for a, s in plan["rows"]}
     out = []
     for seed in seeds:
-        held = [r for r in table_rows if r["arch"] == arch and r["seed"] == seed]
-        if held:
-            out.append(held[0])
-            continue
         row = Row(arch, seed)
-        if not work.row(row).exists():
-            lock = work.lock(row.key)
+        home = table if (arch, seed) in planned else work
+        if not home.row(row).exists():
+            lock = home.lock(row.key)
             lock.acquire(wait=True)
             try:
-                if not work.row(row).exists():
+                if not home.row(row).exists():
                     if "data" not in data_box:
                         data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
-                    print(f"{work.path.name}/{row.key}: training", file=sys.stderr, flush=True)
-                    build_row(work, plan, row, data_box["data"], threads)
+                    print(f"{home.path}/{row.key}: training", file=sys.stderr, flush=True)
+                    build_row(home, plan, row, data_box["data"], threads)
             finally:
                 lock.release()
-        out.append(json.loads(work.row(row).read_text(encoding="utf-8")))
+        out.append(json.loads(home.row(row).read_text(encoding="utf-8")))
     return out
 
 
@@ -88,7 +89,8 @@ def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], 
     rows = [Row(a, s) for a in needed for s in seeds]
     atomic_write_json(work.plan, side_plan(plan, rows))
     data_box: dict[str, Any] = {}
-    by_arch = {a: rows_of(table_rows, work, a, seeds, plan, threads, data_box) for a in needed}
+    table = TableDir(tables / space)
+    by_arch = {a: rows_of(table, work, a, seeds, plan, threads, data_box) for a in needed}
     ref = mean_truth(by_arch[REFERENCE])
     out: dict[str, Any] = {"archs": len({r["arch"] for r in table_rows}), "fidelity": fidelity,
                            REFERENCE: {**ref, "params": by_arch[REFERENCE][0]["params"],
