@@ -12,7 +12,7 @@ validation) on the scenario's labeled train split is reported on its test split;
 both are in the JSON, and ``wins`` counts the scenarios where the found mean is higher.
 
     python benchmarks/per_target.py --scenarios digits fashion-rotated fashion-fewshot --seeds 0 1 2 \
-        --trials 10 --trial-epochs 2 --epochs 3 --limit 3000 --threads 1 --method simclr --score ssl_loss
+        --trials 10 --trial-epochs 2 --epochs 3 --limit 3000 --threads 1 --method simclr
 """
 
 from __future__ import annotations
