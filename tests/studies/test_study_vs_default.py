@@ -1,0 +1,81 @@
+"""benchmarks/study_vs_default.py on a tiny cells table: the study's best retrained against the default."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from selfnas.io import read_jsonl
+from selfnas.models.genotype import load_genotype
+from selfnas.studies.tables import build_table, build_table_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_CELLS = [
+    "data.name=synthetic",
+    "data.train_limit=null",
+    "model.backbone_kwargs={width: 8, depths: [1, 1]}",
+    "method.proj_hidden=32",
+    "method.proj_out=16",
+    "method.pred_hidden=8",
+    "optim.batch_size=64",
+    "optim.epochs=4",
+    "run.device=cpu",
+    "run.threads=1",
+    "table.score_images=96",
+    "table.space=cells",
+    "table.space_kwargs={width: 4, layers: 3, nodes: 1}",
+]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("study_vs_default", ROOT / "benchmarks" / "study_vs_default.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_studys_best_is_retrained_at_the_tables_budget_and_compared_with_the_tables_default(
+    tmp_path, single_thread, capsys
+):
+    tables = tmp_path / "tables"
+    config = build_table_config({"archs": 2, "seeds": 2, "seeded_archs": 1}, TINY_CELLS)
+    build_table(config, tables / "cells", export=tables / "cells.jsonl", limit=1)  # default.s0 only
+    default = read_jsonl(tables / "cells.jsonl")
+    assert [(r["arch"], r["seed"]) for r in default] == [("default", 0)]
+    script = _script()
+    argv = ["--tables", str(tables), "--space", "cells", "--trials", "2", "--seeds", "0",
+            "--threads", "1", "--out", str(tmp_path / "out.json")]  # fmt: skip
+    assert script.main(argv) == 0
+    result = json.loads((tmp_path / "out.json").read_text())["cells"]
+    work = tables / "studies" / "cells"
+    study = json.loads((work / "search" / "study.json").read_text())
+    assert study["space"] == "cells" and study["strategy"] == "tpe" and study["counted"] == 2
+    # the study's best architecture is the one retrained, at the table's budget, in the work folder
+    assert sorted(p.name for p in (work / "rows").glob("*.json")) == ["study.s0.json"]
+    found = json.loads((work / "rows" / "study.s0.json").read_text())
+    assert found["genotype"] == load_genotype(work / "search" / "genotype.json").to_json()
+    assert found["description"] == result["found"]["description"]
+    plan = json.loads((tables / "cells" / "plan.json").read_text())
+    assert json.loads((work / "plan.json").read_text())["config"] == plan["config"]
+    for key in ("knn_test", "linear_test", "knn_val", "linear_val"):
+        assert result["gain"][key] == pytest.approx(found["truth"][key] - default[0]["truth"][key])
+    assert result["per_seed"]["default"]["knn_test"] == [default[0]["truth"]["knn_test"]]
+    # a rerun continues the finished study (no new trial) and trains nothing
+    stamps = {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")}
+    trials = (work / "search" / "trials.jsonl").read_text()
+    capsys.readouterr()
+    assert script.main(argv) == 0
+    again = json.loads(capsys.readouterr().out)["cells"]
+    assert again["gain"] == result["gain"] and again["found"] == result["found"]
+    assert {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")} == stamps
+    assert (work / "search" / "trials.jsonl").read_text() == trials
+
+
+def test_a_table_whose_space_has_no_study_is_refused(tmp_path):
+    script = _script()
+    plan = {"config": build_table_config({}, ["data.name=synthetic"]).model_dump(mode="json")}  # heads
+    with pytest.raises(SystemExit, match="no study space"):
+        script.search_config(plan, trials=2, threads=1)
