@@ -123,6 +123,9 @@ def compare(tables: Path, space: str, work_root: Path, trials: int, seeds: list[
     data_box: dict[str, Any] = {}
     ref = rows_for(table, work, extended, REFERENCE, seeds, threads, data_box)
     found = rows_for(table, work, extended, FOUND, seeds, threads, data_box)
+    want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
+    if any(r["genotype"] != want for r in found):
+        raise SystemExit(f"study_vs_default: {work.rows} holds rows of another study's best; move it away")
     mean = {name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
             for name, rs in ((REFERENCE, ref), (FOUND, found))}  # fmt: skip
     summary = study["summary"]
