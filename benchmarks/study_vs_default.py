@@ -39,7 +39,7 @@ FOUND = "study"
 SEARCH_SPACE = {"cells": "cells", "resnet-variants": "resnet-variants"}
 
 
-def search_config(plan: dict[str, Any], trials: int, threads: int | None) -> dict[str, Any]:
+def search_config(plan: dict[str, Any], trials: int, threads: int | None, seed: int | None = None) -> dict[str, Any]:
     """The config of ``selfnas search`` for the table's space: the table's training config (its data,
     method and budget; a trial trains as long as a row), and the study's defaults otherwise."""
     table = TableConfig.model_validate(plan["config"])
@@ -55,15 +55,16 @@ def search_config(plan: dict[str, Any], trials: int, threads: int | None) -> dic
         search |= {"nodes": kwargs.get("nodes", 4), "cell_width": kwargs.get("width", 8),
                    "cell_layers": kwargs.get("layers", 5)}  # fmt: skip
     train["search"] = search
-    train["run"] |= {"seed": table.sample_seed, "threads": threads}
+    train["run"] |= {"seed": table.sample_seed if seed is None else seed, "threads": threads}
     return train
 
 
-def run_study(plan: dict[str, Any], folder: Path, trials: int, threads: int | None) -> tuple[dict[str, Any], float]:
+def run_study(plan: dict[str, Any], folder: Path, trials: int, threads: int | None,
+              seed: int | None = None) -> tuple[dict[str, Any], float]:
     """Run (or continue) the study in ``folder/search`` through the CLI; its best genotype and seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "search.yaml"
-    atomic_write_text(config, yaml.safe_dump(search_config(plan, trials, threads), sort_keys=False))
+    atomic_write_text(config, yaml.safe_dump(search_config(plan, trials, threads, seed), sort_keys=False))
     out = folder / "search"
     cfg = yaml.safe_load(config.read_text())["search"]
     cmd = [sys.executable, "-m", "selfnas.cli", "search", "-c", str(config), "--out", str(out),
@@ -112,11 +113,11 @@ def rows_for(table: TableDir, work: TableDir, plan: dict[str, Any], arch: str, s
 
 
 def compare(tables: Path, space: str, work_root: Path, trials: int, seeds: list[int],
-            threads: int | None) -> dict[str, Any]:
+            threads: int | None, study_seed: int | None = None) -> dict[str, Any]:
     table = TableDir(tables / space)
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
-    folder = work_root / space
-    study, search_seconds = run_study(plan, folder, trials, threads)
+    folder = work_root / (space if study_seed is None else f"{space}.study{study_seed}")
+    study, search_seconds = run_study(plan, folder, trials, threads, study_seed)
     extended = with_found(plan, study["genotype"])
     work = TableDir(folder)
     atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--study-seed", type=int, default=None,
+                    help="seed of the study (default: the table's sample seed); its own folder in --work")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "gain": "found minus default, mean over the seeds, same budget and split; test never chooses",
         },
         args.space: compare(args.tables, args.space, args.work or args.tables / "studies", args.trials,
-                            args.seeds, args.threads),  # fmt: skip
+                            args.seeds, args.threads, args.study_seed),  # fmt: skip
     }
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:

@@ -79,3 +79,16 @@ def test_a_table_whose_space_has_no_study_is_refused(tmp_path):
     plan = {"config": build_table_config({}, ["data.name=synthetic"]).model_dump(mode="json")}  # heads
     with pytest.raises(SystemExit, match="no study space"):
         script.search_config(plan, trials=2, threads=1)
+
+
+def test_the_study_trains_like_a_table_row_and_takes_its_own_seed():
+    script = _script()
+    config = build_table_config({"sample_seed": 3}, TINY_CELLS)
+    plan = {"config": config.model_dump(mode="json")}
+    search = script.search_config(plan, trials=5, threads=1)
+    assert search["run"]["seed"] == 3 and search["run"]["threads"] == 1
+    assert search["optim"] == config.train.optim.model_dump(mode="json")
+    assert search["data"] == config.train.data.model_dump(mode="json")
+    assert search["search"] == {"space": "cells", "strategy": "tpe", "trials": 5, "trial_epochs": 4.0,
+                                "nodes": 1, "cell_width": 4, "cell_layers": 3}  # fmt: skip
+    assert script.search_config(plan, trials=5, threads=1, seed=7)["run"]["seed"] == 7
