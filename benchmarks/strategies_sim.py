@@ -118,16 +118,21 @@ def run_space(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plot_space(space: str, res: dict[str, Any], path: Path) -> Path:
-    """Regret vs trials: mean line and 10-90% band over repeats, one colour per strategy."""
+    """Regret vs trials: mean line and 10-90% band over repeats, one colour per strategy. The
+    ``--tune`` variants of the default search are left to the JSON and RESULTS.md: drawn too, their
+    bands would hide the comparison the figure is for."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     halving = iter(HALVING_STYLES)
-    for key, run in res["strategies"].items():  # line styles differ: curves often coincide
-        colour, style = STYLE.get(key) or next(halving, ("black", "-"))
+    shown = {k: r for k, r in res["strategies"].items() if not k.startswith("tune[")}
+    for key, run in shown.items():  # line styles differ: curves often coincide
+        default = key == f"search[{SearchConfig().score}]"  # what `selfnas search --strategy tpe` does
+        colour, style = ("black", "-") if default else STYLE.get(key) or next(halving, ("black", "-"))
         top = run["trials_to_top"]
         reached = f"top {TOP_FRACTION:.0%} in {top['mean']:.1f}" if top["mean"] else f"top {TOP_FRACTION:.0%}"
-        label = f"{key} ({reached}, {top['reached']}/{run['repeats']} reached)"
-        ax.plot(run["t"], run["mean"], color=colour, ls=style, lw=1.6, label=label, drawstyle="steps-post")
+        label = f"{'default: ' if default else ''}{key} ({reached}, {top['reached']}/{run['repeats']} reached)"
+        ax.plot(run["t"], run["mean"], color=colour, ls=style, lw=2.6 if default else 1.4, label=label,
+                drawstyle="steps-post")
         ax.fill_between(run["t"], run["lo"], run["hi"], color=colour, alpha=0.12, lw=0, step="post")
     ax.set_xlabel("trials (full-training equivalents; halving counts its partial trainings)")
     ax.set_ylabel("regret in linear_val (best in table - best found)")
@@ -159,7 +164,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                     f"{top['reached']}/{run['repeats']}",
                     round(top["restricted_mean"], 2),
                 ],
-                "pick [val, test]": [None if v is None else round(v, 4) for v in pick.values()],
+                "pick [val, test]": [None if pick.get(k) is None else round(pick[k], 4) for k in ("linear_val", "linear_test")],
                 "seconds": run["seconds"],
             }
     return out
@@ -198,7 +203,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--eta", type=int, default=3, help="halving keeps the top 1/eta at each rung")
     ap.add_argument("--bracket", type=int, default=9, help="architectures a halving bracket starts with")
     ap.add_argument("--epochs", type=float, default=None, help="full budget (default: the table's plan.json)")
+    ap.add_argument("--replot", action="store_true", help="redraw the figures from --out; simulate nothing")
     args = ap.parse_args(argv)
+    if args.replot:
+        done = json.loads(args.out.read_text(encoding="utf-8"))
+        for space, res in done["spaces"].items():
+            plot_space(space, res, args.figures / f"strategies_{space}.png")
+        out = summary(done)
+        print(compact_json(out))
+        return out
     results = {
         "benchmark": "strategies_sim",
         "tables": str(args.tables),
