@@ -59,6 +59,15 @@ def search_config(plan: dict[str, Any], trials: int, threads: int | None, seed: 
     return train
 
 
+def finished(out: Path, trials: int) -> bool:
+    """Whether the study in ``out`` has written its best genotype after ``trials`` counted trials."""
+    try:
+        counted = json.loads((out / "study.json").read_text(encoding="utf-8"))["counted"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return counted >= trials and (out / "genotype.json").exists()
+
+
 def run_study(plan: dict[str, Any], folder: Path, trials: int, threads: int | None,
               seed: int | None = None) -> tuple[dict[str, Any], float]:
     """Run (or continue) the study in ``folder/search`` through the CLI; its best genotype and seconds."""
@@ -70,10 +79,11 @@ def run_study(plan: dict[str, Any], folder: Path, trials: int, threads: int | No
     cmd = [sys.executable, "-m", "selfnas.cli", "search", "-c", str(config), "--out", str(out),
            "--space", cfg["space"], "--strategy", "tpe", "--trials", str(trials),
            "--data", plan["config"]["train"]["data"]["name"]]  # fmt: skip
-    if (out / "config.yaml").exists():
-        cmd.append("--resume")
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=os.environ.copy())
+    if not finished(out, trials):  # a finished study's files are committed: a clean clone reruns nothing
+        if (out / "config.yaml").exists():
+            cmd.append("--resume")
+        subprocess.run(cmd, check=True, env=os.environ.copy())
     seconds = time.perf_counter() - start
     summary = json.loads((out / "study.json").read_text(encoding="utf-8"))
     return {"genotype": load_genotype(out / "genotype.json"), "summary": summary}, seconds

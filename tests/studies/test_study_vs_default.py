@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,18 @@ def test_the_studys_best_is_retrained_at_the_tables_budget_and_compared_with_the
     assert again["gain"] == result["gain"] and again["found"] == result["found"]
     assert {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")} == stamps
     assert (work / "search" / "trials.jsonl").read_text() == trials
+    # a clean clone holds only the committed files of the study: it reruns nothing either
+    kept = ("study.json", "genotype.json", "trials.jsonl")
+    for path in (work / "search").iterdir():
+        if path.name not in kept:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in (work / "runs", work / "locks"):
+        shutil.rmtree(path)
+    capsys.readouterr()
+    assert script.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["cells"]["gain"] == result["gain"]
+    assert {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")} == stamps
+    assert sorted(p.name for p in (work / "search").iterdir()) == sorted(kept)
 
 
 def test_a_table_whose_space_has_no_study_is_refused(tmp_path):
