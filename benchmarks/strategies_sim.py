@@ -130,9 +130,18 @@ def plot_space(space: str, res: dict[str, Any], path: Path) -> Path:
         colour, style = ("black", "-") if default else STYLE.get(key) or next(halving, ("black", "-"))
         top = run["trials_to_top"]
         reached = f"top {TOP_FRACTION:.0%} in {top['mean']:.1f}" if top["mean"] else f"top {TOP_FRACTION:.0%}"
-        label = f"{'default: ' if default else ''}{key} ({reached}, {top['reached']}/{run['repeats']} reached)"
-        ax.plot(run["t"], run["mean"], color=colour, ls=style, lw=2.6 if default else 1.4, label=label,
-                drawstyle="steps-post")
+        label = (
+            f"{'default: ' if default else ''}{key} ({reached}, {top['reached']}/{run['repeats']} reached)"
+        )
+        ax.plot(
+            run["t"],
+            run["mean"],
+            color=colour,
+            ls=style,
+            lw=2.6 if default else 1.4,
+            label=label,
+            drawstyle="steps-post",
+        )
         ax.fill_between(run["t"], run["lo"], run["hi"], color=colour, alpha=0.12, lw=0, step="post")
     ax.set_xlabel("trials (full-training equivalents; halving counts its partial trainings)")
     ax.set_ylabel("regret in linear_val (best in table - best found)")
@@ -164,7 +173,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
                     f"{top['reached']}/{run['repeats']}",
                     round(top["restricted_mean"], 2),
                 ],
-                "pick [val, test]": [None if pick.get(k) is None else round(pick[k], 4) for k in ("linear_val", "linear_test")],
+                "pick [val, test]": [
+                    None if pick.get(k) is None else round(pick[k], 4) for k in ("linear_val", "linear_test")
+                ],
                 "seconds": run["seconds"],
             }
     return out

@@ -31,7 +31,7 @@ import yaml
 from selfnas.io import atomic_write_json, atomic_write_text
 from selfnas.models.genotype import load_genotype
 from selfnas.studies.table_spaces import table_space
-from selfnas.studies.tables import Row, TableConfig, TableDir, build_row, table_data
+from selfnas.studies.tables import TableConfig, TableDir, ensure_rows
 
 TRUTH = ("knn_val", "linear_val", "knn_test", "linear_test")
 REFERENCE = "default"
@@ -39,14 +39,20 @@ FOUND = "study"
 SEARCH_SPACE = {"cells": "cells", "resnet-variants": "resnet-variants"}
 
 
-def search_config(plan: dict[str, Any], trials: int, threads: int | None, seed: int | None = None) -> dict[str, Any]:
+def search_config(
+    plan: dict[str, Any], trials: int, threads: int | None, seed: int | None = None
+) -> dict[str, Any]:
     """The config of ``selfnas search`` for the table's space: the table's training config (its data,
     method and budget; a trial trains as long as a row), and the study's defaults otherwise."""
     table = TableConfig.model_validate(plan["config"])
     if table.space not in SEARCH_SPACE:
-        raise SystemExit(f"study_vs_default: a {table.space} table has no study space; use cells or resnet-variants")
+        raise SystemExit(
+            f"study_vs_default: a {table.space} table has no study space; use cells or resnet-variants"
+        )
     if table.space == "resnet-variants" and table.space_kwargs:
-        raise SystemExit("study_vs_default: the table's ResNet grid differs from the search's; use a cells table")
+        raise SystemExit(
+            "study_vs_default: the table's ResNet grid differs from the search's; use a cells table"
+        )
     train = table.train.model_dump(mode="json")
     kwargs = table.space_kwargs
     search = {"space": SEARCH_SPACE[table.space], "strategy": "tpe", "trials": trials,
@@ -68,8 +74,9 @@ def finished(out: Path, trials: int) -> bool:
     return counted >= trials and (out / "genotype.json").exists()
 
 
-def run_study(plan: dict[str, Any], folder: Path, trials: int, threads: int | None,
-              seed: int | None = None) -> tuple[dict[str, Any], float]:
+def run_study(
+    plan: dict[str, Any], folder: Path, trials: int, threads: int | None, seed: int | None = None
+) -> tuple[dict[str, Any], float]:
     """Run (or continue) the study in ``folder/search`` through the CLI; its best genotype and seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "search.yaml"
@@ -98,32 +105,15 @@ def with_found(plan: dict[str, Any], genotype: Any) -> dict[str, Any]:
     return {**plan, "archs": archs}
 
 
-def rows_for(table: TableDir, work: TableDir, plan: dict[str, Any], arch: str, seeds: list[int],
-             threads: int | None, data_box: dict[str, Any]) -> list[dict[str, Any]]:
-    """``arch``'s rows for ``seeds``: the table's own rows where it has them, else trained in ``work``
-    (under the row's lock, resumable) and, for a row of the table's plan, in the table."""
-    planned = {(a, s) for a, s in plan["rows"]}
-    out = []
-    for seed in seeds:
-        row = Row(arch, seed)
-        home = table if (arch, seed) in planned else work
-        if not home.row(row).exists():
-            lock = home.lock(row.key)
-            lock.acquire(wait=True)
-            try:
-                if not home.row(row).exists():
-                    if "data" not in data_box:
-                        data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
-                    print(f"{home.path}/{row.key}: training", file=sys.stderr, flush=True)
-                    build_row(home, plan, row, data_box["data"], threads)
-            finally:
-                lock.release()
-        out.append(json.loads(home.row(row).read_text(encoding="utf-8")))
-    return out
-
-
-def compare(tables: Path, space: str, work_root: Path, trials: int, seeds: list[int],
-            threads: int | None, study_seed: int | None = None) -> dict[str, Any]:
+def compare(
+    tables: Path,
+    space: str,
+    work_root: Path,
+    trials: int,
+    seeds: list[int],
+    threads: int | None,
+    study_seed: int | None = None,
+) -> dict[str, Any]:
     table = TableDir(tables / space)
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
     folder = work_root / (space if study_seed is None else f"{space}.study{study_seed}")
@@ -132,8 +122,8 @@ def compare(tables: Path, space: str, work_root: Path, trials: int, seeds: list[
     work = TableDir(folder)
     atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
     data_box: dict[str, Any] = {}
-    ref = rows_for(table, work, extended, REFERENCE, seeds, threads, data_box)
-    found = rows_for(table, work, extended, FOUND, seeds, threads, data_box)
+    ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
+    found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
     want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
     if any(r["genotype"] != want for r in found):
         raise SystemExit(f"study_vs_default: {work.rows} holds rows of another study's best; move it away")
@@ -141,15 +131,25 @@ def compare(tables: Path, space: str, work_root: Path, trials: int, seeds: list[
             for name, rs in ((REFERENCE, ref), (FOUND, found))}  # fmt: skip
     summary = study["summary"]
     return {
-        "found": {"description": found[0]["description"], "params": found[0]["params"],
-                  "flops": found[0]["flops"], **mean[FOUND]},  # fmt: skip
+        "found": {
+            "description": found[0]["description"],
+            "params": found[0]["params"],
+            "flops": found[0]["flops"],
+            **mean[FOUND],
+        },  # fmt: skip
         REFERENCE: {"params": ref[0]["params"], "flops": ref[0]["flops"], **mean[REFERENCE]},
         "gain": {k: mean[FOUND][k] - mean[REFERENCE][k] for k in TRUTH},
-        "per_seed": {name: {k: [r["truth"][k] for r in rs] for k in ("knn_test", "linear_test")}
-                     for name, rs in ((FOUND, found), (REFERENCE, ref))},  # fmt: skip
-        "search": {"seconds_this_call": round(search_seconds, 1), "trials": summary["trials"],
-                   "score": summary["score"], "best_trial": summary["best_trial"],
-                   "correlations": summary["correlations"]},  # fmt: skip
+        "per_seed": {
+            name: {k: [r["truth"][k] for r in rs] for k in ("knn_test", "linear_test")}
+            for name, rs in ((FOUND, found), (REFERENCE, ref))
+        },  # fmt: skip
+        "search": {
+            "seconds_this_call": round(search_seconds, 1),
+            "trials": summary["trials"],
+            "score": summary["score"],
+            "best_trial": summary["best_trial"],
+            "correlations": summary["correlations"],
+        },  # fmt: skip
     }
 
 
@@ -161,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--study-seed", type=int, default=None,
-                    help="seed of the study (default: the table's sample seed); its own folder in --work")
+    ap.add_argument(
+        "--study-seed",
+        type=int,
+        default=None,
+        help="seed of the study (default: the table's sample seed); its own folder in --work",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -174,8 +178,15 @@ def main(argv: list[str] | None = None) -> int:
             "label-free score) over the table's space at the table's training config",
             "gain": "found minus default, mean over the seeds, same budget and split; test never chooses",
         },
-        args.space: compare(args.tables, args.space, args.work or args.tables / "studies", args.trials,
-                            args.seeds, args.threads, args.study_seed),  # fmt: skip
+        args.space: compare(
+            args.tables,
+            args.space,
+            args.work or args.tables / "studies",
+            args.trials,
+            args.seeds,
+            args.threads,
+            args.study_seed,
+        ),  # fmt: skip
     }
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:

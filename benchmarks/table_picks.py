@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from selfnas.io import atomic_write_json
 from selfnas.studies.table_analysis import pick_by_score, read_table
-from selfnas.studies.tables import Row, TableConfig, TableDir, build_row, table_data
+from selfnas.studies.tables import Row, TableDir, ensure_rows
 
 TRUTH = ("knn_val", "linear_val", "knn_test", "linear_test")
 REFERENCE = "default"
@@ -36,31 +35,6 @@ REFERENCE = "default"
 def side_plan(plan: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
     """``plan`` with only ``rows`` to build (its config and architectures unchanged)."""
     return {**plan, "rows": [[r.arch, r.seed] for r in rows]}
-
-
-def rows_of(table: TableDir, work: TableDir, arch: str, seeds: list[int], plan: dict[str, Any],
-            threads: int | None, data_box: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of ``arch`` for ``seeds``. A row of the table's own plan is read from the table, or
-    built into the table (under its row lock, so a running table builder never trains it twice);
-    any other row is trained in ``work``."""
-    planned = {(a, s) for a, s in plan["rows"]}
-    out = []
-    for seed in seeds:
-        row = Row(arch, seed)
-        home = table if (arch, seed) in planned else work
-        if not home.row(row).exists():
-            lock = home.lock(row.key)
-            lock.acquire(wait=True)
-            try:
-                if not home.row(row).exists():
-                    if "data" not in data_box:
-                        data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
-                    print(f"{home.path}/{row.key}: training", file=sys.stderr, flush=True)
-                    build_row(home, plan, row, data_box["data"], threads)
-            finally:
-                lock.release()
-        out.append(json.loads(home.row(row).read_text(encoding="utf-8")))
-    return out
 
 
 def mean_truth(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -75,14 +49,25 @@ def capped(rows: list[dict[str, Any]], cap: str) -> list[dict[str, Any]]:
     return [r for r in rows if r[cap] <= limit]
 
 
-def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], fidelity: str,
-                  seeds: list[int], threads: int | None, caps: tuple[str, ...] = ("none",)) -> dict[str, Any]:
+def compare_space(
+    space: str,
+    tables: Path,
+    work_root: Path,
+    scores: list[str],
+    fidelity: str,
+    seeds: list[int],
+    threads: int | None,
+    caps: tuple[str, ...] = ("none",),
+) -> dict[str, Any]:
     table_rows = read_table(tables / f"{space}.jsonl")
     plan = json.loads((tables / space / "plan.json").read_text(encoding="utf-8"))
     picks = {
-        score if cap == "none" else f"{score}, {cap} cap": pick_by_score(capped(table_rows, cap), score, fidelity)["arch"]
-        for cap in caps for score in scores
-    }  # fmt: skip
+        score if cap == "none" else f"{score}, {cap} cap": pick_by_score(
+            capped(table_rows, cap), score, fidelity
+        )["arch"]
+        for cap in caps
+        for score in scores
+    }
     needed = sorted({a for a in [REFERENCE, *picks.values()]})
     work = TableDir(work_root / space)
     work.path.mkdir(parents=True, exist_ok=True)
@@ -90,20 +75,32 @@ def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], 
     atomic_write_json(work.plan, side_plan(plan, rows))
     data_box: dict[str, Any] = {}
     table = TableDir(tables / space)
-    by_arch = {a: rows_of(table, work, a, seeds, plan, threads, data_box) for a in needed}
+    by_arch = {a: ensure_rows(table, work, plan, a, seeds, threads, data_box) for a in needed}
     ref = mean_truth(by_arch[REFERENCE])
-    out: dict[str, Any] = {"archs": len({r["arch"] for r in table_rows}), "fidelity": fidelity,
-                           REFERENCE: {**ref, "params": by_arch[REFERENCE][0]["params"],
-                                       "flops": by_arch[REFERENCE][0]["flops"]}, "picks": {}}
+    out: dict[str, Any] = {
+        "archs": len({r["arch"] for r in table_rows}),
+        "fidelity": fidelity,
+        REFERENCE: {
+            **ref,
+            "params": by_arch[REFERENCE][0]["params"],
+            "flops": by_arch[REFERENCE][0]["flops"],
+        },
+        "picks": {},
+    }
     for score, arch in picks.items():
         found = mean_truth(by_arch[arch])
         first = by_arch[arch][0]
         out["picks"][score] = {
-            "arch": arch, "description": first.get("description"), "params": first["params"],
-            "flops": first["flops"], **found,
+            "arch": arch,
+            "description": first.get("description"),
+            "params": first["params"],
+            "flops": first["flops"],
+            **found,
             "gain": {k: found[k] - ref[k] for k in TRUTH},
             "per_seed": {k: [r["truth"][k] for r in by_arch[arch]] for k in ("knn_test", "linear_test")},
-            "default_per_seed": {k: [r["truth"][k] for r in by_arch[REFERENCE]] for k in ("knn_test", "linear_test")},
+            "default_per_seed": {
+                k: [r["truth"][k] for r in by_arch[REFERENCE]] for k in ("knn_test", "linear_test")
+            },
         }
     return out
 
@@ -111,13 +108,20 @@ def compare_space(space: str, tables: Path, work_root: Path, scores: list[str], 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
-    ap.add_argument("--work", type=Path, default=None, help="where the extra seeds train (default TABLES/picks)")
+    ap.add_argument(
+        "--work", type=Path, default=None, help="where the extra seeds train (default TABLES/picks)"
+    )
     ap.add_argument("--spaces", nargs="+", default=["heads", "cells", "resnet"])
     ap.add_argument("--scores", nargs="+", default=["view_retrieval", "ssl_loss"])
     ap.add_argument("--fidelity", default="final")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--caps", nargs="+", default=["none"], choices=["none", "flops", "params"],
-                    help="also pick among the architectures with at most the default's FLOPs / params")
+    ap.add_argument(
+        "--caps",
+        nargs="+",
+        default=["none"],
+        choices=["none", "flops", "params"],
+        help="also pick among the architectures with at most the default's FLOPs / params",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -135,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     work_root = args.work or args.tables / "picks"
     for space in args.spaces:
         result["spaces"][space] = compare_space(
-            space, args.tables, work_root, args.scores, args.fidelity, args.seeds, args.threads, tuple(args.caps)
+            space,
+            args.tables,
+            work_root,
+            args.scores,
+            args.fidelity,
+            args.seeds,
+            args.threads,
+            tuple(args.caps),
         )
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:

@@ -348,8 +348,9 @@ def simulate(
     repeats that got there within ``trials``, median over all with the rest counted as never, so
     None when fewer than half got there, and ``restricted_mean`` over all with the rest counted as
     the whole budget ``trials``: a lower bound on the true mean that, unlike ``mean``, does not
-    favour a strategy whose unlucky repeats never get there), ``"pick"`` (mean linear_val and linear_test of each study's
-    best-by-val architecture within budget; None when a study evaluated nothing in budget)}``."""
+    favour a strategy whose unlucky repeats never get there), ``"pick"`` (mean linear_val and
+    linear_test of each study's best-by-val architecture within budget; None when a study evaluated
+    nothing in budget)}``."""
     fn = STRATEGIES.get(strategy) if isinstance(strategy, str) else strategy
     if fn is None:
         raise SelfnasError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

@@ -474,12 +474,17 @@ def choose_default_score(
     return out
 
 
-def pick_by_score(rows: Iterable[Mapping[str, Any]], score: str, fidelity: str = "final") -> Mapping[str, Any]:
+def pick_by_score(
+    rows: Iterable[Mapping[str, Any]], score: str, fidelity: str = "final"
+) -> Mapping[str, Any]:
     """The seed-0, non-collapsed row a search by ``score`` at ``fidelity`` would pick: the best
     sign-adjusted value (``DIRECTION``); a row without a finite value is never picked. This is the
     choice of a study that trained every architecture of the table, made without labels."""
     if not has_direction(score):
-        raise SelfnasError(f"score {score!r} has no direction to pick by; choose one of {', '.join(s for s in DIRECTION if has_direction(s))}")
+        raise SelfnasError(
+            f"score {score!r} has no direction to pick by; choose one of "
+            + ", ".join(s for s in DIRECTION if has_direction(s))
+        )
     scored = []
     for row in seed0_rows(rows):
         value = score_value(row, score, fidelity)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,40 @@ def build_row(
 def table_data(config: TableConfig) -> DatasetSplits:
     """The table's images: one split for every row (seeded by ``sample_seed``, not the row's seed)."""
     return load_config_data(config.train, seed=config.sample_seed)
+
+
+def ensure_rows(
+    table: TableDir,
+    work: TableDir,
+    plan: dict[str, Any],
+    arch: str,
+    seeds: list[int],
+    threads: int | None,
+    data_box: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The rows of ``arch`` (an id of ``plan``'s architectures) for ``seeds``, training those that
+    are missing. A row of ``plan["rows"]`` (the table's own plan) lives in ``table`` and is built
+    there, under its row lock, so a running table builder never trains it twice; any other row is
+    trained in ``work``. Both are resumable and kill-safe like a table. ``data_box`` caches the
+    table's images across calls (loaded at the first row that has to train)."""
+    planned = {(a, s) for a, s in plan["rows"]}
+    out = []
+    for seed in seeds:
+        row = Row(arch, seed)
+        home = table if (arch, seed) in planned else work
+        if not home.row(row).exists():
+            lock = home.lock(row.key)
+            lock.acquire(wait=True)
+            try:
+                if not home.row(row).exists():
+                    if "data" not in data_box:
+                        data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
+                    print(f"{home.path}/{row.key}: training", file=sys.stderr, flush=True)
+                    build_row(home, plan, row, data_box["data"], threads)
+            finally:
+                lock.release()
+        out.append(json.loads(home.row(row).read_text(encoding="utf-8")))
+    return out
 
 
 def open_table(

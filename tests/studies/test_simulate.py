@@ -163,9 +163,7 @@ def test_trials_to_top_is_the_position_of_the_best(tmp_path: Path) -> None:
     lucky = sum(p == 1 for p in positions)  # the rest are counted as the whole budget, 1 trial
     assert short["trials_to_top"]["restricted_mean"] == pytest.approx(1.0)
     two = simulate(t, "random", repeats=40, trials=2)
-    assert two["trials_to_top"]["restricted_mean"] == pytest.approx(
-        np.mean([min(p, 2) for p in positions])
-    )
+    assert two["trials_to_top"]["restricted_mean"] == pytest.approx(np.mean([min(p, 2) for p in positions]))
     assert two["trials_to_top"]["restricted_mean"] > 1.0 and lucky < 40
     with pytest.raises(SelfnasError, match="unknown strategy"):
         simulate(t, "grid")

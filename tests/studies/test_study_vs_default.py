@@ -32,7 +32,9 @@ TINY_CELLS = [
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("study_vs_default", ROOT / "benchmarks" / "study_vs_default.py")
+    spec = importlib.util.spec_from_file_location(
+        "study_vs_default", ROOT / "benchmarks" / "study_vs_default.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
