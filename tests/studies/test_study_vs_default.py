@@ -13,19 +13,12 @@ from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
 from selfnas.studies.tables import build_table, build_table_config
 
+from .test_tables import TINY_TABLE
+
 ROOT = Path(__file__).resolve().parents[2]
+# the heads' tiny table, its space swapped for tiny cells
 TINY_CELLS = [
-    "data.name=synthetic",
-    "data.train_limit=null",
-    "model.backbone_kwargs={width: 8, depths: [1, 1]}",
-    "method.proj_hidden=32",
-    "method.proj_out=16",
-    "method.pred_hidden=8",
-    "optim.batch_size=64",
-    "optim.epochs=4",
-    "run.device=cpu",
-    "run.threads=1",
-    "table.score_images=96",
+    *(o for o in TINY_TABLE if not o.startswith("table.space_kwargs=")),
     "table.space=cells",
     "table.space_kwargs={width: 4, layers: 3, nodes: 1}",
 ]
