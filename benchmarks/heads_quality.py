@@ -120,6 +120,7 @@ def main() -> None:
         "benchmark": "heads_quality", "method": args.method, "data": "fashion-mnist",
         "train_images": args.train_limit, "search_epochs": args.search_epochs, "pretrain_epochs": args.epochs,
         "seeds": args.seeds, "search_overrides": args.extra, "train_overrides": args.train_extra,
+        "mean_knn_gain": round(gain("knn", "test"), 3),  # found - hand-crafted, kNN test, points, seed mean
         "gain_points": {f"{p}_{s}": round(gain(p, s), 3) for p in ("knn", "linear") for s in ("val", "test")},
         "verdict": {s: v.sentence for s, v in verdicts.items() if v is not None},
         "rows": rows,
