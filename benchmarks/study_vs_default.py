@@ -40,7 +40,11 @@ SEARCH_SPACE = {"cells": "cells", "resnet-variants": "resnet-variants"}
 
 
 def search_config(
-    plan: dict[str, Any], trials: int, threads: int | None, seed: int | None = None
+    plan: dict[str, Any],
+    trials: int,
+    threads: int | None,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The config of ``selfnas search`` for the table's space: the table's training config (its data,
     method and budget; a trial trains as long as a row), and the study's defaults otherwise."""
@@ -60,7 +64,7 @@ def search_config(
     if table.space == "cells":
         search |= {"nodes": kwargs.get("nodes", 4), "cell_width": kwargs.get("width", 8),
                    "cell_layers": kwargs.get("layers", 5)}  # fmt: skip
-    train["search"] = search
+    train["search"] = search | (extra or {})
     train["run"] |= {"seed": table.sample_seed if seed is None else seed, "threads": threads}
     return train
 
@@ -75,12 +79,19 @@ def finished(out: Path, trials: int) -> bool:
 
 
 def run_study(
-    plan: dict[str, Any], folder: Path, trials: int, threads: int | None, seed: int | None = None
+    plan: dict[str, Any],
+    folder: Path,
+    trials: int,
+    threads: int | None,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], float]:
     """Run (or continue) the study in ``folder/search`` through the CLI; its best genotype and seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "search.yaml"
-    atomic_write_text(config, yaml.safe_dump(search_config(plan, trials, threads, seed), sort_keys=False))
+    atomic_write_text(
+        config, yaml.safe_dump(search_config(plan, trials, threads, seed, extra), sort_keys=False)
+    )
     out = folder / "search"
     cfg = yaml.safe_load(config.read_text())["search"]
     cmd = [sys.executable, "-m", "selfnas.cli", "search", "-c", str(config), "--out", str(out),

@@ -50,7 +50,14 @@ import optuna
 
 from selfnas.errors import SelfnasError
 from selfnas.nas.scoring import DIRECTION
-from selfnas.studies.table_analysis import DEFAULT_EPOCHS, read_table, score_value, seed0_rows, target_value
+from selfnas.studies.table_analysis import (
+    DEFAULT_EPOCHS,
+    SHARED_PASS,
+    read_table,
+    score_value,
+    seed0_rows,
+    target_value,
+)
 
 NONE = "<none>"  # the value of every parameter of a row without a genotype
 HEADER_KEYS = frozenset({"format", "version", "space", "method"})
@@ -308,8 +315,87 @@ def halving_search(
     return trace
 
 
+def screen_cost(table: SimTable, score: str) -> float:
+    """One candidate's screening at initialisation in full-training equivalents: the median over
+    the table's rows of (the seconds of ``score`` at ``init`` and of the pass it shares) / (the
+    row's training seconds)."""
+    fractions = []
+    for row in table.rows:
+        spent = (row.get("score_seconds") or {}).get("init") or {}
+        shared = SHARED_PASS.get(score)
+        seconds = float(spent.get(score, math.nan)) + (
+            float(spent.get(shared, 0.0)) if shared != score else 0.0
+        )
+        seconds += float(spent.get("calibration", 0.0))  # precise BatchNorm before the pass
+        train = float(((row.get("seconds") or {}).get("train")) or math.nan)
+        if math.isfinite(seconds) and math.isfinite(train) and train > 0:
+            fractions.append(seconds / train)
+    if not fractions:
+        raise SelfnasError(f"the table records no init seconds of {score!r}: cannot price its screening")
+    return float(np.median(fractions))
+
+
+def screen_search(
+    table: SimTable,
+    trials: int,
+    rng: np.random.Generator,
+    first: Sequence[int] = (),
+    screen: int = 40,
+    keep: int = 3,
+    score: str = "view_retrieval",
+    cost: float | None = None,
+    eta: int | None = None,
+) -> Trace:
+    """Screen, then train the few: ``screen`` architectures drawn at random (``first`` among them)
+    are scored at initialisation (``score`` at ``init``, no training) for ``cost`` each (default
+    :func:`screen_cost`); the best ``keep`` are then trained in that order at the full budget.
+    With ``eta`` the trained ones pass a halving rung first: each gets one epoch, the best
+    ``ceil(keep / eta)`` by ``score`` at ``epoch1`` continue to the full budget (a promoted run
+    continues, paying only the difference). Costs in full-training equivalents."""
+    direction = DIRECTION.get(score, 0.0)
+    if direction == 0.0:
+        raise SelfnasError(f"screening needs a score with a direction, got {score!r}")
+    if screen < 1 or keep < 1:
+        raise SelfnasError(f"screening needs screen >= 1 and keep >= 1, got {screen} and {keep}")
+    pool = _order(table, rng, first)[:screen]
+    each = screen_cost(table, score) if cost is None else float(cost)
+    spent = len(pool) * each
+
+    def good(i: int, fidelity: str) -> float:
+        value = direction * score_value(table.rows[i], score, fidelity)
+        return value if math.isfinite(value) else -math.inf
+
+    alive = sorted(pool, key=lambda i: -good(i, "init"))[:keep]
+    trained = 0.0
+    if eta is not None:
+        spent += len(alive) * 1.0 / table.epochs
+        trained = 1.0
+        alive = sorted(alive, key=lambda i: -good(i, "epoch1"))[: math.ceil(len(alive) / eta)]
+    trace: Trace = []
+    for arch in alive:
+        spent += (table.epochs - trained) / table.epochs
+        trace.append((spent, arch))
+    return trace
+
+
+def pick_by_score(table: SimTable, trace: Trace, budget: float, score: str) -> int | None:
+    """The architecture a label-free search returns: among the fully trained ones within
+    ``budget``, the best by ``score`` at ``final`` (None when none was trained in budget)."""
+    done = [i for c, i in trace if c <= budget + 1e-9]
+    if not done:
+        return None
+    direction = DIRECTION.get(score, 1.0)
+
+    def good(i: int) -> float:
+        value = direction * score_value(table.rows[i], score, "final")
+        return value if math.isfinite(value) else -math.inf
+
+    return max(done, key=good)
+
+
 STRATEGIES: dict[str, Strategy] = {
     "random": random_search,
+    "screen": screen_search,
     "tpe": tpe_search,
     "evolution": evolution_search,
     "halving": halving_search,

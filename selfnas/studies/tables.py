@@ -75,15 +75,16 @@ class TableConfig(BaseModel):
 def build_table_config(
     options: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> TableConfig:
-    """Options (None dropped), then ``--set`` overrides (``optim.epochs=8`` for the training config,
-    ``table.space_kwargs={...}`` for the table's own keys), validated; errors are one line."""
+    """``overrides`` (``optim.epochs=8`` for the training config, ``table.space_kwargs={...}`` for
+    the table's own keys; the CLI's typed flags come last among them), then the table ``options``
+    that are not None (typed too), validated; errors are one line."""
     data: dict[str, Any] = {"train": table_train_defaults()}
-    data.update({k: v for k, v in (options or {}).items() if v is not None})
     for override in overrides:
         key = override.strip()
         apply_override(data, key.removeprefix("table.")) if key.startswith("table.") else apply_override(
             data["train"], key
         )
+    data.update({k: v for k, v in (options or {}).items() if v is not None})
     try:
         config = TableConfig.model_validate(data)
     except ValidationError as exc:
@@ -160,6 +161,8 @@ def row_config(plan: dict[str, Any], row: Row, threads: int | None = None) -> Tr
         update={"run": config.train.run.model_copy(update={"seed": row.seed, "threads": threads})}
     )
     arch = next(a for a in plan["archs"] if a["id"] == row.arch)
+    if arch.get("model"):  # a hand-crafted backbone other than the configured one (no genotype)
+        return train.model_copy(update={"model": train.model.model_copy(update=arch["model"])})
     if arch["genotype"] is None:
         return train
     space = table_space(config.space, config.train, plan["in_channels"], config.space_kwargs)

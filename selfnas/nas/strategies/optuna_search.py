@@ -37,6 +37,12 @@ from selfnas.io import atomic_write_json, read_jsonl, write_jsonl
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
+from selfnas.nas.strategies.screening import (
+    SCREEN_FILE,
+    check_screenable,
+    enqueue_screened,
+    screen_candidates,
+)
 from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
 from selfnas.nas.strategies.study_progress import LOG_FILE, StudyProgress, score_of, study_log
 from selfnas.nas.strategies.study_storage import last_reconnect, open_storage, shown_url, storage_url
@@ -134,7 +140,9 @@ def run_search_study(
                 return {**summary, "already_finished": True}
             if on_start is not None:
                 on_start()
-            progress.begin(trials)
+            check_screenable(config)
+            _screen(config, run, study, data, progress)
+            progress.begin(ledger.trials())
             if search.n_workers > 1:
                 ledger.settle()  # a killed run's trials: failed and retried before the workers start
                 _run_search_workers(config, run, ledger, progress)
@@ -232,11 +240,7 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
                 images = (data if data is not None else load_config_data(config)).train.images
                 input_shape.extend(int(v) for v in images.shape[1:])
             _check_cap(trial, search, update, tuple(input_shape))
-        trial_cfg = config.model_copy(update={
-            "search": None, "model": config.model.model_copy(update=update),
-            "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
-            "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
-        })  # fmt: skip
+        trial_cfg = trial_config(config, update)
         trial_dir = RunDir.prepare(run.path / "trials" / f"{trial.number:04d}", overwrite=True)
         trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score, quiet=True, data=data)
         try:
@@ -262,6 +266,33 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
             del trainer
 
     return objective
+
+
+def trial_config(config: TrainConfig, update: dict[str, Any]) -> TrainConfig:
+    """The training config of one trial: the candidate's model, ``search.trial_epochs``."""
+    search = config.search
+    assert search is not None
+    return config.model_copy(update={
+        "search": None, "model": config.model.model_copy(update=update),
+        "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
+        "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
+    })  # fmt: skip
+
+
+def _screen(
+    config: TrainConfig, run: RunDir, study: optuna.Study, data: Any, progress: StudyProgress
+) -> None:
+    """A fresh study with ``search.screen``: screen candidates, enqueue the best as first trials."""
+    search = config.search
+    assert search is not None
+    if not search.screen or study.get_trials(deepcopy=False):
+        return
+    data = data if data is not None else load_config_data(config)
+    if data.val is None:
+        raise ConfigError("screening scores candidates on a held-out split: set data.val_fraction > 0")
+    rows = screen_candidates(config, run, study_space(search), data,
+                             lambda update: trial_config(config, update), progress.say)  # fmt: skip
+    enqueue_screened(study, rows, min(search.screen_keep, search.trials), search.score)
 
 
 def _check_cap(
@@ -373,6 +404,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "architecture": _describe(genotype), "genotype": genotype,
             "backbone_size": t.user_attrs.get("backbone_size"),
             "over_cap": bool(t.user_attrs.get("over_cap")),
+            "screen_score": t.user_attrs.get("screen_score"),
         })  # fmt: skip
     return rows
 
@@ -417,6 +449,7 @@ def _write_results(
         "counted": len(budget_trials(trials)), "trials": counts,
         "over_cap": sum(r["over_cap"] for r in rows),
         "cap": {"max_params": search.max_params, "max_flops": search.max_flops},
+        "screen": _screen_summary(run),
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_score": score_of(best, search.score) if best else None,
         "best_scores": best.user_attrs.get("scores") if best else None,
@@ -434,6 +467,15 @@ def _write_results(
     plotted = tuple(dict.fromkeys((search.score, *PLOTTED)))  # one panel a score: a few, not all
     plot_search_study(run, rows, study, tuple(s for s in plotted if s in LABEL_FREE))
     return summary
+
+
+def _screen_summary(run: RunDir) -> dict[str, Any] | None:
+    """How many candidates were screened at initialisation, and the seconds it took."""
+    path = run.path / SCREEN_FILE
+    if not path.exists():
+        return None
+    rows = read_jsonl(path)
+    return {"candidates": len(rows), "seconds": round(sum(r.get("seconds") or 0.0 for r in rows), 1)}
 
 
 def _says(run: RunDir, rows: list[dict[str, Any]], summary: dict[str, Any]) -> bool:

@@ -1,0 +1,346 @@
+"""The default search against random search at equal compute, on the ground-truth tables.
+
+``simulate``: NAS-Bench style (no training). For every table and every setting of the
+screening search (``selfnas/studies/simulate.py``, ``screen``: score ``--screen`` random members
+of the space at initialisation, train the best ``--keep``, optionally through one halving rung),
+``--repeats`` studies each report the trials (full-training equivalents, screening counted) to the
+table's top 5%, the architecture the label-free score picks among the trained ones, and the
+random search of the same space at the same compute (the same score choosing among ``floor`` or
+``ceil`` of the cost in random rows, exact over every draw: ``selfnas/studies/baselines.py``). The
+gain is the pick's ``linear_test`` minus the control's, mean over repeats. The reference rows
+are today's default search (TPE, halving pruner) and random search with the score choosing.
+
+    python benchmarks/search_vs_random.py simulate --tables benchmarks/tables --repeats 200 \
+        --out benchmarks/results_screen_sim.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfnas.io import atomic_write_json
+from selfnas.nas.scoring import DIRECTION
+from selfnas.studies.baselines import random_search_expectation
+from selfnas.studies.simulate import (
+    STRATEGIES,
+    SimTable,
+    load_table,
+    pick_by_score,
+    screen_cost,
+)
+from selfnas.studies.table_analysis import score_value
+
+SCORE = "view_retrieval"
+SPACES = ("cells", "resnet")
+
+
+def table_epochs(path: Path) -> float:
+    plan = json.loads((path.with_suffix("") / "plan.json").read_text(encoding="utf-8"))
+    return float(plan["config"]["train"]["optim"]["epochs"])
+
+
+def random_members(table: SimTable) -> np.ndarray:
+    """Indices of the table's random architectures (the reference ``default`` left out)."""
+    return np.array([i for i, a in enumerate(table.archs) if a != "default"])
+
+
+def control(table: SimTable, budget: float, score: str = SCORE) -> float:
+    """Expected linear_test of equal-compute random search over the table's random members."""
+    members = random_members(table)
+    direction = DIRECTION[score]
+    scores = [direction * score_value(table.rows[i], score, "final") for i in members]
+    return random_search_expectation(table.test[members], scores, max(1.0, budget))
+
+
+def run_setting(
+    table: SimTable, strategy: str, repeats: int, budget: float, **options: Any
+) -> dict[str, Any]:
+    """``repeats`` studies of one setting: reach of the top 5%, the score's pick, the control."""
+    fn = STRATEGIES[strategy]
+    reach, picks, controls, costs = [], [], [], []
+    for r in range(repeats):
+        trace = [
+            (c, i)
+            for c, i in fn(table, int(math.ceil(budget)), np.random.default_rng(r), **options)
+            if c <= budget + 1e-9
+        ]
+        hits = [c for c, i in trace if table.val[i] >= table.threshold]
+        reach.append(hits[0] if hits else math.inf)
+        pick = pick_by_score(table, trace, budget, SCORE)
+        if pick is None:
+            continue
+        cost = max(c for c, _ in trace)
+        costs.append(cost)
+        picks.append(float(table.test[pick]))
+        controls.append(control(table, cost))
+    reach_arr = np.array(reach)
+    reached = reach_arr[np.isfinite(reach_arr)]
+    gains = np.array(picks) - np.array(controls)
+    return {
+        "strategy": strategy,
+        "options": options,
+        "repeats": repeats,
+        "budget": budget,
+        "cost_mean": float(np.mean(costs)) if costs else None,
+        "trials_to_top5": {
+            "restricted_mean": float(np.minimum(reach_arr, budget).mean()),
+            "reached": int(reached.size),
+            "mean_reached": float(reached.mean()) if reached.size else None,
+        },
+        "pick_linear_test": float(np.mean(picks)) if picks else None,
+        "control_linear_test": float(np.mean(controls)) if controls else None,
+        "gain_vs_random_search": float(gains.mean()) if gains.size else None,
+        "gain_lo_hi": [float(np.percentile(gains, 10)), float(np.percentile(gains, 90))]
+        if gains.size
+        else None,
+    }
+
+
+def simulate_all(tables: Path, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for space in SPACES:
+        path = tables / f"{space}.jsonl"
+        table = load_table(path, epochs=table_epochs(path))
+        each = screen_cost(table, SCORE)
+        rows = [
+            run_setting(table, "tpe", repeats, 10.0, score=SCORE, eta=2, startup=5, multivariate=True),
+            run_setting(table, "random", repeats, 3.0),
+            run_setting(table, "random", repeats, 6.0),
+        ]
+        for screen, keep, eta in itertools.product((10, 20, 30, 40), (1, 2, 3, 4), (None, 2)):
+            if eta is not None and keep < 2:
+                continue
+            rows.append(
+                run_setting(table, "screen", repeats, 10.0, screen=screen, keep=keep, score=SCORE, eta=eta)
+            )
+        out[space] = {"n": table.n, "screen_cost": each, "top5_threshold": table.threshold, "settings": rows}
+    return out
+
+
+# -- real runs: the default search at a table's budget, its find trained with 3 seeds -------------
+
+WIDE_DEFAULT = "default_equal_width"
+
+
+def per_arch_mean(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Each architecture's ``truth[key]`` averaged over the seeds the table holds for it."""
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        if not r.get("collapsed") and r.get("truth", {}).get(key) is not None:
+            values.setdefault(r["arch"], []).append(float(r["truth"][key]))
+    return {a: float(np.mean(v)) for a, v in values.items()}
+
+
+def spent(study_dir: Path, trial_epochs: float, seconds_per_epoch: float) -> dict[str, float]:
+    """The study's training epochs (pruned ones included) plus its screening in epochs."""
+    from selfnas.io import read_jsonl
+    from selfnas.studies.baselines import search_epochs
+
+    trials = read_jsonl(study_dir / "trials.jsonl")
+    screen = study_dir / "screen.jsonl"
+    screen_s = sum(r.get("seconds") or 0.0 for r in read_jsonl(screen)) if screen.exists() else 0.0
+    epochs = search_epochs(trials, trial_epochs)
+    return {
+        "trial_epochs": epochs,
+        "screen_seconds": round(screen_s, 1),
+        "screen_epochs": screen_s / seconds_per_epoch,
+        "total_epochs": epochs + screen_s / seconds_per_epoch,
+    }
+
+
+def run_study(
+    tables: Path,
+    space: str,
+    work_root: Path,
+    study_seed: int,
+    seeds: list[int],
+    threads: int | None,
+    screen: int,
+    keep: int,
+) -> dict[str, Any]:
+    """One real study of the default search over the table's space, its find against the baselines."""
+    import statistics
+
+    from study_vs_default import FOUND, REFERENCE, TRUTH, with_found
+    from study_vs_default import run_study as run_search
+
+    from selfnas.studies.baselines import (
+        against_random,
+        equal_compute_trainings,
+        equal_width_default,
+        in_top,
+        random_search_expectation,
+    )
+    from selfnas.studies.tables import TableDir, ensure_rows
+
+    table = TableDir(tables / space)
+    plan = json.loads(table.plan.read_text(encoding="utf-8"))
+    folder = work_root / f"{space}.screen{study_seed}"
+    study, search_seconds = run_search(
+        plan, folder, keep, threads, study_seed, {"screen": screen, "screen_keep": keep}
+    )
+    extended = with_found(plan, study["genotype"])
+    found_dim = 4 * 4 * int(plan["config"]["space_kwargs"].get("width", 8)) if space == "cells" else None
+    if found_dim is not None:
+        extended["archs"].append(
+            {
+                "id": WIDE_DEFAULT,
+                "genotype": None,
+                "model": equal_width_default(found_dim),
+                "description": f"resnet_small widened to {found_dim} features",
+            }
+        )
+    work = TableDir(folder)
+    from selfnas.io import atomic_write_json as write
+
+    write(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
+    data_box: dict[str, Any] = {}
+    found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
+    wide = (
+        ensure_rows(
+            table, TableDir(work_root / f"{space}.wide"), extended, WIDE_DEFAULT, seeds, threads, data_box
+        )
+        if found_dim is not None
+        else []
+    )
+    ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
+    rows = [json.loads(line) for line in (tables / f"{space}.jsonl").read_text().splitlines() if line]
+    members = sorted({r["arch"] for r in rows if r["arch"] != REFERENCE})
+    test, val = per_arch_mean(rows, "linear_test"), per_arch_mean(rows, "linear_val")
+    seed0 = {r["arch"]: r for r in rows if r["seed"] == 0}
+    usable = [a for a in members if a in test and a in seed0]
+    score = [DIRECTION[SCORE] * float(seed0[a]["scores"][SCORE]["final"]) for a in usable]
+    mean = {
+        name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
+        for name, rs in ((FOUND, found), (REFERENCE, ref), (WIDE_DEFAULT, wide))
+        if rs
+    }
+    epochs = float(plan["config"]["train"]["optim"]["epochs"])
+    per_epoch = statistics.median(r["seconds"]["train"] for r in found) / epochs
+    cost = spent(folder / "search", epochs, per_epoch)
+    budget = equal_compute_trainings(cost["total_epochs"], epochs)
+    control = random_search_expectation([test[a] for a in usable], score, max(1.0, budget))
+    found_test = mean[FOUND]["linear_test"]
+    return {
+        "study_seed": study_seed,
+        "seeds": seeds,
+        "search_seconds_this_call": round(search_seconds, 1),
+        "find": {
+            "description": found[0]["description"],
+            "genotype": found[0]["genotype"],
+            "params": found[0]["params"],
+            "flops": found[0]["flops"],
+            **mean[FOUND],
+            "per_seed_linear_test": [r["truth"]["linear_test"] for r in found],
+        },
+        "cost": {**cost, "seconds_per_epoch": round(per_epoch, 1), "full_trainings": budget},
+        "trials": study["summary"]["trials"],
+        "screen": study["summary"].get("screen"),
+        "random_search": {
+            "linear_test": control,
+            "trainings": budget,
+            "score": SCORE,
+            "rule": "exact expectation over every draw of the table's random members",
+        },
+        "gain_vs_random_search": found_test - control,
+        "random_architectures": {
+            "linear_test": against_random(found_test, [test[a] for a in usable]),
+            "linear_val": against_random(mean[FOUND]["linear_val"], [val[a] for a in usable]),
+            "in_top10_linear_val": in_top(mean[FOUND]["linear_val"], [val[a] for a in usable], 0.10),
+        },
+        "default": {"params": ref[0]["params"], "flops": ref[0]["flops"], **mean[REFERENCE]},
+        "default_equal_width": (
+            {
+                "params": wide[0]["params"],
+                "flops": wide[0]["flops"],
+                **mean[WIDE_DEFAULT],
+                "rule": "resnet_small widened (every stage x2) to the find's feature width",
+            }
+            if wide
+            else None
+        ),
+    }
+
+
+def summarise(studies: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    per_space = {
+        sp: float(np.mean([s["gain_vs_random_search"] for s in ss])) for sp, ss in studies.items() if ss
+    }
+    every = [s["gain_vs_random_search"] for ss in studies.values() for s in ss]
+    return {
+        "gain_vs_random_search": {**per_space, "overall": float(np.mean(every)) if every else None},
+        "studies_in_top10": {
+            sp: sum(s["random_architectures"]["in_top10_linear_val"] for s in ss)
+            for sp, ss in studies.items()
+        },
+        "studies_count": {sp: len(ss) for sp, ss in studies.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate")
+    sim.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
+    sim.add_argument("--repeats", type=int, default=200)
+    sim.add_argument("--out", type=Path, default=None)
+    real = sub.add_parser("run")
+    real.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
+    real.add_argument("--spaces", nargs="+", default=["cells"])
+    real.add_argument("--study-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    real.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    real.add_argument("--screen", type=int, default=40)
+    real.add_argument("--keep", type=int, default=2)
+    real.add_argument("--threads", type=int, default=None)
+    real.add_argument("--out", type=Path, default=Path("benchmarks/results_search_vs_random.json"))
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    if args.command == "run":
+        studies: dict[str, list[dict[str, Any]]] = {sp: [] for sp in args.spaces}
+        for study_seed in args.study_seeds:  # seed by seed across spaces: results land early
+            for sp in args.spaces:
+                studies[sp].append(
+                    run_study(
+                        args.tables,
+                        sp,
+                        args.tables / "studies",
+                        study_seed,
+                        args.seeds,
+                        args.threads,
+                        args.screen,
+                        args.keep,
+                    )
+                )
+                result = {
+                    "benchmark": "search_vs_random run",
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    **summarise(studies),
+                    "studies": studies,
+                    "seconds_this_call": round(time.perf_counter() - start, 1),
+                }
+                atomic_write_json(args.out, result)
+        json.dump(result, sys.stdout, indent=1)
+        return 0
+    result = {
+        "benchmark": "search_vs_random simulate",
+        "score": SCORE,
+        "spaces": simulate_all(args.tables, args.repeats),
+    }
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if args.out:
+        atomic_write_json(args.out, result)
+    json.dump(result, sys.stdout, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
