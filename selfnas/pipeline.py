@@ -1,7 +1,18 @@
-"""The main job: head search -> pretrain found and hand-crafted heads -> evaluate -> compare.
+"""The main jobs: search -> pretrain the find and its baselines -> evaluate -> compare.
 
 Each stage is a run directory under one parent; a finished stage is skipped and an
-interrupted one resumed, so the whole pipeline is resumable after a kill.
+interrupted one resumed, so a pipeline is resumable after a kill.
+
+:func:`compare_backbones` (``selfnas quickstart``, the default: a label-free backbone search over
+the cells space, as CSNAS, or the ResNet variants)::
+
+    OUT/search   the default search (screening at initialisation, TPE, halving pruner)
+    OUT/found    the found backbone pretrained from scratch
+    OUT/default  the hand-crafted default at the find's feature width (selfnas.studies.baselines)
+    OUT/random   a seeded random architecture of the same space (OUT/random.json), same budget
+    OUT/summary.json   the three evaluations, sizes, both verdicts
+
+:func:`compare_heads` (``selfnas quickstart --space heads``, the NASiam pipeline)::
 
     OUT/search   DARTS head search (genotype.json)
     OUT/found    the found heads pretrained from scratch
@@ -23,6 +34,8 @@ from selfnas.render.verdict import compare, record_decision_warning
 from selfnas.rundir import RunDir
 
 STAGES = ("search", "found", "hand")
+BACKBONE_STAGES = ("search", "found", "default", "random")
+RANDOM_GENOTYPE = "random.json"
 
 
 def _stage_state(path: Path) -> str:
@@ -120,3 +133,127 @@ def search_decision(search_dir: Path) -> str | None:
     epochs = [r for r in read_jsonl(RunDir(search_dir).metrics) if r.get("kind") == "epoch"]
     last = next((r for r in reversed(epochs) if isinstance(r.get("alphas"), dict)), None)
     return None if last is None else record_decision_warning(last)
+
+
+def _open_pipeline(config: TrainConfig, out: Path, stages: tuple[str, ...], overwrite: bool) -> None:
+    if out.exists() and overwrite:
+        for stage in stages:
+            if (out / stage).exists():
+                RunDir.prepare(out / stage, overwrite=True)
+        (out / RANDOM_GENOTYPE).unlink(missing_ok=True)
+    if out.exists() and any(out.iterdir()) and not (out / "pipeline.yaml").exists():
+        raise RunDirError(f"{out} exists and is not a selfnas pipeline; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "pipeline.yaml", config_to_yaml(config))
+
+
+def _run_stage(path: Path, config: TrainConfig | None, search: bool, device: str, quiet: bool) -> None:
+    """Run, resume or finish evaluating one stage's run directory (skipped when done)."""
+    state = _stage_state(path)
+    if state == "done":
+        return
+    if state == "evaluate":
+        evaluate(path, device=device, quiet=quiet or None)
+        return
+    resume = state == "resume"
+    if search:
+        api.search(None if resume else config, out=path, resume=resume, quiet=quiet)
+        return
+    api.train(None if resume else config, out=path, resume=resume, quiet=quiet)
+    if not (path / "eval.json").exists():
+        evaluate(path, device=device, quiet=quiet or None)
+
+
+def random_genotype(config: TrainConfig, out: Path) -> Any:
+    """The pipeline's random architecture of the searched space: drawn once from ``run.seed``
+    (its own stream), kept in ``OUT/random.json`` so a resumed pipeline trains the same one."""
+    import optuna
+
+    from selfnas.models.genotype import genotype_from_json, load_genotype, save_genotype
+    from selfnas.nas.spaces.optuna_spaces import study_space
+    from selfnas.training.trainer import stream_seed
+
+    path = out / RANDOM_GENOTYPE
+    if path.exists():
+        return load_genotype(path)
+    assert config.search is not None
+    sampler = optuna.samplers.RandomSampler(seed=stream_seed(config.run.seed, 13, 0) % 2**32)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    genotype = study_space(config.search).suggest(optuna.create_study(sampler=sampler).ask())
+    save_genotype(path, genotype)
+    return genotype_from_json(genotype.to_json())
+
+
+def compare_backbones(
+    config: TrainConfig, out: str | Path, overwrite: bool = False, quiet: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) the label-free backbone search and its three-way comparison; the summary."""
+    from selfnas.models.backbones import create_backbone
+    from selfnas.models.genotype import load_genotype
+    from selfnas.nas.spaces.optuna_spaces import study_space
+    from selfnas.studies.baselines import equal_width_default
+
+    out = Path(out)
+    search = config.search
+    if search is None or search.space == "heads":
+        raise RunDirError("compare_backbones needs a backbone search space (cells, resnet-variants)")
+    _open_pipeline(config, out, BACKBONE_STAGES, overwrite)
+    device = config.run.device
+    space = study_space(search)
+    trained = config.model_copy(update={"search": None})
+
+    def with_model(update: dict[str, Any]) -> TrainConfig:
+        return trained.model_copy(update={"model": trained.model.model_copy(update=update)})
+
+    _run_stage(out / "search", config.model_copy(update={"run": config.run.model_copy(
+        update={"eval_at_end": False})}), True, device, quiet)  # fmt: skip
+    found_update = space.model_update(load_genotype(RunDir(out / "search").genotype))
+    # the feature width does not depend on the input channels
+    width = create_backbone(found_update["backbone"], **found_update["backbone_kwargs"]).out_dim
+    configs = {
+        "found": with_model(found_update),
+        "default": with_model(equal_width_default(int(width))),
+        "random": with_model(space.model_update(random_genotype(config, out))),
+    }
+    for stage, cfg in configs.items():
+        _run_stage(out / stage, cfg, False, device, quiet)
+    return write_backbone_summary(config, out)
+
+
+def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
+    """``summary.json`` of a finished backbone pipeline: the three sides and both verdicts."""
+    import json
+
+    from selfnas.models.genotype import load_genotype
+
+    assert config.search is not None
+    sides: dict[str, Any] = {}
+    for stage in ("found", "default", "random"):
+        result = json.loads((out / stage / "eval.json").read_text())
+        sides[stage] = {"knn": result["knn"], "linear": result.get("linear", {}),
+                        "feature_dim": result.get("feature_dim"), **run_sizes(out / stage)}  # fmt: skip
+    study = json.loads((out / "search" / "study.json").read_text())
+    verdicts = {}
+    for other, label in (("default", "hand-crafted"), ("random", "random")):
+        sizes = {"found": sides["found"], "hand": sides[other]}
+        v = compare(sides["found"], sides[other], sizes, what="backbone", other=label)
+        verdicts[other] = None if v is None else v.sentence
+    summary: dict[str, Any] = {
+        "method": config.method.name,
+        "data": config.data.name,
+        "space": config.search.space,
+        "seeds": 1,
+        "genotype": load_genotype(RunDir(out / "search").genotype).to_json(),
+        "random_genotype": load_genotype(out / RANDOM_GENOTYPE).to_json(),
+        **sides,
+        "verdict": verdicts,
+        "search": {
+            "score": study.get("score"),
+            "trials": study.get("trials"),
+            "screen": study.get("screen"),
+            "best_trial": study.get("best_trial"),
+        },  # fmt: skip
+        "default_rule": "resnet_small widened (every stage alike) to the find's feature width",
+    }
+    atomic_write_json(out / "summary.json", summary)
+    return summary

@@ -68,11 +68,14 @@ def compare(
     sizes: Mapping[str, Mapping[str, Any]] | None = None,
     split: str = "test",
     what: str = "heads",
+    other: str = "hand-crafted",
 ) -> Verdict | None:
     """The verdict of ``found`` against ``hand``, each ``{"knn": {split: value or [per seed]},
     "linear": {...}}`` with the seeds in the same order on both sides (paired). ``sizes`` is
     ``{"found": {"params": n, "flops": n}, "hand": {...}}``. None when no probe has a score on
-    ``split`` for both sides."""
+    ``split`` for both sides. ``what`` names the found thing ("heads", "backbone"), ``other`` the
+    side it is set against ("hand-crafted", "random")."""
+    verb = "are" if what.endswith("s") else "is"
     rows: list[list[str]] = []
     diffs: dict[str, list[float]] = {}
     for key, label in PROBES:
@@ -109,9 +112,9 @@ def compare(
     all_up = len(diffs) == len(PROBES) and all(all(x > 0 for x in d) for d in diffs.values())
     all_down = all(_mean(d) < 0 for d in diffs.values())
     if all_up and seeds >= MIN_SEEDS:
-        better, conclusion = True, f"the found {what} are better on every seed"
+        better, conclusion = True, f"the found {what} {verb} better on every seed"
     elif all_down:
-        better, conclusion = False, f"the hand-crafted {what} are better"
+        better, conclusion = False, f"the {other} {what} {verb} better"
     elif all(_mean(d) > 0 for d in diffs.values()) and len(diffs) == len(PROBES):
         better = None
         conclusion = (
@@ -120,9 +123,11 @@ def compare(
         )
     else:
         better, conclusion = None, f"no evidence of better {what}"
-    sentence = f"found {what} are {' and '.join(parts)} on {split}, {seeds_text}: {conclusion}."
-    header = ["", f"found {what}", "hand-crafted", "found − hand (points)" if seeds == 1 else
-              "found − hand (points; range over seeds)"]  # fmt: skip
+    against = "" if what == "heads" else f" than the {other} {what}"
+    sentence = f"found {what} {verb} {' and '.join(parts)}{against} on {split}, {seeds_text}: {conclusion}."
+    short = "hand" if other == "hand-crafted" else other
+    header = ["", f"found {what}", other, f"found − {short} (points)" if seeds == 1 else
+              f"found − {short} (points; range over seeds)"]  # fmt: skip
     return Verdict(header=header, rows=rows, sentence=sentence, better=better)
 
 
