@@ -1,0 +1,60 @@
+"""``selfnas quickstart --space cells``: the label-free backbone search against both baselines."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from selfnas.render.verdict import compare
+from tests.conftest import run_cli
+
+TINY_CELLS = {
+    "data": {"name": "synthetic"},
+    "model": {"backbone": "resnet_small", "backbone_kwargs": {"width": 4, "depths": [1, 1, 1]}},
+    "method": {"name": "simsiam", "proj_hidden": 32, "proj_out": 16, "pred_hidden": 8},
+    "optim": {"epochs": 1, "batch_size": 64},
+    "run": {"device": "cpu", "threads": 1, "knn_bank": 256, "checkpoint_every": 3},
+    "search": {"space": "cells", "strategy": "tpe", "trials": 2, "trial_epochs": 1, "screen": 3,
+               "screen_keep": 2, "nodes": 2, "cell_width": 4, "cell_layers": 3, "label_eval": False},
+}  # fmt: skip
+
+
+def test_backbone_quickstart_compares_found_default_and_random_and_resumes(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CELLS))
+    out = tmp_path / "qs"
+    args = ("quickstart", "--space", "cells", "--config", str(cfg), "--out", str(out), "-q")
+    proc = run_cli(*args, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    for side in ("found", "default", "random"):
+        assert {"val", "test"} <= set(summary[side]["knn"]) & set(summary[side]["linear"])
+        assert summary[side]["params"] > 0 and summary[side]["flops"] > 0
+    # the equal-width rule: the probe sees as many features from the default as from the find
+    assert summary["found"]["feature_dim"] == summary["default"]["feature_dim"]
+    assert summary["random_genotype"] != summary["genotype"] or summary["search"]["screen"]["candidates"] == 3
+    assert "than the hand-crafted backbone on test, one seed" in summary["verdict"]["default"]
+    assert "than the random backbone on test, one seed" in summary["verdict"]["random"]
+    for sentence in summary["verdict"].values():
+        assert f"verdict: {sentence}" in proc.stdout
+    assert len((out / "search" / "screen.jsonl").read_text().splitlines()) == 3
+    # a lost evaluation is redone on the next call; finished stages are not retrained
+    (out / "random" / "eval.json").unlink()
+    before = (out / "found" / "model.safetensors").stat().st_mtime_ns
+    drawn = (out / "random.json").read_text()
+    run_cli(*args, check=True)
+    assert (out / "random" / "eval.json").exists() and (out / "random.json").read_text() == drawn
+    assert (out / "found" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_a_loss_to_random_is_called_a_loss_and_a_win_over_the_default_alone_is_not_a_win_over_random():
+    found = {"knn": {"test": [0.70, 0.71, 0.72]}, "linear": {"test": [0.80, 0.81, 0.82]}}
+    default = {"knn": {"test": [0.60, 0.61, 0.62]}, "linear": {"test": [0.70, 0.71, 0.72]}}
+    rand = {"knn": {"test": [0.75, 0.76, 0.77]}, "linear": {"test": [0.85, 0.86, 0.87]}}
+    over_default = compare(found, default, what="backbone", other="hand-crafted")
+    over_random = compare(found, rand, what="backbone", other="random")
+    assert over_default is not None and over_random is not None
+    assert over_default.better is True and "better on every seed" in over_default.sentence
+    assert over_random.better is False
+    assert over_random.sentence.endswith("the random backbone is better.")
+    assert "worse than the random backbone on test, 3 seeds" in over_random.sentence
