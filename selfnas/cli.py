@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperOption
 
 from selfnas.errors import SelfnasError
 from selfnas.registry import Registry
@@ -34,33 +34,73 @@ console = Console()
 
 Opt = typer.Option
 
-#: the defaults of the config keys behind options whose CLI default is "not given" (None): shown in
-#: ``--help``. This module stays free of the config import (``--help`` answers at once), so
-#: tests/test_cli.py checks these against selfnas.config.
-HELP_DEFAULTS = {
-    "data.name": "fashion-mnist",
-    "method.name": "simsiam",
-    "model.backbone": "resnet_small",
-    "optim.epochs": "10",
-    "optim.batch_size": "256",
-    "optim.lr": "per method: simsiam 0.05, simclr 0.3, moco 0.06, byol 0.06",
-    "run.seed": "0",
-    "run.device": "auto",
-    "search.trials": "20",
-    "search.score": "view_retrieval",
-    "search.n_workers": "1",
-    "search.storage": "sqlite in the run directory",
-    "search.study_name": "selfnas",
-    "study.space": "resnet-variants",
-    "study.archs": "8",
-    "study.pretrain_on": "source",
-    "study.limit": "all",
-}
+#: The config key each command's flags set. A flag the user typed becomes ``key=value``, applied
+#: after --config and --set: defaults < --config < --set < typed flags. A flag not typed is None and
+#: sets nothing; ``--help`` shows its default as the config schema holds it (:class:`_ConfigCommand`).
+TRAIN_KEYS = {
+    "data": "data.name", "data_root": "data.root", "download": "data.download",
+    "train_limit": "data.train_limit", "method": "method.name", "backbone": "model.backbone",
+    "epochs": "optim.epochs", "batch_size": "optim.batch_size", "lr": "optim.lr", "seed": "run.seed",
+    "device": "run.device", "compile": "run.compile",
+}  # fmt: skip
 
 
-def _help(text: str, key: str | None = None, default: str | None = None) -> str:
-    """``text`` with the default of a config-backed option: ``"images per step  [default: 256]"``."""
-    return f"{text}  [default: {default if default is not None else HELP_DEFAULTS[str(key)]}]"
+def _under(section: str, *flags: str) -> dict[str, str]:
+    return {flag: f"{section}.{flag}" for flag in flags}
+
+
+FLAG_KEYS: dict[str, dict[str, str]] = {
+    "train": TRAIN_KEYS,
+    "train --supervised": {**TRAIN_KEYS, **_under("supervised", "epochs", "batch_size", "lr")},
+    "search": {**TRAIN_KEYS, **_under("search", "space", "strategy", "order", "trials", "score", "storage",
+                                      "study_name", "n_workers")},
+    "study": {**TRAIN_KEYS, **_under("study", "space", "archs", "scenarios", "user_scenarios", "source",
+                                     "pretrain_on", "limit", "data_root")},
+    "table": {"threads": "run.threads", **_under("table", "space", "archs", "seeds", "seeded_archs")},
+    "finetune": {"labels": "finetune.labels"},  # --data and --labels go to the API, which applies them last
+}  # fmt: skip
+
+
+def _typed(command: str, **flags: object) -> list[str]:
+    """The overrides of the flags the user typed (None: not typed) under ``FLAG_KEYS[command]``:
+    ``_typed("search", order=2, space=None) == ["search.order=2"]``; append them after --set."""
+    from selfnas.config import typed_overrides
+
+    keys = FLAG_KEYS[command]
+    return typed_overrides({keys[name]: value for name, value in flags.items()})
+
+
+def _schema_defaults(command: str) -> dict[str, object]:
+    """The defaults of the keys a command's flags set, flat: ``{"optim.epochs": 10.0, ...}``; a
+    study's or table's own keys under ``study.`` / ``table.``, their training keys plain.
+
+    Read when help is shown, not when this module is imported: selfnas.config costs about 0.1 s
+    (pydantic, no torch), but the study and table schemas live beside code that imports torch
+    (about 3 s), and no command should pay for help it does not show."""
+    from selfnas.config import TrainConfig
+    from selfnas.methods import METHOD_RECORDS
+
+    own: dict[str, Any] = {}
+    if command == "study":
+        from selfnas.studies.plan import StudyConfig
+
+        own = StudyConfig().model_dump(mode="json")
+    elif command == "table":
+        from selfnas.studies.tables import TableConfig
+
+        own = TableConfig().model_dump(mode="json")
+    train = own.pop("train", TrainConfig(search={}, supervised={}, finetune={}).model_dump(mode="json"))
+    flat = {f"{section}.{k}": v for section, keys in train.items() for k, v in (keys or {}).items()}
+    flat.update({f"{command}.{k}": v for k, v in own.items()})
+    if flat["optim.lr"] is None:
+        per_method = ", ".join(f"{m.name} {m.base_lr:g}" for m in METHOD_RECORDS.values())
+        flat["optim.lr"] = "per method: " + per_method
+    return flat
+
+
+def _help(text: str, default: str) -> str:
+    """``text`` with a default that the config schema does not hold: ``"... [default: all]"``."""
+    return f"{text}  [default: {default}]"
 
 
 class _Command(TyperCommand):
@@ -71,6 +111,22 @@ class _Command(TyperCommand):
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
 
+class _ConfigCommand(_Command):
+    """A command whose flags set config keys (``FLAG_KEYS[name]``): its ``--help`` shows each
+    flag's default from the config schema, unless the flag's help names another."""
+
+    def get_help(self, ctx: typer.Context) -> str:
+        keys, defaults = FLAG_KEYS[str(self.name)], _schema_defaults(str(self.name))
+        for param in self.params:
+            value = defaults.get(keys.get(str(param.name), ""))
+            if value is None or not isinstance(param, TyperOption) or "[default:" in (param.help or ""):
+                continue
+            if isinstance(value, bool) and param.secondary_opts:  # --compile / --no-compile
+                value = (param.opts if value else param.secondary_opts)[0].lstrip("-")
+            param.help = f"{param.help}  [default: {f'{value:g}' if isinstance(value, float) else value}]"
+        return super().get_help(ctx)
+
+
 # -- options shared by train, search and study, each declared once -------------------------------
 # An alias where every command words the option alike; a function of the words that differ otherwise.
 
@@ -79,11 +135,10 @@ DataRootOpt = Annotated[
     str | None, Opt(help=_help("folder holding the dataset files", default="the dataset's standard place"))
 ]
 TrainLimitOpt = Annotated[int | None, Opt(help=_help("use at most this many training images", default="all"))]
-BackboneOpt = Annotated[
-    str | None, Opt(help=_help("backbone name (see `selfnas backbones`)", "model.backbone"))
-]
-BatchSizeOpt = Annotated[int | None, Opt(help=_help("images per step", "optim.batch_size"))]
-DeviceOpt = Annotated[str | None, Opt(help=_help("auto | cpu | cuda[:N]", "run.device"))]
+MethodOpt = Annotated[str | None, Opt(help="simsiam | simclr | moco | byol")]
+BackboneOpt = Annotated[str | None, Opt(help="backbone name (see `selfnas backbones`)")]
+BatchSizeOpt = Annotated[int | None, Opt(help="images per step")]
+DeviceOpt = Annotated[str | None, Opt(help="auto | cpu | cuda[:N]")]
 QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="no progress bar; plain log lines")]
 
 
@@ -96,19 +151,15 @@ def _data(note: str = "") -> typer.models.OptionInfo:
         "dataset or scenario: fashion-mnist, digits, cifar10, fashion-rotated, imagefolder:PATH, npy:PATH, "
         "or your folder as a scenario: NAME=imagefolder:PATH"
     )
-    return Opt(help=_help(listed + (f" ({note})" if note else ""), "data.name"))
+    return Opt(help=listed + (f" ({note})" if note else ""))
 
 
-def _method(default: str = "") -> typer.models.OptionInfo:
-    return Opt(help=_help("simsiam | simclr | moco | byol", "method.name", default or None))
-
-
-def _epochs(what: str, default: str = "") -> typer.models.OptionInfo:
-    return Opt(help=_help(f"{what} epochs (fractions allowed)", "optim.epochs", default or None))
+def _epochs(what: str) -> typer.models.OptionInfo:
+    return Opt(help=f"{what} epochs (fractions allowed)")
 
 
 def _seed(of: str = "") -> typer.models.OptionInfo:
-    return Opt(help=_help("random seed" + (f" of {of}" if of else ""), "run.seed"))
+    return Opt(help="random seed" + (f" of {of}" if of else ""))
 
 
 def _set(example: str, keys: str = "any config key") -> typer.models.OptionInfo:
@@ -123,45 +174,22 @@ def _overwrite(what: str = "an existing run") -> typer.models.OptionInfo:
     return Opt(help=f"replace {what} in --out")
 
 
-def _train_overrides(**flags: object) -> list[str]:
-    mapping = {
-        "data": "data.name",
-        "data_root": "data.root",
-        "download": "data.download",
-        "train_limit": "data.train_limit",
-        "method": "method.name",
-        "backbone": "model.backbone",
-        "epochs": "optim.epochs",
-        "batch_size": "optim.batch_size",
-        "lr": "optim.lr",
-        "seed": "run.seed",
-        "device": "run.device",
-        "compile": "run.compile",
-    }
-    out = []
-    for key, value in flags.items():
-        if value is None or value is False:
-            continue
-        out.append(f"{mapping[key]}={json.dumps(value) if isinstance(value, str) else value}")
-    return out
-
-
-@app.command()
+@app.command(cls=_ConfigCommand)
 def train(
     config: ConfigOpt = None,
     out: Annotated[Path | None, _out("train")] = None,
     data: Annotated[str | None, _data()] = None,
     data_root: DataRootOpt = None,
-    download: Annotated[bool, Opt(help="let torchvision datasets download (needs internet)")] = False,
+    download: Annotated[bool | None, Opt(help="let torchvision datasets download (needs internet)")] = None,
     train_limit: TrainLimitOpt = None,
-    method: Annotated[str | None, _method()] = None,
+    method: MethodOpt = None,
     backbone: BackboneOpt = None,
     epochs: Annotated[float | None, _epochs("training")] = None,
     batch_size: BatchSizeOpt = None,
-    lr: Annotated[float | None, Opt(help=_help("base learning rate per 256 images", "optim.lr"))] = None,
+    lr: Annotated[float | None, Opt(help="base learning rate per 256 images")] = None,
     seed: Annotated[int | None, _seed()] = None,
     device: DeviceOpt = None,
-    compile: Annotated[bool, Opt("--compile/--no-compile", help="torch.compile the model")] = False,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the model")] = None,
     set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
     genotype: Annotated[
         Path | None, Opt(help="genotype.json of found heads: pretrain them from scratch")
@@ -182,15 +210,13 @@ def train(
     with --supervised, train it from scratch with labels and report val and test accuracy."""
     from selfnas.config import build_config  # validate before the heavy torch imports
 
-    flags = dict(data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
-                 backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                 compile=compile)  # fmt: skip
-    named = _train_overrides(**flags)
-    if supervised:  # the budget flags set the supervised phase's budget
-        moved = {"optim.epochs": "supervised.epochs", "optim.batch_size": "supervised.batch_size",
-                 "optim.lr": "supervised.lr"}  # fmt: skip
-        named = [moved.get(o.split("=", 1)[0], o.split("=", 1)[0]) + "=" + o.split("=", 1)[1] for o in named]
-    overrides = list(set_ or []) + named  # named flags win over --set
+    typed = _typed(
+        "train --supervised" if supervised else "train",  # the budget flags set the supervised budget
+        data=data, data_root=data_root, download=download, train_limit=train_limit, method=method,
+        backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        compile=compile,
+    )  # fmt: skip
+    overrides = [*(set_ or []), *typed]
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import train as api_train
     from selfnas.api import train_supervised, with_genotype
@@ -217,49 +243,41 @@ def train(
         )
 
 
-@app.command()
+@app.command(cls=_ConfigCommand)
 def search(
     space: Annotated[
-        str,
+        str | None,
         Opt(help="heads (NASiam) | cells (DARTS / CSNAS) | resnet-variants | mobilenet-variants (studies)"),
-    ] = "heads",
-    strategy: Annotated[
-        str, Opt(help="darts (heads, cells) | tpe | random | evolution (cells and the variant spaces)")
-    ] = "darts",
-    trials: Annotated[
-        int | None, Opt(help=_help("tpe/random/evolution: trials in the study", "search.trials"))
     ] = None,
+    strategy: Annotated[
+        str | None, Opt(help="darts (heads, cells) | tpe | random | evolution (cells and the variant spaces)")
+    ] = None,
+    trials: Annotated[int | None, Opt(help="tpe/random/evolution: trials in the study")] = None,
     score: Annotated[
         str | None,
         Opt(
-            help=_help(
-                "trial score: a label-free score, e.g. rankme_normalized, lidar, "
-                "naswot (zero-cost: no training), params; knn is supervised",
-                "search.score",
-            )
+            help="trial score: a label-free score, e.g. rankme_normalized, lidar, "
+            "naswot (zero-cost: no training), params; knn is supervised"
         ),
     ] = None,
     storage: Annotated[
         str | None,
         Opt(
             help=_help(
-                "study storage: postgresql://... (machines), journal:FILE (processes)", "search.storage"
+                "study storage: postgresql://... (machines), journal:FILE (processes)",
+                default="sqlite in the run directory",
             )
         ),
     ] = None,
-    study_name: Annotated[
-        str | None, Opt(help=_help("name of the shared study to join in --storage", "search.study_name"))
-    ] = None,
-    n_workers: Annotated[
-        int | None, Opt(help=_help("local worker processes for the study", "search.n_workers"))
-    ] = None,
-    order: Annotated[int, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = 1,
+    study_name: Annotated[str | None, Opt(help="name of the shared study to join in --storage")] = None,
+    n_workers: Annotated[int | None, Opt(help="local worker processes for the study")] = None,
+    order: Annotated[int | None, Opt(help="DARTS order: 1 (first) or 2 (unrolled)")] = None,
     config: ConfigOpt = None,
     out: Annotated[Path | None, _out("search")] = None,
     data: Annotated[str | None, _data("unlabeled is fine")] = None,
     data_root: DataRootOpt = None,
     train_limit: TrainLimitOpt = None,
-    method: Annotated[str | None, _method()] = None,
+    method: MethodOpt = None,
     backbone: BackboneOpt = None,
     epochs: Annotated[float | None, _epochs("search")] = None,
     batch_size: BatchSizeOpt = None,
@@ -273,17 +291,12 @@ def search(
     """Search an architecture without labels; writes genotype.json (retrain it with `train --genotype`)."""
     from selfnas.config import build_config
 
-    overrides = (
-        list(set_ or [])
-        + [f"search.space={space}", f"search.strategy={strategy}", f"search.order={order}"]
-        + [f"search.{k}={v}" for k, v in {"trials": trials, "score": score, "storage": storage,
-                                           "study_name": study_name, "n_workers": n_workers}.items()
-           if v is not None]
-        + _train_overrides(
-            data=data, data_root=data_root, train_limit=train_limit, method=method, backbone=backbone,
-            epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-        )
+    typed = _typed(
+        "search", space=space, strategy=strategy, order=order, trials=trials, score=score, storage=storage,
+        study_name=study_name, n_workers=n_workers, data=data, data_root=data_root, train_limit=train_limit,
+        method=method, backbone=backbone, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
     )  # fmt: skip
+    overrides = [*(set_ or []), *typed]
     cfg = None if resume else build_config(config, overrides)
     from selfnas.api import search as api_search
 
@@ -329,21 +342,16 @@ def search(
     _next_steps(*lines, *steps)
 
 
-@app.command()
+@app.command(cls=_ConfigCommand)
 def study(
     space: Annotated[
         str | None,
         Opt(
-            help=_help(
-                "macro space, or several comma-separated, ranked together: resnet-variants | "
-                "mobilenet-variants | resnet-variants,mobilenet-variants",
-                "study.space",
-            )
+            help="macro space, or several comma-separated, ranked together: resnet-variants | "
+            "mobilenet-variants | resnet-variants,mobilenet-variants"
         ),
     ] = None,
-    archs: Annotated[
-        int | None, Opt(help=_help("architectures sampled from each space (plus the default)", "study.archs"))
-    ] = None,
+    archs: Annotated[int | None, Opt(help="architectures sampled from each space (plus the default)")] = None,
     scenarios: Annotated[
         str | None, Opt(help=_help("comma-separated scenarios to probe", default="the offline ones"))
     ] = None,
@@ -360,18 +368,15 @@ def study(
         str | None, Opt(help=_help("source scenario", default="the first of --scenarios"))
     ] = None,
     pretrain_on: Annotated[
-        str | None,
-        Opt(
-            help=_help(
-                "source: pretrain once on the source | scenario: on each scenario", "study.pretrain_on"
-            )
-        ),
+        str | None, Opt(help="source: pretrain once on the source | scenario: on each scenario")
     ] = None,
-    method: Annotated[str | None, _method("simclr, temperature 0.5")] = None,
-    epochs: Annotated[float | None, _epochs("pretraining", "1 per architecture")] = None,
+    method: MethodOpt = None,
+    epochs: Annotated[
+        float | None, Opt(help="pretraining epochs of each architecture (fractions allowed)")
+    ] = None,
     seed: Annotated[int | None, _seed("the sampling, the training and the probes")] = None,
     limit: Annotated[
-        int | None, Opt(help=_help("use at most this many images per scenario split", "study.limit"))
+        int | None, Opt(help=_help("use at most this many images per scenario split", default="all"))
     ] = None,
     data_root: DataRootOpt = None,
     device: DeviceOpt = None,
@@ -393,14 +398,13 @@ def study(
     base = None
     if resume and out is not None and (plan := read_plan(out)) is not None:
         base = plan.config.model_dump(mode="json")  # flags given now must agree with it
-    options = {
-        "space": space, "archs": archs, "source": source, "pretrain_on": pretrain_on,
-        "scenarios": None if scenarios is None else [s.strip() for s in scenarios.split(",") if s.strip()],
-        "limit": limit, "data_root": data_root,
-        "user_scenarios": parse_scenario_definitions(scenario) if scenario else None,
-    }  # fmt: skip
-    train = _train_overrides(method=method, epochs=epochs, seed=seed, device=device)
-    cfg = build_study_config(base, options, list(set_ or []), train)
+    typed = _typed(
+        "study", space=space, archs=archs, source=source, pretrain_on=pretrain_on, limit=limit,
+        scenarios=None if scenarios is None else [s.strip() for s in scenarios.split(",") if s.strip()],
+        user_scenarios=parse_scenario_definitions(scenario) if scenario else None, data_root=data_root,
+        method=method, epochs=epochs, seed=seed, device=device,
+    )  # fmt: skip
+    cfg = build_study_config(base, overrides=[*(set_ or []), *typed])
     from selfnas.api import default_run_dir
     from selfnas.api import study as api_study
 
@@ -423,19 +427,21 @@ def study(
     )
 
 
-@app.command()
+@app.command(cls=_ConfigCommand)
 def table(
-    space: Annotated[str, Opt(help="heads | cells | resnet-variants")] = "heads",
+    space: Annotated[str | None, Opt(help="heads | cells | resnet-variants")] = None,
     out: Annotated[Path | None, _out("table", "table")] = None,
     export: Annotated[
         Path | None, Opt(help=_help("JSON Lines file of the finished rows", default="OUT/table.jsonl"))
     ] = None,
-    archs: Annotated[int, Opt(help="architectures sampled from the space (plus the default)")] = 40,
-    seeds: Annotated[int, Opt(help="seeds of the first --seeded-archs architectures")] = 3,
-    seeded_archs: Annotated[int, Opt(help="architectures (default first) trained with every seed")] = 10,
+    archs: Annotated[int | None, Opt(help="architectures sampled from the space (plus the default)")] = None,
+    seeds: Annotated[int | None, Opt(help="seeds of the first --seeded-archs architectures")] = None,
+    seeded_archs: Annotated[
+        int | None, Opt(help="architectures (default first) trained with every seed")
+    ] = None,
     threads: Annotated[
         int | None,
-        Opt(help=_help("torch threads of this process (run several on one table)", default="run.threads")),
+        Opt(help=_help("torch threads of this process (several on one table)", default="by free cores")),
     ] = None,
     limit: Annotated[int | None, Opt(help="stop after building this many rows")] = None,
     set_: Annotated[
@@ -448,13 +454,13 @@ def table(
     processes at once) to continue."""
     from selfnas.studies.tables import build_table_config
 
-    cfg = build_table_config(
-        {"space": space, "archs": archs, "seeds": seeds, "seeded_archs": seeded_archs}, list(set_ or [])
-    )
+    typed = _typed("table", space=space, archs=archs, seeds=seeds, seeded_archs=seeded_archs, threads=threads)
+    cfg = build_table_config(overrides=[*(set_ or []), *typed])
     from selfnas.api import default_run_dir
     from selfnas.api import table as api_table
 
-    out = out if out is not None else default_run_dir(f"table-{space}")
+    out = out if out is not None else default_run_dir(f"table-{cfg.space}")
+    threads = cfg.train.run.threads  # --threads or --set run.threads
     result = api_table(cfg, out, export=export, threads=threads, limit=limit, quiet=quiet, argv=sys.argv)
     _next_steps(
         f"{result['finished']} of {result['rows']} rows finished ({result['built']} new): {result['export']}",
@@ -528,15 +534,13 @@ def quickstart(
     )
 
 
-@app.command(cls=_Command)
+@app.command(cls=_ConfigCommand)
 def finetune(
     run_dir: Annotated[
         Path, typer.Argument(help="SSL run whose pretrained backbone is fine-tuned", metavar="RUN_DIR")
     ],
     data: Annotated[str | None, Opt(help=_help("labeled dataset or scenario", default="the run's"))] = None,
-    labels: Annotated[
-        str | None, Opt(help=_help("labels used: a share (1%, 10%, 100%) or N per class", default="10%"))
-    ] = None,
+    labels: Annotated[str | None, Opt(help="labels used: a share (1%, 10%, 100%) or N per class")] = None,
     out: Annotated[Path | None, _out("finetune")] = None,
     set_: Annotated[list[str] | None, _set("finetune.epochs=10", "a finetune or data key")] = None,
     resume: Annotated[bool, _resume("fine-tuning")] = False,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -469,6 +471,13 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: {part} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def typed_overrides(values: Mapping[str, object]) -> list[str]:
+    """``key=value`` overrides of the values a user typed, None meaning "not typed" (it sets
+    nothing): ``{"search.order": 2, "data.name": None} -> ["search.order=2"]``. Apply them after
+    ``--set``: defaults < config file < ``--set`` < typed flags."""
+    return [f"{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
 
 
 def build_config(

@@ -143,15 +143,14 @@ def build_study_config(
     base: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
-    train_options: list[str] | tuple[str, ...] = (),
 ) -> StudyConfig:
-    """``base`` (a saved plan's config, or nothing) -> study ``options`` that are not None ->
-    ``overrides`` (``optim.lr=0.1`` for the training config, ``study.space_kwargs={...}`` for the
-    study's own keys) -> named training flags (``train_options``, same form) -> a validated
+    """``base`` (a saved plan's config, or nothing) -> ``overrides`` (``optim.lr=0.1`` for the
+    training config, ``study.space_kwargs={...}`` for the study's own keys; the CLI's typed flags
+    come last among them) -> study ``options`` that are not None (typed too) -> a validated
     :class:`StudyConfig`; errors are one line."""
     data: dict[str, Any] = json.loads(json.dumps(base or {}))
     train = data.setdefault("train", study_train_defaults())
-    for override in [*overrides, *train_options]:
+    for override in overrides:
         key = override.strip()
         if key.startswith("data."):
             raise ConfigError(

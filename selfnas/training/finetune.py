@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from selfnas.config import TrainConfig, build_config
+from selfnas.config import TrainConfig, build_config, typed_overrides
 from selfnas.data.label_subset import LabelSubset, label_subset
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError
@@ -31,7 +31,6 @@ from selfnas.training.probe_head import init_head_from_probe
 from selfnas.training.supervised import SupervisedTrainer, labeled_splits
 
 LABELS_FILE = "label_subset.json"
-DEFAULT_LABELS = "10%"
 
 
 def finetune_config(
@@ -43,13 +42,12 @@ def finetune_config(
 ) -> TrainConfig:
     """The config of a fine-tuning of the run at ``source`` (whose config is ``source_config``): its
     backbone, data (``data`` names another labeled dataset of the same image channels) and run
-    settings, a ``finetune`` section with ``labels`` (default 10%), then ``overrides``."""
+    settings, a ``finetune`` section, then ``overrides``, then ``data`` and ``labels`` where given (as
+    typed flags: they win over ``--set``)."""
     base = source_config.model_dump(mode="json")
-    base.update(search=None, supervised=None)
-    base["finetune"] = {"source": str(source), "labels": DEFAULT_LABELS if labels is None else labels}
-    if data is not None:
-        base["data"]["name"] = data
-    return build_config(base=base, overrides=overrides)
+    base.update(search=None, supervised=None, finetune={"source": str(source)})
+    typed = typed_overrides({"data.name": data, "finetune.labels": labels})
+    return build_config(base=base, overrides=[*overrides, *typed])
 
 
 def check_resume(config: TrainConfig, source: str | Path, data: str | None, labels: str | int | None) -> None:
