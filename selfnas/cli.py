@@ -58,6 +58,7 @@ FLAG_KEYS: dict[str, dict[str, str]] = {
                                      "pretrain_on", "limit", "data_root")},
     "table": {"threads": "run.threads", **_under("table", "space", "archs", "seeds", "seeded_archs")},
     "finetune": {"labels": "finetune.labels"},  # --data and --labels go to the API, which applies them last
+    "quickstart": {"space": "search.space"},
 }  # fmt: skip
 
 
@@ -477,23 +478,78 @@ def table(
 @app.command()
 def quickstart(
     out: Annotated[Path, Opt("--out", "-o", help="pipeline directory")] = Path("runs/quickstart"),
+    space: Annotated[
+        str | None,
+        Opt(
+            help="heads (the NASiam head search; the embedded default) | cells (label-free backbone "
+            "search, as CSNAS) | resnet-variants (per-target ResNet search)"
+        ),
+    ] = None,
     config: Annotated[
         Path | None, Opt("--config", "-c", help=_help("config file", default="the embedded one"))
     ] = None,
-    search_epochs: Annotated[float, Opt(help="epochs of the head search")] = 2.0,
+    search_epochs: Annotated[float, Opt(help="--space heads: epochs of the head search")] = 2.0,
     set_: Annotated[list[str] | None, _set("optim.lr=0.1")] = None,
     overwrite: Annotated[bool, Opt(help="start again from scratch")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The main job on the embedded default (Fashion-MNIST, CPU, minutes): SimSiam head search ->
-    pretrain the found and the hand-crafted heads at equal budget -> kNN + linear probe -> report.
+    """The main job on the embedded default (Fashion-MNIST, CPU, minutes): a label-free backbone
+    search -> pretrain the find, the hand-crafted default at equal feature width and a random
+    architecture of the space at equal budget -> kNN + linear probe -> both verdicts -> report.
     Run it again to resume after a kill."""
     from importlib.resources import files
 
     from selfnas.config import build_config
 
-    path = config or Path(str(files("selfnas") / "configs" / "quickstart.yaml"))
-    cfg = build_config(path, list(set_ or []))
+    if space not in (None, "cells", "resnet-variants", "heads"):
+        raise SelfnasError(f"--space {space}: pick cells, resnet-variants or heads")
+    embedded = "quickstart_backbone.yaml" if space in ("cells", "resnet-variants") else "quickstart.yaml"
+    path = config or Path(str(files("selfnas") / "configs" / embedded))
+    cfg = build_config(path, list(set_ or []) + _typed("quickstart", space=space))
+    if cfg.search is None or cfg.search.space == "heads":
+        _quickstart_heads(cfg, out, search_epochs, overwrite, quiet)
+    else:
+        _quickstart_backbone(cfg, out, overwrite, quiet)
+    from selfnas.report.write import write_report
+
+    html, _ = write_report(out)
+    found = "found" if (out / "found").exists() else "search"
+    _next_steps(
+        f"results: {out / 'summary.json'}",
+        f"report:  {html}",
+        f"selfnas export {out}/{found} --out {out}/export      # the found model for use without selfnas",
+    )
+
+
+def _quickstart_backbone(cfg: Any, out: Path, overwrite: bool, quiet: bool) -> None:
+    from selfnas.pipeline import compare_backbones
+
+    summary = compare_backbones(cfg, out, overwrite=overwrite, quiet=quiet)
+    title = (
+        f"{summary['method']} on {summary['data']}: found vs default vs random backbone (held-out, one seed)"
+    )
+    table = Table(title=title)
+    table.add_column("backbone")
+    for split in ("val", "test"):
+        table.add_column(f"kNN {split}", justify="right")
+        table.add_column(f"linear {split}", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("FLOPs", justify="right")
+    labels = {"found": f"found ({summary['space']} search)", "default": "hand-crafted, equal width",
+              "random": "random of the space"}  # fmt: skip
+    for name, label in labels.items():
+        row = summary[name]
+        cells = [percent(row[probe].get(split)) for split in ("val", "test") for probe in ("knn", "linear")]
+        table.add_row(label, *cells, f"{row['params']:,}", f"{row['flops'] / 1e6:.1f}M")
+    console.print(table)
+    for key in ("default", "random"):
+        if summary["verdict"].get(key):
+            console.print(
+                f"verdict: {summary['verdict'][key]}", soft_wrap=True, markup=False, highlight=False
+            )
+
+
+def _quickstart_heads(cfg: Any, out: Path, search_epochs: float, overwrite: bool, quiet: bool) -> None:
     from selfnas.pipeline import compare_heads
 
     summary = compare_heads(cfg, out, search_epochs=search_epochs, overwrite=overwrite, quiet=quiet)
@@ -524,14 +580,6 @@ def quickstart(
         console.print(
             f"warning: {summary['decision_warning']}", soft_wrap=True, markup=False, highlight=False
         )
-    from selfnas.report.write import write_report
-
-    html, _ = write_report(out)
-    _next_steps(
-        f"results: {out / 'summary.json'}",
-        f"report:  {html}",
-        f"selfnas export {out}/found --out {out}/export      # the found model for use without selfnas",
-    )
 
 
 @app.command(cls=_ConfigCommand)

@@ -153,11 +153,12 @@ class SearchConfig(_Strict):
     min_epochs: int = Field(1, ge=1, description="halving / hyperband: epochs before a trial can be pruned")
     startup_trials: int = Field(5, ge=0, description="TPE: random trials before modelling")
     screen: int = Field(
-        40,
+        0,
         ge=0,
         le=100000,
         description="tpe/random/evolution: random candidates scored at initialisation (no training) "
-        "before the first trial; the best search.screen_keep are the study's first trials (0: off)",
+        "before the first trial; the best search.screen_keep are the study's first trials (0: off; "
+        "quickstart and benchmarks/search_vs_random.py use 24-40)",
     )
     screen_keep: int = Field(2, ge=1, description="screened candidates that become the first trials")
     max_params: int | None = Field(
