@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from tests.conftest import TINY, run_cli, set_args
 
 GENOTYPE_HEAD = '{"format": "selfnas-genotype", "version": 1, "space": "heads", "method": "simsiam", '
-CELLS = ["search.cell_width=4", "search.screen=0", "search.cell_layers=3", "search.nodes=2", "search.trials=2",
+CELLS = ["search.cell_width=4", "search.cell_layers=3", "search.nodes=2", "search.trials=2",
          "search.trial_epochs=1"]  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
 
-STUDY = ["search.strategy=random", "search.screen=0", "search.trials=2", "search.trial_epochs=1", "search.pruner=none",
+STUDY = ["search.strategy=random", "search.trials=2", "search.trial_epochs=1", "search.pruner=none",
          "search.score=rankme", "search.probe_limit=300", "optim.epochs=1"]  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("single_thread")

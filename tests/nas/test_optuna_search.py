@@ -20,7 +20,7 @@ from selfnas.nas.strategies.optuna_search import suggest_cells
 from selfnas.nas.strategies.study_ledger import Ledger
 from selfnas.nas.strategies.trial_scores import TrialTrainer
 
-CELLS = ["search.space=cells", "search.screen=0", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
+CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=2"]  # fmt: skip
 
 

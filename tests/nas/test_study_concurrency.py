@@ -15,7 +15,7 @@ from selfnas.io import read_jsonl
 
 SHORT = ["data.train_limit=256", "optim.batch_size=32", "optim.epochs=1", "search.space=cells",
          "search.nodes=1", "search.cell_width=2", "search.cell_layers=3", "search.trial_epochs=0.15",
-         "search.pruner=none", "search.label_eval=false", "search.strategy=random", "search.screen=0", "search.trials=100",
+         "search.pruner=none", "search.label_eval=false", "search.strategy=random", "search.trials=100",
          "search.n_workers=4", "run.checkpoint_every=1000"]  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from selfnas.nas.strategies.optuna_search import (
 from selfnas.rundir import RunDir
 from tests.conftest import REPO, set_args
 
-CELLS = ["search.space=cells", "search.screen=0", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
+CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=1", "search.pruner=none", "search.label_eval=false"]  # fmt: skip
 
 pytestmark = [

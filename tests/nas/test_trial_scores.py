@@ -13,7 +13,7 @@ from selfnas.nas.scoring import DIRECTION
 from selfnas.nas.strategies.trial_scores import AT_INIT, LABEL_FREE, TrialTrainer
 from selfnas.rundir import RunDir
 
-CELLS = ["search.space=cells", "search.screen=0", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
+CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=1", "search.pruner=none", "search.probe_limit=300"]  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("single_thread")
