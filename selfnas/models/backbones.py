@@ -23,6 +23,7 @@ from selfnas.models.cell_genotype import CellGenotype
 from selfnas.models.cells import CellNetwork
 from selfnas.models.genotype import load_genotype
 from selfnas.models.macro_genotype import MobileNetVariantGenotype, ResNetVariantGenotype
+from selfnas.models.pointwise import StridedPointwiseConv
 from selfnas.models.variants import MobileNetVariant, ResNetVariant, variant_from_config
 from selfnas.registry import Registry
 
@@ -74,9 +75,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+            self.shortcut = nn.Sequential(StridedPointwiseConv(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # N x Cin x H x W
         y = self.relu(self.bn1(self.conv1(x)))  # N x Cout x H/s x W/s

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfnas.errors import GenotypeError
+from selfnas.models.pointwise import StridedPointwiseConv
 from selfnas.registry import Registry
 
 CellOpFactory = Callable[[int, int, bool], nn.Module]
@@ -96,8 +97,8 @@ class FactorizedReduce(nn.Module):
     def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = StridedPointwiseConv(c_in, c_out // 2, 2)
+        self.conv_2 = StridedPointwiseConv(c_in, c_out - c_out // 2, 2)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # N x C_in x H x W

@@ -47,6 +47,7 @@ from selfnas.models.macro_genotype import (
     MobileNetVariantGenotype,
     ResNetVariantGenotype,
 )
+from selfnas.models.pointwise import StridedPointwiseConv
 
 BOTTLENECK_EXPANSION = 4
 #: (expansion t, channels c, stride s) per MobileNetV2 stage; small has a quarter of the widths
@@ -57,10 +58,12 @@ MOBILENET_SHAPE = {"full": (32, 2, 1280, 8), "small": (8, 1, 320, 4)}
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch),
+    conv = (
+        StridedPointwiseConv(in_ch, out_ch, stride)
+        if kernel == 1 and groups == 1
+        else nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
     )
+    return nn.Sequential(conv, nn.BatchNorm2d(out_ch))
 
 
 def _init(net: nn.Module) -> None:
