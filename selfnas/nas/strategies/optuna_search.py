@@ -32,9 +32,7 @@ import torch
 from selfnas.config import SearchConfig, TrainConfig
 from selfnas.errors import ConfigError, SelfnasError, TrainingError
 from selfnas.eval.correlation import score_correlations
-from selfnas.eval.zero_cost import flops_per_image, param_count
 from selfnas.io import atomic_write_json, read_jsonl, write_jsonl
-from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import genotype_from_json, save_genotype
 from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
 from selfnas.nas.strategies.screening import (
@@ -43,6 +41,7 @@ from selfnas.nas.strategies.screening import (
     enqueue_screened,
     screen_candidates,
 )
+from selfnas.nas.strategies.size_cap import backbone_size, capped, over_cap
 from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
 from selfnas.nas.strategies.study_progress import LOG_FILE, StudyProgress, score_of, study_log
 from selfnas.nas.strategies.study_storage import last_reconnect, open_storage, shown_url, storage_url
@@ -235,7 +234,7 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
         genotype = space.suggest(trial)
         trial.set_user_attr("genotype", genotype.to_json())
         update = space.model_update(genotype)
-        if search.max_params is not None or search.max_flops is not None:
+        if capped(search):
             if not input_shape:  # C x H x W of the images (a worker process loads the data once)
                 images = (data if data is not None else load_config_data(config)).train.images
                 input_shape.extend(int(v) for v in images.shape[1:])
@@ -305,12 +304,9 @@ def _check_cap(
     ``search.trials`` nor among the pruned trials of the summary, so the study goes on sampling
     until it has its budget of candidates under the cap. After :data:`OVER_CAP_LIMIT` such
     candidates in a row it stops with a one-line error."""
-    backbone = create_backbone(update["backbone"], in_channels=input_shape[0], **update["backbone_kwargs"])
-    size = {"params": param_count(backbone), "flops": flops_per_image(backbone, input_shape)}
+    size = backbone_size(update, input_shape)
     trial.set_user_attr("backbone_size", size)
-    over = [f"{k} {size[k]:,} > search.max_{k} {cap:,}"
-            for k, cap in (("params", search.max_params), ("flops", search.max_flops))
-            if cap is not None and size[k] > cap]  # fmt: skip
+    over = over_cap(search, size)
     if not over:
         return
     reason = "over the cap: " + ", ".join(over)

@@ -27,16 +27,14 @@ from selfnas.config import TrainConfig
 from selfnas.errors import ConfigError
 from selfnas.eval.scores import alignment, uniformity
 from selfnas.eval.spectral import view_retrieval
-from selfnas.eval.zero_cost import flops_per_image, param_count
 from selfnas.io import read_jsonl, write_jsonl
-from selfnas.models.backbones import create_backbone
 from selfnas.nas.scoring import DIRECTION, EMBEDDING_SCORES, calibrated_copy, embedding_scores
+from selfnas.nas.strategies.size_cap import backbone_size, capped, over_cap
+from selfnas.nas.strategies.trial_scores import CALIBRATION_IMAGES, SCORE_IMAGES
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer, stream_seed
 
 SCREEN_FILE = "screen.jsonl"
-CALIBRATION_IMAGES = 1024  # as a trial's scores (trial_scores.CALIBRATION_IMAGES)
-SCORE_IMAGES = 2048
 OVER_CAP_DRAWS = 200  # draws over the cap in a row before the screening gives up
 #: scores of two views' backbone features, measured without the other scores' passes
 TWO_VIEW_SCORES = {"view_retrieval": view_retrieval, "alignment": alignment,
@@ -51,18 +49,6 @@ def check_screenable(config: TrainConfig) -> None:
             f"search.screen scores candidates by an embedding score; {search.score} is not one "
             "(set search.screen=0 or pick e.g. view_retrieval)"
         )
-
-
-def _over_cap(config: TrainConfig, update: dict[str, Any], shape: tuple[int, ...]) -> dict[str, int] | None:
-    search = config.search
-    assert search is not None
-    if search.max_params is None and search.max_flops is None:
-        return None
-    backbone = create_backbone(update["backbone"], in_channels=shape[0], **update["backbone_kwargs"])
-    size = {"params": param_count(backbone), "flops": flops_per_image(backbone, shape)}
-    over = any(cap is not None and size[k] > cap
-               for k, cap in (("params", search.max_params), ("flops", search.max_flops)))  # fmt: skip
-    return size if over else None
 
 
 def score_at_init(config: TrainConfig, data: Any, score: str) -> float:
@@ -123,7 +109,7 @@ def screen_candidates(
         trial = draws.ask()
         genotype = space.suggest(trial)
         update = space.model_update(genotype)
-        if _over_cap(config, update, shape) is not None:
+        if capped(search) and over_cap(search, backbone_size(update, shape)):
             over_in_row += 1
             if over_in_row >= OVER_CAP_DRAWS:
                 raise ConfigError(
