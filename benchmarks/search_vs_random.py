@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,9 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from selfnas.io import atomic_write_json
+from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.nas.scoring import DIRECTION
-from selfnas.studies.baselines import random_search_expectation
+from selfnas.studies.baselines import (
+    EQUAL_WIDTH_RULE,
+    against_random,
+    equal_compute_trainings,
+    equal_width_default,
+    feature_width,
+    in_top,
+    random_search_expectation,
+    search_epochs,
+)
 from selfnas.studies.simulate import (
     STRATEGIES,
     SimTable,
@@ -38,6 +48,7 @@ from selfnas.studies.simulate import (
     screen_cost,
 )
 from selfnas.studies.table_analysis import score_value
+from selfnas.studies.tables import Row, TableDir, ensure_rows, row_config
 
 SCORE = "view_retrieval"
 SPACES = ("cells", "resnet")
@@ -142,9 +153,6 @@ def per_arch_mean(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 def spent(study_dir: Path, trial_epochs: float, seconds_per_epoch: float) -> dict[str, float]:
     """The study's training epochs (pruned ones included) plus its screening in epochs."""
-    from selfnas.io import read_jsonl
-    from selfnas.studies.baselines import search_epochs
-
     trials = read_jsonl(study_dir / "trials.jsonl")
     screen = study_dir / "screen.jsonl"
     screen_s = sum(r.get("seconds") or 0.0 for r in read_jsonl(screen)) if screen.exists() else 0.0
@@ -168,19 +176,8 @@ def run_study(
     keep: int,
 ) -> dict[str, Any]:
     """One real study of the default search over the table's space, its find against the baselines."""
-    import statistics
-
     from study_vs_default import FOUND, REFERENCE, TRUTH, with_found
     from study_vs_default import run_study as run_search
-
-    from selfnas.studies.baselines import (
-        against_random,
-        equal_compute_trainings,
-        equal_width_default,
-        in_top,
-        random_search_expectation,
-    )
-    from selfnas.studies.tables import TableDir, ensure_rows
 
     table = TableDir(tables / space)
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
@@ -189,7 +186,9 @@ def run_study(
         plan, folder, keep, threads, study_seed, {"screen": screen, "screen_keep": keep}
     )
     extended = with_found(plan, study["genotype"])
-    found_dim = 4 * 4 * int(plan["config"]["space_kwargs"].get("width", 8)) if space == "cells" else None
+    found_dim = (
+        feature_width(row_config(extended, Row(FOUND, 0)).model.model_dump()) if space == "cells" else None
+    )
     if found_dim is not None:
         extended["archs"].append(
             {
@@ -200,9 +199,7 @@ def run_study(
             }
         )
     work = TableDir(folder)
-    from selfnas.io import atomic_write_json as write
-
-    write(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
+    atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
     data_box: dict[str, Any] = {}
     found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
     wide = (
@@ -263,7 +260,7 @@ def run_study(
                 "params": wide[0]["params"],
                 "flops": wide[0]["flops"],
                 **mean[WIDE_DEFAULT],
-                "rule": "resnet_small widened (every stage x2) to the find's feature width",
+                "rule": EQUAL_WIDTH_RULE,
             }
             if wide
             else None

@@ -22,6 +22,7 @@ the cells space, as CSNAS, or the ResNet variants)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,38 +59,18 @@ def compare_heads(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the three stages and return the comparison summary."""
-
     out = Path(out)
-    if out.exists() and overwrite:
-        for stage in STAGES:
-            if (out / stage).exists():
-                RunDir.prepare(out / stage, overwrite=True)
-    if out.exists() and any(out.iterdir()) and not (out / "pipeline.yaml").exists():
-        raise RunDirError(f"{out} exists and is not a selfnas pipeline; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "pipeline.yaml", config_to_yaml(config))
+    _open_pipeline(config, out, STAGES, overwrite)
     search_cfg = config.model_copy(
         update={"optim": config.optim.model_copy(update={"epochs": search_epochs}),
                 "run": config.run.model_copy(update={"eval_at_end": False})}
     )  # fmt: skip
-    stages: dict[str, TrainConfig | None] = {"search": search_cfg, "found": None, "hand": config}
-    for stage in STAGES:
-        state = _stage_state(out / stage)
-        if state == "done":
-            continue
-        if state == "evaluate":
-            evaluate(out / stage, device=config.run.device, quiet=quiet or None)
-            continue
-        resume = state == "resume"
-        if stage == "search":
-            api.search(None if resume else search_cfg, out=out / stage, resume=resume, quiet=quiet)
-        else:
-            cfg = stages[stage] or api.with_genotype(config, RunDir(out / "search").genotype)
-            api.train(None if resume else cfg, out=out / stage, resume=resume, quiet=quiet)
-        if stage != "search" and not (out / stage / "eval.json").exists():
-            evaluate(out / stage, device=config.run.device, quiet=quiet or None)
-    import json
-
+    device = config.run.device
+    _run_stage(out / "search", search_cfg, True, device, quiet)
+    _run_stage(
+        out / "found", api.with_genotype(config, RunDir(out / "search").genotype), False, device, quiet
+    )
+    _run_stage(out / "hand", config, False, device, quiet)
     results = {s: json.loads((out / s / "eval.json").read_text()) for s in ("found", "hand")}
     genotype = json.loads((RunDir(out / "search").genotype).read_text())
     summary: dict[str, Any] = {
@@ -188,10 +169,9 @@ def compare_backbones(
     config: TrainConfig, out: str | Path, overwrite: bool = False, quiet: bool = False
 ) -> dict[str, Any]:
     """Run (or resume) the label-free backbone search and its three-way comparison; the summary."""
-    from selfnas.models.backbones import create_backbone
     from selfnas.models.genotype import load_genotype
     from selfnas.nas.spaces.optuna_spaces import study_space
-    from selfnas.studies.baselines import equal_width_default
+    from selfnas.studies.baselines import equal_width_default, feature_width
 
     out = Path(out)
     search = config.search
@@ -208,11 +188,9 @@ def compare_backbones(
     _run_stage(out / "search", config.model_copy(update={"run": config.run.model_copy(
         update={"eval_at_end": False})}), True, device, quiet)  # fmt: skip
     found_update = space.model_update(load_genotype(RunDir(out / "search").genotype))
-    # the feature width does not depend on the input channels
-    width = create_backbone(found_update["backbone"], **found_update["backbone_kwargs"]).out_dim
     configs = {
         "found": with_model(found_update),
-        "default": with_model(equal_width_default(int(width))),
+        "default": with_model(equal_width_default(feature_width(found_update))),
         "random": with_model(space.model_update(random_genotype(config, out))),
     }
     for stage, cfg in configs.items():
@@ -222,9 +200,8 @@ def compare_backbones(
 
 def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
     """``summary.json`` of a finished backbone pipeline: the three sides and both verdicts."""
-    import json
-
     from selfnas.models.genotype import load_genotype
+    from selfnas.studies.baselines import EQUAL_WIDTH_RULE
 
     assert config.search is not None
     sides: dict[str, Any] = {}
@@ -253,7 +230,7 @@ def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
             "screen": study.get("screen"),
             "best_trial": study.get("best_trial"),
         },  # fmt: skip
-        "default_rule": "resnet_small widened (every stage alike) to the find's feature width",
+        "default_rule": EQUAL_WIDTH_RULE,
     }
     atomic_write_json(out / "summary.json", summary)
     return summary

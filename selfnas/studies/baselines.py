@@ -26,6 +26,7 @@ from selfnas.errors import SelfnasError
 #: the hand-crafted default backbone and the settings it is widened from
 DEFAULT_BACKBONE = "resnet_small"
 DEFAULT_WIDTH, DEFAULT_DEPTHS = 16, (1, 1, 1)
+EQUAL_WIDTH_RULE = f"{DEFAULT_BACKBONE} widened (every stage alike) to the find's feature width"
 
 
 def equal_compute_trainings(spent_epochs: float, epochs_per_training: float) -> float:
@@ -125,6 +126,14 @@ def against_random(found: float, population: Sequence[float]) -> dict[str, float
         "ri": relative_improvement(found, median),
         "n": int(len(population)),
     }
+
+
+def feature_width(update: Mapping[str, Any]) -> int:
+    """The features a model ``update``'s backbone gives the probe (its ``out_dim``; a fresh build,
+    whose width does not depend on the input channels)."""
+    from selfnas.models.backbones import create_backbone
+
+    return int(create_backbone(update["backbone"], **update["backbone_kwargs"]).out_dim)
 
 
 def equal_width_default(out_dim: int) -> dict[str, Any]:

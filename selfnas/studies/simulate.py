@@ -168,6 +168,13 @@ def _nearest(table: SimTable, codes: np.ndarray, seen: np.ndarray, rng: np.rando
     return int(rng.choice(ties))
 
 
+def _goodness(table: SimTable, arch: int, score: str, fidelity: str) -> float:
+    """``DIRECTION[score] * score`` of ``arch`` at ``fidelity`` (higher is better); -inf when not
+    measured or not finite, so such an architecture ranks last."""
+    value = DIRECTION[score] * score_value(table.rows[arch], score, fidelity)
+    return value if math.isfinite(value) else -math.inf
+
+
 def random_search(table: SimTable, trials: int, rng: np.random.Generator, first: Sequence[int] = ()) -> Trace:
     return [(float(t), i) for t, i in enumerate(_order(table, rng, first)[:trials], 1)]
 
@@ -304,9 +311,8 @@ def halving_search(
         for fidelity, epochs in HALVING_RUNGS:
             cost += len(alive) * (epochs - trained if resume else epochs) / table.epochs
             trained = epochs
-            good = [direction * score_value(table.rows[i], score, fidelity) for i in alive]
-            ranked = sorted(range(len(alive)), key=lambda j: -good[j] if math.isfinite(good[j]) else math.inf)
-            alive = [alive[j] for j in ranked[: math.ceil(len(alive) / eta)]]
+            alive = sorted(alive, key=lambda i: -_goodness(table, i, score, fidelity))
+            alive = alive[: math.ceil(len(alive) / eta)]
         for arch in alive:
             cost += (table.epochs - trained if resume else table.epochs) / table.epochs
             trace.append((cost, arch))
@@ -361,16 +367,14 @@ def screen_search(
     each = screen_cost(table, score) if cost is None else float(cost)
     spent = len(pool) * each
 
-    def good(i: int, fidelity: str) -> float:
-        value = direction * score_value(table.rows[i], score, fidelity)
-        return value if math.isfinite(value) else -math.inf
-
-    alive = sorted(pool, key=lambda i: -good(i, "init"))[:keep]
+    alive = sorted(pool, key=lambda i: -_goodness(table, i, score, "init"))[:keep]
     trained = 0.0
     if eta is not None:
         spent += len(alive) * 1.0 / table.epochs
         trained = 1.0
-        alive = sorted(alive, key=lambda i: -good(i, "epoch1"))[: math.ceil(len(alive) / eta)]
+        alive = sorted(alive, key=lambda i: -_goodness(table, i, score, "epoch1"))[
+            : math.ceil(len(alive) / eta)
+        ]
     trace: Trace = []
     for arch in alive:
         spent += (table.epochs - trained) / table.epochs
@@ -384,13 +388,7 @@ def pick_by_score(table: SimTable, trace: Trace, budget: float, score: str) -> i
     done = [i for c, i in trace if c <= budget + 1e-9]
     if not done:
         return None
-    direction = DIRECTION.get(score, 1.0)
-
-    def good(i: int) -> float:
-        value = direction * score_value(table.rows[i], score, "final")
-        return value if math.isfinite(value) else -math.inf
-
-    return max(done, key=good)
+    return max(done, key=lambda i: _goodness(table, i, score, "final"))
 
 
 STRATEGIES: dict[str, Strategy] = {
