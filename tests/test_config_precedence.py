@@ -209,3 +209,37 @@ def test_help_shows_the_defaults_of_the_config_schema():
     per_method = ", ".join(f"{m.name} {m.base_lr:g}" for m in METHOD_RECORDS.values())
     assert shown["train"]["lr"].endswith(f"[default: per method: {per_method}]")
     assert shown["table"]["threads"].count("[default:") == 1  # its own words, no schema None
+
+
+@pytest.fixture
+def resolve_quickstart(monkeypatch, tmp_path):
+    """``resolve_quickstart(*args)``: (which pipeline, the config) ``selfnas quickstart ARGS`` runs."""
+    import selfnas.pipeline
+
+    for name in ("compare_heads", "compare_backbones"):
+        monkeypatch.setattr(selfnas.pipeline, name, lambda cfg, *a, _n=name, **k: capture(cfg, pipeline=_n))
+
+    def run(*args: str) -> tuple[str, Any]:
+        result = CliRunner().invoke(app, ["quickstart", *args, "--out", str(tmp_path / "qs")])
+        assert isinstance(result.exception, Captured), (result.output, result.exception)
+        return result.exception.kwargs["pipeline"], result.exception.config
+
+    return run
+
+
+def test_quickstart_space_follows_the_rule(resolve_quickstart, tmp_path):
+    cells = tmp_path / "cells.yaml"
+    cells.write_text(yaml.safe_dump({"search": {"space": "cells", "strategy": "tpe", "trials": 3}}))
+    assert resolve_quickstart()[0] == "compare_heads"  # the embedded default: the heads job
+    pipeline, cfg = resolve_quickstart("--space", "cells")  # the embedded backbone job
+    assert pipeline == "compare_backbones" and cfg.search.space == "cells" and cfg.search.screen == 16
+    pipeline, cfg = resolve_quickstart("--config", str(cells))  # untyped --space overrides nothing
+    assert pipeline == "compare_backbones" and cfg.search.space == "cells" and cfg.search.trials == 3
+    pipeline, cfg = resolve_quickstart("--config", str(cells), "--set", "search.space=resnet-variants")
+    assert cfg.search.space == "resnet-variants"  # --set over the file
+    pipeline, cfg = resolve_quickstart(
+        "--config", str(cells), "--set", "search.space=resnet-variants", "--space", "cells"
+    )
+    assert pipeline == "compare_backbones" and cfg.search.space == "cells"  # the typed flag over --set
+    pipeline, cfg = resolve_quickstart("--config", str(cells), "--space", "heads")
+    assert pipeline == "compare_heads" and cfg.search.space == "heads"
