@@ -481,8 +481,8 @@ def quickstart(
     space: Annotated[
         str | None,
         Opt(
-            help="heads (the NASiam head search; the embedded default) | cells (label-free backbone "
-            "search, as CSNAS) | resnet-variants (per-target ResNet search)"
+            help="cells (label-free backbone search over DARTS cells, as CSNAS; the embedded default) | "
+            "resnet-variants (per-target ResNet search) | heads (the NASiam head search)"
         ),
     ] = None,
     config: Annotated[
@@ -503,7 +503,7 @@ def quickstart(
 
     if space not in (None, "cells", "resnet-variants", "heads"):
         raise SelfnasError(f"--space {space}: pick cells, resnet-variants or heads")
-    embedded = "quickstart_backbone.yaml" if space in ("cells", "resnet-variants") else "quickstart.yaml"
+    embedded = "quickstart.yaml" if space == "heads" else "quickstart_backbone.yaml"
     path = config or Path(str(files("selfnas") / "configs" / embedded))
     cfg = build_config(path, list(set_ or []) + _typed("quickstart", space=space))
     if cfg.search is None or cfg.search.space == "heads":
