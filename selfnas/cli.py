@@ -607,6 +607,10 @@ def finetune(
         _next_steps(f"run: {done}", f"selfnas report {done}", f"selfnas export {done} --out {done}/export")
 
 
+#: the default of ``selfnas eval``'s limits
+_RUN_SUBSET = "run.eval_*_limit, else the run's data.train_limit, else all"
+
+
 @app.command("eval", cls=_Command)
 def eval_(
     target: Annotated[
@@ -619,18 +623,26 @@ def eval_(
     device: Annotated[str, Opt(help="auto | cpu | cuda[:N]")] = "auto",
     linear: Annotated[bool, Opt(help="also run the linear probe")] = True,
     train_limit: Annotated[
-        int | None, Opt(help=_help("kNN bank / probe training images: a seeded subset", default="all"))
+        int | None,
+        Opt(help=_help("kNN bank / probe training images: a seeded subset", default=_RUN_SUBSET)),
     ] = None,
-    test_limit: Annotated[int | None, Opt(help=_help("images of each held-out split", default="all"))] = None,
+    test_limit: Annotated[
+        int | None, Opt(help=_help("images of each held-out split", default=_RUN_SUBSET))
+    ] = None,
+    all_images: Annotated[
+        bool, Opt(help="do not cap the evaluation at the run's training subset (data.train_limit)")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """kNN (k=200) and linear probe of the frozen backbone on the held-out splits: of any run, SSL,
-    supervised or fine-tuned (whose own classifier's accuracy stays in eval.json, side by side)."""
+    supervised or fine-tuned (whose own classifier's accuracy stays in eval.json, side by side). A run
+    trained on a subset (--train-limit N) is evaluated on N images of each split unless told otherwise;
+    eval.json says which limits applied and why."""
     from selfnas.evaluation import evaluate
 
     result = evaluate(
         target, data=data, data_root=data_root, device=device, linear=linear,
-        train_limit=train_limit, test_limit=test_limit, quiet=quiet or None,
+        train_limit=train_limit, test_limit=test_limit, quiet=quiet or None, follow_run=not all_images,
     )  # fmt: skip
     _print_result(result)
     run_dir = target if target.is_dir() else target.parent

@@ -9,6 +9,12 @@ The probe's weight decay is chosen by cross-validation on the train split only;
 accuracy is reported on the held-out validation and test splits. Nothing is selected
 on the test split.
 
+The budget: ``train_limit`` / ``test_limit`` when given, else the run's ``run.eval_train_limit`` /
+``run.eval_test_limit``, else (with ``follow_run``, what ``selfnas eval`` does) the run's own
+``data.train_limit`` when it trained on a subset (for the bank and for each held-out split), else
+every image. eval.json's ``limits`` holds the limits used and ``limits_from`` where each came from.
+While it runs, a line of time left is logged every 30 s (:class:`selfnas.eval.eta.EvalEta`).
+
 While :func:`evaluate` works on a run whose training finished, status.json reads ``"evaluating"``;
 once eval.json is written, ``"finished"`` again. A run left ``"evaluating"`` was killed during its
 evaluation: ``selfnas eval RUN`` (or ``selfnas train --resume``) finishes it.
@@ -27,12 +33,14 @@ from typing import Any
 import torch
 
 from selfnas.build import find_run, load_backbone, load_run_config, weights_in_channels
+from selfnas.config import TrainConfig
 from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import configure_threads, resolve_device
 from selfnas.errors import DatasetError
+from selfnas.eval.eta import EvalEta
 from selfnas.eval.probes import ProbeProgress, probe_features
 from selfnas.io import append_jsonl, atomic_write_bytes, atomic_write_json
 from selfnas.rundir import RunDir
@@ -119,6 +127,7 @@ def evaluate(
     train_limit: int | None = None,
     test_limit: int | None = None,
     quiet: bool | None = None,
+    follow_run: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run directory's backbone (or that of a checkpoint in one); writes ``eval.json`` into
     the run and returns what it holds: the frozen scores, plus the ``supervised`` / ``finetune``
@@ -126,10 +135,11 @@ def evaluate(
 
     ``train_limit`` / ``test_limit`` keep seeded subsets of the kNN bank / probe training
     images and of each held-out split (quick looks); when None, the run's
-    ``run.eval_train_limit`` / ``run.eval_test_limit`` apply (all images by default). The
-    limits used are recorded in the result. ``quiet``: plain status lines instead of progress bars;
-    None: quiet when stderr is not a terminal. Threads: ``run.threads``, else chosen from the free
-    cores (see :func:`selfnas.device.configure_threads`).
+    ``run.eval_train_limit`` / ``run.eval_test_limit`` apply, then, with ``follow_run``, the run's
+    ``data.train_limit`` (see :func:`eval_limits`), else all images. The limits used and where
+    they came from are recorded in the result (``limits``, ``limits_from``). ``quiet``: plain
+    status lines instead of progress bars; None: quiet when stderr is not a terminal. Threads:
+    ``run.threads``, else chosen from the free cores (see :func:`selfnas.device.configure_threads`).
 
     With ``write``, a run whose training finished reads ``"evaluating"`` in status.json until
     eval.json is written, then ``"finished"``; an error puts status.json back as it was, while a
@@ -148,8 +158,8 @@ def evaluate(
             val_fraction=config.data.val_fraction,
             seed=config.run.seed,
         )
-        train_limit = config.run.eval_train_limit if train_limit is None else train_limit
-        test_limit = config.run.eval_test_limit if test_limit is None else test_limit
+        limits, limits_from = eval_limits(config, train_limit, test_limit, follow_run)
+        train_limit, test_limit = limits["train"], limits["test"]
         splits = _limited(splits, train_limit, test_limit, config.run.seed)
         _held_out(splits)  # a user mistake stays a one-line error: before anything is printed
         _check_channels(weights_in_channels(config, weights), splits)
@@ -161,9 +171,10 @@ def evaluate(
         try:
             if threads_note:
                 progress.log(threads_note)
-            progress.log(f"evaluating {run.path} on {_what(splits, linear)}")
+            progress.log(f"evaluating {run.path} on {_what(splits, linear)}; {_budget_note(limits_from)}")
+            eta = EvalEta(progress, progress.log, _images(splits))
             result = evaluate_features(
-                backbone, splits, dev, seed=config.run.seed, linear=linear, progress=progress
+                backbone, splits, dev, seed=config.run.seed, linear=linear, progress=eta
             )
         finally:
             progress.close()
@@ -171,7 +182,8 @@ def evaluate(
         result["n_held_out"] = {
             n: len(s) for n, s in (("val", splits.val), ("test", splits.test)) if s is not None
         }
-        result["limits"] = {"train": train_limit, "test": test_limit}
+        result["limits"] = limits
+        result["limits_from"] = limits_from
         if write:
             result = {**_trained_sections(run), **result}
             atomic_write_json(run.eval, result)
@@ -184,6 +196,48 @@ def evaluate(
                 },
             )
     return result
+
+
+#: where a limit came from, as eval.json's ``limits_from`` names it
+LIMIT_SOURCES = ("argument", "run.eval_train_limit", "run.eval_test_limit", "data.train_limit", "all")
+
+
+def eval_limits(
+    config: TrainConfig, train_limit: int | None, test_limit: int | None, follow_run: bool
+) -> tuple[dict[str, int | None], dict[str, str]]:
+    """The evaluation's limits ``{"train": N or None, "test": N or None}`` and where each came from
+    (one of :data:`LIMIT_SOURCES`): the argument, else the run's ``run.eval_*_limit``, else with
+    ``follow_run`` the run's ``data.train_limit`` (a run trained on a subset is evaluated on a
+    subset of the same size: bank, and each held-out split), else all images (None)."""
+    limits: dict[str, int | None] = {}
+    sources: dict[str, str] = {}
+    for name, given, configured in (
+        ("train", train_limit, config.run.eval_train_limit),
+        ("test", test_limit, config.run.eval_test_limit),
+    ):
+        if given is not None:
+            limits[name], sources[name] = given, "argument"
+        elif configured is not None:
+            limits[name], sources[name] = configured, f"run.eval_{name}_limit"
+        elif follow_run and config.data.train_limit is not None:
+            limits[name], sources[name] = config.data.train_limit, "data.train_limit"
+        else:
+            limits[name], sources[name] = None, "all"
+    return limits, sources
+
+
+def _budget_note(sources: dict[str, str]) -> str:
+    """How the limits were chosen, in words, with the way to change them."""
+    if "data.train_limit" in sources.values():
+        return "capped at the run's data.train_limit like its training (--all-images for every image)"
+    if set(sources.values()) == {"all"}:
+        return "every image (--train-limit / --test-limit for a seeded subset)"
+    return "limits: " + ", ".join(f"{n} from {s}" for n, s in sources.items())
+
+
+def _images(splits: DatasetSplits) -> int:
+    """Images the evaluation embeds: the bank and every held-out split."""
+    return sum(len(s) for s in (splits.train, splits.val, splits.test) if s is not None)
 
 
 def _check_channels(trained: int, splits: DatasetSplits) -> None:
