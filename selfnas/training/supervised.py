@@ -19,7 +19,6 @@ selected on test.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,23 +27,22 @@ import torch
 from torch import nn
 
 from selfnas import distributed
-from selfnas.config import SupervisedConfig, TrainConfig, config_to_yaml, read_config_file
+from selfnas.config import SupervisedConfig, TrainConfig, read_config_file
 from selfnas.data import load_dataset
 from selfnas.data.splits import carve_validation, limit_images
 from selfnas.data.supervised_augment import SupervisedAugment
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import autocast, configure_threads, prepare_module, resolve_device
+from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, DatasetError, RunDirError, TrainingError
-from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from selfnas.io import append_jsonl, atomic_write_json
 from selfnas.models.backbones import create_backbone
 from selfnas.models.precise_bn import recompute_batchnorm
-from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
-from selfnas.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from selfnas.training.checkpoint import load_weights, save_checkpoint, save_weights
 from selfnas.training.classifier import Classifier, supervised_loss
-from selfnas.training.progress import HEARTBEAT_S, TrainProgress
+from selfnas.training.loop import StepResult, TrainingLoop, stream_seed
+from selfnas.training.progress import TrainProgress
 from selfnas.training.schedule import warmup_cosine
-from selfnas.training.trainer import stream_seed
 
 WEIGHTS_FORMAT = "selfnas-classifier-1"
 EVAL_BATCH = 512
@@ -135,10 +133,11 @@ def accuracy(model: Classifier, images: ImageSet, normalize: Any, device: torch.
     return correct / len(images)
 
 
-class SupervisedTrainer:
-    """Train ``config``'s backbone + classifier with labels into ``run``; :meth:`fit` returns the
-    evaluation (eval.json). ``pretrained``: the backbone's initial state dict (fine-tuning);
-    ``record``: extra fields for the eval.json section (the label subset)."""
+class SupervisedTrainer(TrainingLoop):
+    """Train ``config``'s backbone + classifier with labels into ``run``; :meth:`fit`
+    (:class:`~selfnas.training.loop.TrainingLoop`) returns the evaluation (eval.json).
+    ``pretrained``: the backbone's initial state dict (fine-tuning); ``record``: extra fields for
+    the eval.json section (the label subset)."""
 
     def __init__(
         self,
@@ -177,6 +176,9 @@ class SupervisedTrainer:
             self._build(train.channels, pretrained), self.device, config.run.channels_last
         )
         self.optimizer = self._make_optimizer()
+        self.optimizers = {"weights": self.optimizer}
+        #: the epoch of the best val accuracy so far (fine-tuning keeps its weights); checkpointed
+        self.best: dict[str, Any] | None = None
 
     # -- building ------------------------------------------------------------------------
 
@@ -220,125 +222,72 @@ class SupervisedTrainer:
             weight_decay=r.weight_decay,
         )
 
-    def _configure_threads(self) -> str | None:
-        recorded = self.run.read_status().get("threads")
-        ok = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1
-        return configure_threads(self.config.run.threads, recorded if ok else None)
-
     @property
     def best_weights(self) -> Path:
         return self.run.checkpoint.parent / "best.safetensors"
 
-    # -- bookkeeping ---------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.recipe.batch_size
+
+    # -- the loop's pieces (the skeleton: selfnas.training.loop) ------------------------
+
+    def _progress_title(self) -> str:
+        return f"{self.recipe.section} {self.config.model.backbone} {self.config.data.name}"
+
+    def _fresh_counters(self) -> dict[str, Any]:
+        return {"step": 0, "acc": {}, "best": None}
+
+    def _load_counters(self, counters: dict[str, Any]) -> None:
+        self.best = counters.get("best")
+
+    def _kept_on_resume(self, record: dict[str, Any], step: int) -> bool:
+        return record.get("step", 0) <= step and record.get("kind") != "eval"
+
+    def _checkpoint_counters(self, done: int, acc: dict[str, Any]) -> dict[str, Any]:
+        return {"step": done, "acc": acc, "best": self.best}
 
     def _save_checkpoint(self, counters: dict[str, Any]) -> None:
-        save_checkpoint(self.run.checkpoint, self.model, {"weights": self.optimizer}, counters)
+        save_checkpoint(self.run.checkpoint, self.model, self.optimizers, counters)
 
-    def _start(self, resume: bool) -> dict[str, Any]:
-        counters: dict[str, Any] = {"step": 0, "acc": {}, "best": None}
-        if resume and self.run.checkpoint.exists():
-            counters = load_checkpoint(self.run.checkpoint, self.model, {"weights": self.optimizer})
-            self.run.remove_temp_files()
-            kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
-            write_jsonl(self.run.metrics, [r for r in kept if r.get("kind") != "eval"])
-        else:
-            if self.run.metrics.exists():
-                self.run.metrics.unlink()
-            atomic_write_text(self.run.config, config_to_yaml(self.config))
-            atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
-            self._save_checkpoint(counters)
-        self.run.write_status(
-            "running", step=counters["step"], total_steps=self.total_steps, threads=torch.get_num_threads()
-        )
-        return counters
-
-    # -- the loop ------------------------------------------------------------------------
-
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        counters = self._start(resume)
-        r, cfg, spe = self.recipe, self.config, self.steps_per_epoch
-        acc: dict[str, Any] = counters.get("acc", {})
-        best: dict[str, Any] | None = counters.get("best")
-        what = f"{r.section} {cfg.model.backbone} {cfg.data.name}"
-        progress = TrainProgress(self.total_steps, counters["step"], what, self.quiet, heartbeat=HEARTBEAT_S)
-        if self.threads_note:
-            progress.log(self.threads_note)
+    def _train_step(self, step: int, epoch: int, index: torch.Tensor) -> StepResult:
+        """One SGD step at the cosine LR (each group at its share), with the step's drop-path
+        probability and draws, the auxiliary loss and gradient-norm clipping."""
+        r, seed = self.recipe, self.config.run.seed
         backbone: nn.Module = self.model.backbone
-        perm, perm_epoch = torch.empty(0), -1
-        t_window, images_window = time.perf_counter(), 0
-        loss_sum: torch.Tensor | None = None
-        line: dict[str, Any] = {}
-        self.model.train()
-        try:
-            for step in range(counters["step"], self.total_steps):
-                epoch = step // spe
-                if epoch != perm_epoch:
-                    g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 1, epoch))
-                    perm, perm_epoch = torch.randperm(len(self.images), generator=g).to(self.device), epoch
-                index = perm[(step % spe) * r.batch_size : (step % spe + 1) * r.batch_size]
-                x = self.augment(
-                    self.images[index], torch.Generator().manual_seed(stream_seed(cfg.run.seed, 2, step))
-                )
-                y = self.labels[index]
-                lr = warmup_cosine(step, self.total_steps, 0, r.lr)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
-                if r.drop_path > 0:
-                    backbone.drop_path_prob = drop_path_at(r.drop_path, step, self.total_steps)
-                    torch.manual_seed(stream_seed(cfg.run.seed, 3, step))  # the drop-path draws of this step
-                with autocast(self.device, cfg.run.amp):
-                    logits, aux = self.model(x)  # B x K, B x K or None
-                loss = supervised_loss(logits, aux, y, r.label_smoothing, r.auxiliary_weight)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if r.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), r.grad_clip)
-                self.optimizer.step()
-                loss_sum = loss.detach().float() + (
-                    loss_sum if loss_sum is not None else acc.get("loss", 0.0)
-                )
-                acc["n"] = acc.get("n", 0) + 1
-                images_window += r.batch_size
-                done = step + 1
-                end_of_epoch = done % spe == 0 or done == self.total_steps
-                log_now = done % cfg.run.log_every == 0 or end_of_epoch
-                ckpt_now = done % cfg.run.checkpoint_every == 0 or end_of_epoch
-                if log_now or ckpt_now:
-                    acc["loss"] = float(loss_sum)
-                    loss_sum = None
-                    if not math.isfinite(acc["loss"]):
-                        self._fail(done)
-                if log_now:
-                    dt = time.perf_counter() - t_window
-                    line = {"kind": "step", "step": done, "epoch": done / spe, "loss": acc["loss"] / acc["n"],
-                            "lr": lr, "images_per_s": images_window / max(dt, 1e-9)}  # fmt: skip
-                    if r.drop_path > 0:
-                        line["drop_path"] = backbone.drop_path_prob
-                    append_jsonl(self.run.metrics, line)
-                    acc = {}
-                    t_window, images_window = time.perf_counter(), 0
-                    progress.update(done, loss=f"{line['loss']:.4f}")
-                else:
-                    progress.update(done)
-                if end_of_epoch:
-                    best = self._end_epoch(done, line["loss"], best, progress)  # an epoch's end is logged
-                    self.model.train()
-                if ckpt_now:
-                    self._save_checkpoint({"step": done, "acc": acc, "best": best})
-                    self.run.write_status("running", step=done)
-        except KeyboardInterrupt:
-            self.run.write_status("interrupted", message="interrupted; continue with --resume")
-            raise
-        finally:
-            progress.close()
-        return self._finish(best)
+        x = self.augment(self.images[index], torch.Generator().manual_seed(stream_seed(seed, 2, step)))
+        y = self.labels[index]
+        lr = warmup_cosine(step, self.total_steps, 0, r.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        if r.drop_path > 0:
+            backbone.drop_path_prob = drop_path_at(r.drop_path, step, self.total_steps)
+            torch.manual_seed(stream_seed(seed, 3, step))  # the drop-path draws of this step
+        with autocast(self.device, self.config.run.amp):
+            logits, aux = self.model(x)  # B x K, B x K or None
+        loss = supervised_loss(logits, aux, y, r.label_smoothing, r.auxiliary_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if r.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), r.grad_clip)
+        self.optimizer.step()
+        return StepResult(loss, lr)
 
-    def _end_epoch(
-        self, done: int, loss: float, best: dict[str, Any] | None, progress: TrainProgress
-    ) -> dict[str, Any] | None:
-        """Log the epoch's last loss and validation accuracy; fine-tuning keeps the best epoch's weights."""
-        epoch = math.ceil(done / self.steps_per_epoch)
-        record: dict[str, Any] = {"kind": "epoch", "step": done, "epoch": epoch, "loss": loss}
+    def _recover(self, step: int) -> dict[str, Any]:
+        raise self._nan_error(step + 1)  # no rollback: the run stops at its last good checkpoint
+
+    def _step_line(self, done: int, loss: float, result: StepResult, per_s: float) -> dict[str, Any]:
+        line = {"kind": "step", "step": done, "epoch": done / self.steps_per_epoch, "loss": loss,
+                "lr": result.lr, "images_per_s": per_s}  # fmt: skip
+        if self.recipe.drop_path > 0:
+            line["drop_path"] = self.model.backbone.drop_path_prob
+        return line
+
+    def _end_epoch(self, done: int, last: dict[str, Any], progress: TrainProgress) -> None:
+        """Log the epoch's last loss and validation accuracy; fine-tuning keeps the best epoch's
+        weights (:attr:`best`). Leaves the model in training mode."""
+        epoch, best = math.ceil(done / self.steps_per_epoch), self.best
+        record: dict[str, Any] = {"kind": "epoch", "step": done, "epoch": epoch, "loss": last["loss"]}
         if self.recipe.precise_bn:
             record["precise_bn_images"] = self._recompute_batchnorm()
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
@@ -353,7 +302,8 @@ class SupervisedTrainer:
                 record["selected"] = True
         append_jsonl(self.run.metrics, record)
         progress.log(msg)
-        return best
+        self.best = best
+        self.model.train()
 
     def _recompute_batchnorm(self) -> int:
         """Precise BN (:mod:`selfnas.models.precise_bn`): the running statistics become the average
@@ -376,17 +326,18 @@ class SupervisedTrainer:
                 backbone.drop_path_prob = drop_path
         return n
 
-    def _fail(self, done: int) -> None:
+    def _nan_error(self, done: int) -> TrainingError:
+        """The one-line error of a NaN/inf loss by step ``done``, written to status.json."""
         message = (
             f"loss became NaN/inf by step {done}; the last good checkpoint is kept at {self.run.checkpoint}; "
             f"lower {self.recipe.section}.lr and continue with --resume"
         )
         self.run.write_status("failed", message=message)
-        raise TrainingError(message)
+        return TrainingError(message)
 
-    def _finish(self, best: dict[str, Any] | None) -> dict[str, Any]:
+    def _finish(self, last: dict[str, Any]) -> dict[str, Any]:
         """Measure the kept weights on val and test; write model.safetensors, eval.json, status."""
-        r, data = self.recipe, self.data
+        r, data, best = self.recipe, self.data, self.best
         if r.select_on_val and best is not None:
             load_weights(self.best_weights, self.model)
         if r.drop_path > 0:

@@ -1,4 +1,8 @@
-"""One training loop for every SSL method, on CPU or CUDA, resumable to the bit.
+"""The SSL trainer: every SSL method on CPU or CUDA, in one process or as torchrun ranks,
+resumable to the bit. It supplies the per-step pieces of the shared loop
+(:class:`selfnas.training.loop.TrainingLoop`): the weight step on two augmented views, the
+metric line with the collapse monitor, the epoch's kNN monitor, the NaN rollback and the
+checkpoint with a search strategy's extra state.
 
 Every random draw is a pure function of (seed, epoch) for the data order and
 (seed, step) for the augmentation, and the LR is a pure function of the step, so a
@@ -8,36 +12,32 @@ run resumed from a checkpoint replays exactly what an uninterrupted run does.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from selfnas import distributed
-from selfnas.config import TrainConfig, config_to_yaml
+from selfnas.config import TrainConfig
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.types import DatasetSplits
-from selfnas.device import autocast, configure_threads, prepare_module, resolve_device
+from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.eval.scores import normalized_std
-from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
-from selfnas.provenance import collect_provenance
+from selfnas.io import append_jsonl, read_jsonl, write_jsonl
 from selfnas.render.plots import plot_training_curves
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.builder import build_method, load_config_data, resolved_lr, weight_optimizer
 from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from selfnas.training.loop import StepResult, TrainingLoop, stream_seed
 from selfnas.training.monitor import COLLAPSE_RATIO, collapse_ratio
 from selfnas.training.numerics import NanGuard, all_finite
-from selfnas.training.progress import HEARTBEAT_S, TrainProgress
+from selfnas.training.progress import TrainProgress
 from selfnas.training.schedule import warmup_cosine
 
-
-def stream_seed(seed: int, stream: int, index: int) -> int:
-    """A distinct 63-bit seed per (run seed, purpose, index)."""
-    return (seed * 1_000_003 + stream * 7_919 + index * 2_654_435_761) % (2**63 - 1)
+__all__ = ["Plan", "Trainer", "check_resumable", "make_plan", "stream_seed"]
 
 
 @dataclass
@@ -61,10 +61,10 @@ def make_plan(config: TrainConfig, n_train: int) -> Plan:
     return Plan(spe, total, min(total, round(config.optim.warmup_epochs * spe)), peak, wd)
 
 
-class Trainer:
-    """Pretrain ``config`` into ``run``. ``fit()`` returns the final metrics dict."""
+class Trainer(TrainingLoop):
+    """Pretrain ``config`` into ``run``. ``fit()`` (:class:`~selfnas.training.loop.TrainingLoop`)
+    returns the last metric line."""
 
-    epoch_lines = True  # print "epoch N: loss ..." after each epoch (metrics.jsonl has it either way)
     plot_curves = True  # plots/training.png at the end (metrics.jsonl has the numbers either way)
 
     def __init__(
@@ -145,39 +145,80 @@ class Trainer:
     def _weight_optimizer(self) -> torch.optim.Optimizer:
         return weight_optimizer(self.model, self.config, self.plan.peak_lr, self.plan.weight_decay)
 
-    # -- bookkeeping -------------------------------------------------------------------
+    # -- the loop's pieces (the skeleton: selfnas.training.loop) ------------------------
 
-    def _configure_threads(self) -> str | None:
-        """``run.threads`` when set; else the count this run recorded when it started (a resumed run
-        replays with it: float reductions depend on the thread count); else chosen from the free
-        cores (see :func:`selfnas.device.configure_threads`)."""
-        recorded = self.run.read_status().get("threads")
-        if not (isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1):
-            recorded = None
-        return configure_threads(self.config.run.threads, recorded)
+    @property
+    def steps_per_epoch(self) -> int:  # type: ignore[override]
+        return self.plan.steps_per_epoch
 
-    def _start(self, resume: bool) -> dict[str, Any]:
-        counters: dict[str, Any] = {"step": 0, "acc": {}}
-        if resume and self.run.checkpoint.exists():
-            counters = load_checkpoint(self.run.checkpoint, self.model, self.optimizers)
-            self.load_extra_state(counters.get("extra", {}))
-            self.nan_guard.load_state(counters.get("numerics", {}))
-            if self.main:  # drop metric lines written after the checkpoint: the replay writes them again
-                self.run.remove_temp_files()  # and the temp files of atomic writes a kill interrupted
-                kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= counters["step"]]
-                write_jsonl(self.run.metrics, kept)
-        elif self.main:
-            if self.run.metrics.exists():
-                self.run.metrics.unlink()
-            atomic_write_text(self.run.config, config_to_yaml(self.config))
-            atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
-            self._save_checkpoint(counters)  # step 0: a NaN before the first checkpoint rolls back here
-        if self.main:
-            self.run.write_status(
-                "running", step=counters["step"], total_steps=self.plan.total_steps, processes=self.world,
-                threads=torch.get_num_threads(),
-            )  # fmt: skip
-        return counters
+    @property
+    def total_steps(self) -> int:  # type: ignore[override]
+        return self.plan.total_steps
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.config.optim.batch_size
+
+    def _progress_title(self) -> str:
+        return f"{self.config.method.name} {self.config.data.name}"
+
+    def _load_counters(self, counters: dict[str, Any]) -> None:
+        self.load_extra_state(counters.get("extra", {}))
+        self.nan_guard.load_state(counters.get("numerics", {}))
+
+    def _status_fields(self) -> dict[str, Any]:
+        return {"processes": self.world}
+
+    def _train_step(self, step: int, epoch: int, index: torch.Tensor) -> StepResult:
+        """The hook :meth:`before_weight_step`, then a weight step on this rank's rows of the batch
+        (the gradients all-reduced over the ranks) at the scheduled LR times the NaN guard's scale."""
+        cfg, plan = self.config, self.plan
+        self.before_weight_step(step, epoch)
+        batch = self.images[index[self.rows]]  # B x C x H x W uint8 (this rank's)
+        g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 2, step))
+        x1, x2 = self.augment(batch, g, part=self.part)
+        if cfg.run.channels_last:
+            x1 = x1.contiguous(memory_format=torch.channels_last)
+            x2 = x2.contiguous(memory_format=torch.channels_last)
+        scale = self.nan_guard.lr_scale
+        lr = warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr) * scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = plan.peak_lr * scale if group.get("fixed_lr") else lr
+        with autocast(self.device, cfg.run.amp):
+            out = self.step_fn(x1, x2)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        distributed.all_reduce_grads(self._weight_params)  # several ranks: the global-batch grad
+        self.optimizer.step()
+        self.model.on_step_end((step + 1) / plan.total_steps)
+        return StepResult(out.loss, lr, out)
+
+    def _weights_finite(self) -> bool:
+        return all_finite(self.model)
+
+    def _recover(self, step: int) -> dict[str, Any]:
+        return self._roll_back(step)  # or stop, per run.nan_policy
+
+    def _step_line(self, done: int, loss: float, result: StepResult, per_s: float) -> dict[str, Any]:
+        embedding = distributed.gather(result.out.embedding)  # the global batch's
+        std = normalized_std(embedding)
+        return {
+            "kind": "step",
+            "step": done,
+            "epoch": done / self.plan.steps_per_epoch,
+            "loss": loss,
+            "lr": result.lr,
+            "z_std": std,
+            "z_std_ratio": collapse_ratio(std, embedding.shape[1]),
+            "pairs_per_s": per_s,
+        }
+
+    def _progress_fields(self, line: dict[str, Any]) -> dict[str, str]:
+        return {
+            "loss": f"{line['loss']:.4f}",
+            "pairs/s": f"{line['pairs_per_s']:.0f}",
+            **self.progress_info(),
+        }
 
     def _knn_monitor(self, progress: TrainProgress) -> float | None:
         val = self.data.val
@@ -196,118 +237,15 @@ class Trainer:
         )
         return result.knn["val"]
 
-    # -- the loop ----------------------------------------------------------------------
-
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        counters = self._start(resume)
-        plan, cfg = self.plan, self.config
-        start = counters["step"]
-        acc: dict[str, float] = counters.get("acc", {})
-        bs = cfg.optim.batch_size
-        progress = TrainProgress(
-            plan.total_steps, start, f"{cfg.method.name} {cfg.data.name}", self.quiet,
-            heartbeat=HEARTBEAT_S if self.main and self.epoch_lines else None,
-        )  # fmt: skip
-        if self.threads_note and self.main and self.epoch_lines:
-            progress.log(self.threads_note)
-        self.model.train()
-        perm: torch.Tensor | None = None
-        perm_epoch = -1
-        t_window, pairs_window = time.perf_counter(), 0
-        last: dict[str, Any] = {}
-        loss_sum: torch.Tensor | None = None
-        try:
-            step = start - 1
-            while (step := step + 1) < plan.total_steps:  # not a for loop: a NaN rollback moves step back
-                epoch = step // plan.steps_per_epoch
-                if epoch != perm_epoch:
-                    g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 1, epoch))
-                    perm = torch.randperm(len(self.images), generator=g).to(self.device)
-                    perm_epoch = epoch
-                assert perm is not None
-                self.before_weight_step(step, epoch)
-                pos = (step % plan.steps_per_epoch) * bs
-                batch = self.images[perm[pos : pos + bs][self.rows]]  # B x C x H x W uint8 (this rank's)
-                g = torch.Generator().manual_seed(stream_seed(cfg.run.seed, 2, step))
-                x1, x2 = self.augment(batch, g, part=self.part)
-                if cfg.run.channels_last:
-                    x1 = x1.contiguous(memory_format=torch.channels_last)
-                    x2 = x2.contiguous(memory_format=torch.channels_last)
-                lr = (
-                    warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
-                    * self.nan_guard.lr_scale
-                )
-                for group in self.optimizer.param_groups:
-                    group["lr"] = plan.peak_lr * self.nan_guard.lr_scale if group.get("fixed_lr") else lr
-                with autocast(self.device, cfg.run.amp):
-                    out = self.step_fn(x1, x2)
-                self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                distributed.all_reduce_grads(self._weight_params)  # several ranks: the global-batch grad
-                self.optimizer.step()
-                self.model.on_step_end((step + 1) / plan.total_steps)
-                # accumulate on the device: the host reads it only at log / checkpoint points
-                loss_sum = out.loss.detach().float() + (
-                    loss_sum if loss_sum is not None else acc.get("loss", 0.0)
-                )
-                acc["n"] = acc.get("n", 0) + 1
-                pairs_window += bs
-                done = step + 1
-                end_of_epoch = done % plan.steps_per_epoch == 0 or done == plan.total_steps
-                log_now = done % cfg.run.log_every == 0 or end_of_epoch
-                ckpt_now = done % cfg.run.checkpoint_every == 0 or end_of_epoch
-                if log_now or ckpt_now:
-                    acc["loss"] = float(distributed.mean([loss_sum])[0])  # same on every rank
-                    loss_sum = None
-                    if not (math.isfinite(acc["loss"]) and all_finite(self.model)):
-                        counters = self._roll_back(step)  # or stop, per run.nan_policy
-                        step, acc, perm_epoch = counters["step"] - 1, counters.get("acc", {}), -1
-                        t_window, pairs_window = time.perf_counter(), 0
-                        continue
-                if not log_now:
-                    progress.update(done)  # the count every step; loss and pairs/s at log points
-                else:
-                    embedding = distributed.gather(out.embedding)  # the global batch's
-                    std = normalized_std(embedding)
-                    dt = time.perf_counter() - t_window
-                    last = {
-                        "kind": "step",
-                        "step": done,
-                        "epoch": done / plan.steps_per_epoch,
-                        "loss": acc["loss"] / acc["n"],
-                        "lr": lr,
-                        "z_std": std,
-                        "z_std_ratio": collapse_ratio(std, embedding.shape[1]),
-                        "pairs_per_s": pairs_window / max(dt, 1e-9),
-                    }
-                    if self.main:
-                        append_jsonl(self.run.metrics, last)
-                    acc = {}
-                    t_window, pairs_window = time.perf_counter(), 0
-                    progress.update(
-                        done,
-                        loss=f"{last['loss']:.4f}",
-                        **{"pairs/s": f"{last['pairs_per_s']:.0f}"},
-                        **self.progress_info(),
-                    )
-                if end_of_epoch:
-                    self._end_epoch(done, last, progress)
-                if ckpt_now and self.main:
-                    self._save_checkpoint({"step": done, "acc": acc})
-                    self.run.write_status("running", step=done)
-        except KeyboardInterrupt:
-            if self.main:
-                self.run.write_status("interrupted", message="interrupted; continue with --resume")
-            raise
-        finally:
-            progress.close()
+    def _finish(self, last: dict[str, Any]) -> dict[str, Any]:
+        """The hook :meth:`after_fit`, then the final weights, the curves and the finished status;
+        returns the last metric line."""
         self.after_fit()
         if self.main:
             save_weights(self.run.model, self.model, metadata={"format": "selfnas-model-1"})
-
             if self.plot_curves:
                 plot_training_curves(self.run)
-            self.run.write_status("finished", step=plan.total_steps)
+            self.run.write_status("finished", step=self.plan.total_steps)
         distributed.barrier()  # the run directory is complete when any rank returns
         return last
 

@@ -8,7 +8,7 @@ import pytest
 from selfnas.config import build_config
 from selfnas.rundir import RunDir
 from selfnas.training import progress as progress_mod
-from selfnas.training import trainer as trainer_mod
+from selfnas.training import loop as loop_mod
 from selfnas.training.progress import TrainProgress
 from selfnas.training.trainer import Trainer
 
@@ -36,7 +36,7 @@ class Recorder(TrainProgress):
 @pytest.fixture
 def recorded(monkeypatch):
     Recorder.made = []
-    monkeypatch.setattr(trainer_mod, "TrainProgress", Recorder)
+    monkeypatch.setattr(loop_mod, "TrainProgress", Recorder)
     return Recorder.made
 
 
