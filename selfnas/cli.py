@@ -328,6 +328,7 @@ def search(
         for head, ops in genotype.items():
             table.add_row(head, " -> ".join(ops), str(result.get("parameter_free", {}).get(head, "")))
     console.print(table)
+    _print_correlations(result)
     run_dir = result.get("run_dir", "RUN_DIR")
     lines = [f"run: {run_dir}", f"genotype: {result['genotype_file']}"]
     if result.get("best_score") is not None:
@@ -341,6 +342,50 @@ def search(
     if result.get("storage"):
         steps.append(f"optuna-dashboard {result['storage']}      # (pip install optuna-dashboard)")
     _next_steps(*lines, *steps)
+
+
+def _print_correlations(result: dict) -> None:
+    """A study whose trials were measured with labels: how each label-free score ranked them against
+    their val accuracy (study.json's ``correlations``), the study's own score first."""
+    from selfnas.score_records import score_record
+
+    corr = result.get("correlations") or {}
+    names = list(dict.fromkeys(key.split("/")[0] for key in corr))
+    if not names:
+        return
+    score = result.get("score")
+    names.sort(key=lambda name: name != score)  # stable: the rest keep study.json's order
+    table = Table(
+        title="label-free scores vs val accuracy over the trials (Spearman rho; never used to choose)"
+    )
+    for column in ("score", "better", "rho kNN", "rho linear", "ranks the trials", "trials"):
+        table.add_column(column, justify="left" if column in ("score", "ranks the trials") else "right")
+    for name in names:
+        knn, linear = corr.get(f"{name}/knn_acc") or {}, corr.get(f"{name}/linear_acc") or {}
+        direction = score_record(name).direction
+        rho = linear.get("spearman")
+        shown = f"{name} (this search's score)" if name == score else name
+        better = {1: "higher", -1: "lower"}.get(direction, "-")
+        table.add_row(
+            shown,
+            better,
+            _rho(knn.get("spearman")),
+            _rho(rho),
+            _agreement(rho, direction),
+            str(linear.get("n", knn.get("n", ""))),
+        )
+    console.print(table)
+
+
+def _rho(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
+def _agreement(rho: float | None, direction: int) -> str:
+    """Whether a score whose better side is ``direction`` ranked the trials as their accuracy did."""
+    if rho is None or direction == 0 or rho == 0:
+        return "-"
+    return "with accuracy" if rho * direction > 0 else "against accuracy"
 
 
 @app.command(cls=_ConfigCommand)
