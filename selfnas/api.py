@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from selfnas import distributed
+from selfnas import distributed, locks
 from selfnas.build import load_pretrained, load_run_config, open_run
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError, RunDirError
@@ -29,6 +30,21 @@ from selfnas.training.trainer import Trainer, check_resumable
 
 if TYPE_CHECKING:
     from selfnas.studies.plan import StudyConfig
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_writer(command: F) -> F:
+    """Release, when ``command`` returns or fails, the run locks it took: each run directory it
+    opens is held (see :mod:`selfnas.locks`) from the moment it is opened to the end."""
+
+    @functools.wraps(command)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with locks.scope():
+            return command(*args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 def default_run_dir(prefix: str) -> Path:
@@ -134,6 +150,7 @@ def _search_study(
     return {"genotype_file": str(run.genotype), "run_dir": str(run.path), "genotype": genotype, **summary}
 
 
+@_one_writer
 def train(
     config: TrainConfig | None = None,
     out: str | Path | None = None,
@@ -160,6 +177,7 @@ def train(
     return {**evaluate(run.path, device=config.run.device, quiet=quiet or None), "run_dir": str(run.path)}
 
 
+@_one_writer
 def train_supervised(
     config: TrainConfig | None = None,
     out: str | Path | None = None,
@@ -183,6 +201,7 @@ def train_supervised(
     return {**trainer.fit(resume=resume), "run_dir": str(run.path)}
 
 
+@_one_writer
 def finetune(
     run_dir: str | Path,
     data: str | None = None,
@@ -219,6 +238,7 @@ def finetune(
     return {**trainer.fit(resume=resume), "run_dir": str(run.path)}
 
 
+@_one_writer
 def search(
     config: TrainConfig | None = None,
     out: str | Path | None = None,

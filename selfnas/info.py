@@ -1,7 +1,7 @@
 """What a run directory holds, gathered in one dict and told in a few lines.
 
 Only the run's own files are read (no model is built, no data is loaded), so it is
-instant on any run, finished or not.
+instant on any run, finished or not; damaged files are listed as problems, first.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Any
 
 import yaml
 
-from selfnas.build import genotype_file, open_run
-from selfnas.io import read_jsonl
+from selfnas.build import genotype_file
+from selfnas.errors import RunDirError
 from selfnas.render.tables import eval_lines
+from selfnas.report.problems import read_metrics, run_problems
+from selfnas.rundir import ACTIVE_STATES, RunDir
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -58,19 +60,41 @@ def run_kind(config: dict[str, Any]) -> str:
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
-    """Provenance, status, resolved config, eval summary, genotype (or None) and the last epoch line."""
-    run = open_run(run_dir)
-    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    """Provenance, status, resolved config, eval summary, genotype (or None), the last epoch line,
+    and the run's problems (damaged files, no evaluation, a live process writing it). A status of
+    ``running`` or ``evaluating`` that no live process holds reads ``interrupted`` (its recorded
+    state kept as ``recorded_state``); ``owner`` is the process that holds the run, if any."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir() or not run.is_run():
+        raise RunDirError(f"{run.path} is not a selfnas run directory (no config.yaml); pass a run's --out")
+    problems: list[str] = []
+    try:
+        config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        config, problems = {}, ["config.yaml is missing: the run cannot be resumed or evaluated"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config, problems = {}, ["config.yaml is unreadable or not valid YAML"]
+    config = config if isinstance(config, dict) else {}
     found = genotype_file(run)
-    epochs = [r for r in read_jsonl(run.metrics) if r.get("kind") == "epoch"]
+    records, damaged = read_metrics(run.metrics)
+    epochs = [r for r in records if r.get("kind") == "epoch"]
     last_epoch = {k: v for k, v in epochs[-1].items() if k != "alphas"} if epochs else {}
+    status = run.read_status()
+    owner = run.owner()
+    state = status.get("state")
+    if state in ACTIVE_STATES and owner is None:  # recorded as running, but nobody holds the run
+        status = {**status, "state": "interrupted", "recorded_state": state}
+    evaluation = _json(run.eval)
+    problems += damaged + run_problems(run, config, run.read_status(), run.eval.is_file())
     return {
         "path": str(run.path),
         "kind": run_kind(config),
-        "status": run.read_status(),
+        "status": status,
+        "owner": owner,
+        "problems": problems,
         "provenance": _json(run.provenance),
         "config": config,
-        "eval": eval_summary(_json(run.eval)),
+        "eval": eval_summary(evaluation),
         "genotype": _json(found) if found is not None else None,
         "last_epoch": last_epoch,
         "weights": run.model.is_file(),
@@ -122,7 +146,8 @@ def format_info(info: dict[str, Any]) -> str:
     state = status.get("state", "unknown")
     if "step" in status:
         state += f", step {status['step']}/{status.get('total_steps', '?')}"
-    rows = [
+    rows = [("problem", problem) for problem in info.get("problems", [])]
+    rows += [
         ("run", f"{info['path']}  ({info['kind']}, {state})"),
         ("command", command_line(prov["command"]) if prov.get("command") else "-"),
         ("seed", str(prov.get("seed", config.get("run", {}).get("seed", "-")))),

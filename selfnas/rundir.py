@@ -7,10 +7,12 @@ RUN/
                        warnings, threads (the torch threads training started with)
   metrics.jsonl        one JSON object per line: kind=step | epoch | eval
   checkpoints/last.safetensors   resumable training state (weights + optimizer + counters)
+  checkpoints/previous.safetensors   the checkpoint before it (a torn last one falls back to it)
   model.safetensors    final weights of the whole SSL model (backbone + heads)
   eval.json            kNN and linear-probe results on the held-out splits
   genotype.json        the found architecture (search runs)
   plots/*.png          curves
+  .lock                held (flock) by the one process that writes the run; names it
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfnas import locks
 from selfnas.errors import RunDirError
 from selfnas.io import atomic_write_json, atomic_write_text
+from selfnas.locks import LOCK_FILE
 
 RUN_MARKERS = ("config.yaml", "status.json")
+#: states of status.json that a live process keeps up to date; without one holding the lock, the
+#: run was killed (:meth:`RunDir.state` reads them as ``interrupted``)
+ACTIVE_STATES = ("running", "evaluating")
 #: the found architecture of a search run (and the architecture of a study unit)
 GENOTYPE_FILE = "genotype.json"
 
@@ -36,6 +43,7 @@ class RunDir:
         self.path = Path(path)
         #: the folders :meth:`prepare` created for this run, deepest (the run's own) first
         self.created: tuple[Path, ...] = ()
+        self._lock: locks.FolderLock | None = None
 
     config = property(lambda self: self.path / "config.yaml")
     provenance = property(lambda self: self.path / "provenance.json")
@@ -52,46 +60,95 @@ class RunDir:
 
     @classmethod
     def prepare(cls, path: str | Path, resume: bool = False, overwrite: bool = False) -> RunDir:
-        """Open ``path`` for a new run, or for resuming one.
+        """Open ``path`` for a new run, or for resuming one, and take its lock (:meth:`lock`).
 
         An existing run is refused unless ``resume`` or ``overwrite``; ``overwrite`` only
-        deletes directories that look like selfnas runs, never arbitrary folders.
+        deletes directories that look like selfnas runs, never arbitrary folders. A run that
+        another live process writes is refused, naming that process.
         """
         run = cls(path)
         if resume and overwrite:
             raise RunDirError("--resume and --overwrite exclude each other; pick one")
-        if resume:
-            if not run.config.exists():
-                raise RunDirError(f"{run.path} holds no run to resume (no config.yaml); drop --resume")
-            run.remove_temp_files()
-            return run
         if run.path.exists() and not run.path.is_dir():
             raise RunDirError(f"{run.path} exists and is not a directory; choose another --out")
-        if run.path.exists() and any(run.path.iterdir()):
-            if not run.is_run():
-                raise RunDirError(
-                    f"{run.path} is a non-empty folder that is not a selfnas run; choose another --out"
-                )
-            if not overwrite:
-                raise RunDirError(
-                    f"run directory {run.path} exists; pass --resume to continue it or --overwrite"
-                )
-            shutil.rmtree(run.path)
-        run.created = _missing_folders(run.path)  # an overwritten run's folder is made anew: counted
+        if resume and not run.config.exists():
+            raise RunDirError(f"{run.path} holds no run to resume (no config.yaml); drop --resume")
+        run.created = _missing_folders(run.path)
         try:
             run.path.mkdir(parents=True, exist_ok=True)
-            probe = run.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
         except OSError as exc:
             run.remove_created()
             raise RunDirError(f"cannot write to {run.path}: {exc.strerror}; choose another --out") from None
+        try:
+            run.lock()
+            run._open(resume, overwrite)
+        except BaseException:
+            run.remove_created()
+            raise
         return run
 
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        """The checks and clean-up of :meth:`prepare`, under the run's lock."""
+        if resume:
+            if not self.config.exists():  # removed since prepare looked
+                raise RunDirError(f"{self.path} holds no run to resume (no config.yaml); drop --resume")
+            self.remove_temp_files()
+            return
+        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+        if entries:
+            if not self.is_run():
+                raise RunDirError(
+                    f"{self.path} is a non-empty folder that is not a selfnas run; choose another --out"
+                )
+            if not overwrite:
+                raise RunDirError(
+                    f"run directory {self.path} exists; pass --resume to continue it or --overwrite"
+                )
+            for entry in entries:  # the lock file stays: this process holds it
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            self.created = (self.path, *self.created)  # an overwritten run's folder counts as made anew
+        try:
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"cannot write to {self.path}: {exc.strerror}; choose another --out") from None
+
+    def lock(self) -> None:
+        """Take this run's lock (see :mod:`selfnas.locks`) until :meth:`release`, the end of the
+        command (:func:`selfnas.locks.scope`) or this process; :class:`RunDirError` naming the
+        holder when another live process writes the run."""
+        if self._lock is None or not self._lock.held:
+            self._lock = locks.acquire(self.path)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def owner(self) -> dict[str, Any] | None:
+        """The live process that holds this run's lock (its pid, host, command, since when), or None."""
+        return locks.holder(self.path) if self.path.is_dir() else None
+
+    def state(self) -> str:
+        """status.json's state, except that a run recorded as ``running`` or ``evaluating`` that no
+        live process holds was killed: ``interrupted``. ``unknown`` without a status."""
+        state = self.read_status().get("state")
+        if not isinstance(state, str):
+            return "unknown"
+        if state in ACTIVE_STATES and self.owner() is None:
+            return "interrupted"
+        return state
+
     def remove_created(self) -> None:
-        """Undo :meth:`prepare` after an early error: remove the folders it created, the run's own
-        first and then parents such as ``runs/``, each only while it is empty. Folders that existed
-        before stay, and so does every folder above one that is not empty."""
+        """Undo :meth:`prepare` after an early error: release the run's lock, then remove the
+        folders it created, the run's own first and then parents such as ``runs/``, each only while
+        it is empty. Folders that existed before stay, and so does every folder above one that is
+        not empty."""
+        self.release()
         for folder in self.created:
             try:
                 folder.rmdir()

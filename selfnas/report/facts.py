@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from selfnas.errors import GenotypeError, RunDirError
-from selfnas.io import read_jsonl
 from selfnas.models.genotype import HeadGenotype, load_genotype
+from selfnas.report.problems import read_metrics, run_problems
 from selfnas.rundir import RunDir
 
 MAX_DEPTH = 3
@@ -44,6 +44,8 @@ class RunFacts:
     #: a pipeline directory's (``selfnas quickstart``) comparison summary: summary.json
     summary: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    #: the live process that holds the run's lock (pid, host, command, since), or None
+    owner: dict[str, Any] | None = None
     children: list[RunFacts] = field(default_factory=list)
     #: a fine-tuning run's source run (``finetune.source``) when found, and its eval.json
     source: RunDir | None = None
@@ -153,9 +155,12 @@ def load_facts(path: str | Path, depth: int = 0) -> RunFacts:
         _read_config(run, facts)
         facts.provenance = _read_json(run.provenance, facts.problems)
         facts.evaluation = _read_json(run.eval, facts.problems)
-        facts.records = [r for r in read_jsonl(run.metrics) if isinstance(r, dict)]
+        facts.records, damaged = read_metrics(run.metrics)
+        facts.problems += damaged
         _read_genotype(run, facts)
         _read_source(facts)
+        facts.owner = run.owner()
+        facts.problems += run_problems(run, facts.config, facts.status, facts.evaluation is not None)
     elif (run.path / "pipeline.yaml").exists():
         facts.summary = _read_json(run.path / "summary.json", facts.problems)
     if depth < MAX_DEPTH:

@@ -1,4 +1,4 @@
-"""The short Markdown summary of a run (``RUN/report.md``): state, warnings, results, heads.
+"""The short Markdown summary of a run (``RUN/report.md``): problems, state, warnings, results, heads.
 
 Text from files is escaped by :func:`selfnas.render.markdown.md`.
 """
@@ -16,6 +16,7 @@ from selfnas.report.summary import (
     describe,
     describe_runs,
     found_heads,
+    problems,
     progress,
     setup_line,
     verdict,
@@ -26,7 +27,8 @@ from selfnas.report.summary import (
 def _run_lines(facts: RunFacts, level: int) -> list[str]:
     h = "#" * min(level + 1, 6)
     state = describe(progress(facts)) if facts.is_run else describe_runs(facts)
-    lines = []
+    found_problems = problems(facts)
+    lines = ["**Problems:**", ""] + [f"- {md(p)}" for p in found_problems] + [""] if found_problems else []
     v = verdict(facts)
     if v is not None:  # a comparison starts with its verdict
         lines += [f"**Verdict:** {md(v.sentence)}", ""] + md_table(v.header, v.rows) + [""]

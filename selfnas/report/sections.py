@@ -29,6 +29,7 @@ from selfnas.report.summary import (
     num,
     ordered_heads,
     pct,
+    problems,
     progress,
     setup_line,
     short_op,
@@ -47,8 +48,12 @@ class Section:
 
 
 def status_block(facts: RunFacts) -> Html:
-    """State badge, how far the run got, what it ran, and its warnings. Always rendered."""
+    """The run's problems first, then state badge, how far the run got, what it ran, and its
+    warnings. Always rendered."""
     out = []
+    found_problems = problems(facts)
+    if found_problems:
+        out.append(tag("div", tag("strong", "Problems") + bullets(found_problems), class_="warn"))
     if facts.is_run:
         p = progress(facts)
         out.append(tag("p", tag("span", p.state, class_=f"badge {p.state}") + " " + detail(p)))

@@ -15,6 +15,7 @@ from selfnas.render.tables import percent as pct  # an accuracy cell, for the re
 from selfnas.render.verdict import Verdict, compare, record_decision_warning
 from selfnas.report.facts import SSL, RunFacts
 from selfnas.report.protocols import labeled_setup_line
+from selfnas.rundir import ACTIVE_STATES
 
 SHORT_OPS = {"identity": "id", "max_pool_3": "max", "avg_pool_3": "avg"}
 
@@ -61,14 +62,20 @@ def _int(value: Any) -> int | None:
 
 
 def progress(facts: RunFacts) -> Progress:
+    """A run recorded as running or evaluating that no live process holds was killed: it reads
+    ``interrupted`` (see :meth:`selfnas.rundir.RunDir.state`)."""
     status = facts.status
     reached = [
         s for s in [_int(status.get("step")), *(_int(r.get("step")) for r in facts.steps)] if s is not None
     ]
     message = status.get("message")
     updated = status.get("updated")
+    state = str(status.get("state") or ("unknown" if facts.is_run else "runs"))
+    if facts.is_run and state in ACTIVE_STATES and facts.owner is None:
+        message = f"killed while {state} (no process holds the run); continue with --resume"
+        state = "interrupted"
     return Progress(
-        state=str(status.get("state") or ("unknown" if facts.is_run else "runs")),
+        state=state,
         step=max(reached) if reached else None,
         total=_int(status.get("total_steps")),
         message=None if message is None else str(message),
@@ -87,15 +94,9 @@ def detail(p: Progress) -> str:
     if p.message:
         text += (": " if text else "") + p.message
     if p.state == "running":
-        text += (" " if text else "") + (
-            f"(last status update {p.updated or 'unknown'}; if no process is writing this run, "
-            "it was killed: continue it with --resume)"
-        )
+        text += (" " if text else "") + f"(last status update {p.updated or 'unknown'})"
     if p.state == "evaluating":
-        text += (" " if text else "") + (
-            f"(training done; last status update {p.updated or 'unknown'}; if no process is evaluating "
-            "this run, the evaluation was killed: finish it with `selfnas eval`)"
-        )
+        text += (" " if text else "") + f"(training done; last status update {p.updated or 'unknown'})"
     return text
 
 
@@ -179,10 +180,16 @@ def search_decision(facts: RunFacts) -> list[str]:
     return [] if warning is None else [warning]
 
 
+def problems(facts: RunFacts) -> list[str]:
+    """What is wrong with the run's files (damaged, missing, held by a live process): the report's
+    first lines (see :mod:`selfnas.report.problems`)."""
+    return list(facts.problems)
+
+
 def warnings(facts: RunFacts) -> list[str]:
     status_warnings = facts.status.get("warnings")
     listed = [str(w) for w in status_warnings] if isinstance(status_warnings, list) else []
-    return listed + facts.problems + search_collapse(facts) + search_decision(facts)
+    return listed + search_collapse(facts) + search_decision(facts)
 
 
 # -- the verdict of a comparison --------------------------------------------------------

@@ -109,11 +109,12 @@ def test_head_search(runs, tmp_path):
     [
         ("interrupted", "interrupted; continue with --resume", "step 6 of 14 (43%): interrupted; continue"),
         ("failed", "loss became NaN/inf at step 7", "step 6 of 14 (43%): loss became NaN/inf at step 7"),
-        ("running", None, "it was killed: continue it with --resume"),
+        ("running", None, "step 6 of 14 (43%): killed while running (no process holds the run); continue"),
     ],
     ids=["interrupted", "failed", "running"],
 )
 def test_runs_that_stopped_early_say_how_far_they_got(runs, tmp_path, state, message, expected):
+    """A run recorded as running that no live process holds was killed: it reads interrupted."""
     run = copy(runs, "train", tmp_path / "stopped")
     kept = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] != "eval" and r["step"] <= 6]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -123,7 +124,8 @@ def test_runs_that_stopped_early_say_how_far_they_got(runs, tmp_path, state, mes
     status = {"state": state, "step": 6, "total_steps": 14, "updated": "2026-01-01T00:00:00Z"}
     atomic_write_json(run / "status.json", status | ({"message": message} if message else {}))
     html, md = report(run)
-    assert f'class="badge {state}">{state}<' in html and expected in html and expected in md
+    shown = "interrupted" if state == "running" else state
+    assert f'class="badge {shown}">{shown}<' in html and expected in html and expected in md
     assert 'style="width:42.9%"' in html  # the progress bar
     assert images(html) == 1 and "Results" not in html
 
@@ -135,7 +137,7 @@ def test_bare_run_without_metrics(runs, tmp_path):
     atomic_write_json(run / "status.json", {"state": "running", "step": 0, "total_steps": 14})
     html, md = report(run)
     assert "step 0 of 14 (0%)" in html and "<pre>" in html and images(html) == 0
-    assert "**State:** running, step 0 of 14 (0%)" in md
+    assert "**State:** interrupted, step 0 of 14 (0%): killed while running" in md
 
 
 def test_directory_of_runs_compares_them(runs, tmp_path):
