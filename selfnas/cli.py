@@ -648,8 +648,56 @@ def finetune(
                           quiet=quiet, overrides=list(set_ or []), argv=sys.argv)  # fmt: skip
     _print_result(result)
     if _main_process():
+        for line in finetune_lines(result, _read_eval(run_dir)):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
         done = result.get("run_dir", "RUN_DIR")
         _next_steps(f"run: {done}", f"selfnas report {done}", f"selfnas export {done} --out {done}/export")
+
+
+def finetune_lines(result: dict, source_eval: dict | None) -> list[str]:
+    """What a fine-tuning used and what to compare it with: the labels (how many, of how many train
+    images, per class), the frozen linear probe fitted on those same labels (the head's start)
+    beside the fine-tuned accuracy, and, when the source run was evaluated, how many labels its
+    probe used (so its accuracy is not read as the same comparison)."""
+    section = result.get("finetune") or {}
+    labels = section.get("labels") or {}
+    if not labels:
+        return []
+    n, of = labels.get("n"), labels.get("of")
+    counts = sorted(set((labels.get("per_class") or {}).values()))
+    each = f"{counts[0]} per class" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per class"
+    lines = [
+        f"labels used: {n:,} of the {of:,} labeled training images ({labels.get('budget')}, {each}, "
+        f"seed {labels.get('seed')}; indices in label_subset.json)"
+    ]
+    tuned = f"val {_pct(section.get('val'))}, test {_pct(section.get('test'))}"
+    if section.get("probe_val") is not None:
+        lines.append(
+            f"same {n:,} labels: frozen linear probe val {_pct(section['probe_val'])} (the head's start), "
+            f"fine-tuned {tuned}"
+        )
+    else:
+        lines.append(f"same {n:,} labels: fine-tuned {tuned} (head_init=random: no frozen probe was fitted)")
+    probe = (source_eval or {}).get("linear") or {}
+    if probe and source_eval and source_eval.get("n_train"):
+        lines.append(
+            f"not the same comparison: the source run's eval.json probe used {source_eval['n_train']:,} "
+            f"labels (test {_pct(probe.get('test'))})"
+        )
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _read_eval(run_dir: Path) -> dict | None:
+    """A run's eval.json, or None when it has none (not evaluated) or it cannot be read."""
+    try:
+        value = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 #: the default of ``selfnas eval``'s limits
