@@ -551,6 +551,7 @@ def quickstart(
     embedded = "quickstart.yaml" if space == "heads" else "quickstart_backbone.yaml"
     path = config or Path(str(files("selfnas") / "configs" / embedded))
     cfg = build_config(path, list(set_ or []) + _typed("quickstart", space=space))
+    _lock_folder(out)  # the pipeline's own files; each stage also locks its run
     if cfg.search is None or cfg.search.space == "heads":
         _quickstart_heads(cfg, out, search_epochs, overwrite, quiet)
     else:
@@ -733,6 +734,7 @@ def eval_(
     eval.json says which limits applied and why."""
     from selfnas.evaluation import evaluate
 
+    _lock_run(target)  # eval.json is written: one writer per run
     result = evaluate(
         target, data=data, data_root=data_root, device=device, linear=linear,
         train_limit=train_limit, test_limit=test_limit, quiet=quiet or None, follow_run=not all_images,
@@ -767,6 +769,7 @@ def export_(
     safetensors, config, the heads' genotype (search runs and runs pretrained from a genotype), model card."""
     from selfnas.export import export_run
 
+    _lock_run(run_dir)
     result = export_run(run_dir, out)
     c, s, _ = result["input_shape"]
     console.print(
@@ -864,6 +867,34 @@ def _print_registry(registry: Registry) -> None:
     console.print(table)
 
 
+def _lock_run(target: Path) -> None:
+    """Hold the lock of the run that ``target`` (a run directory or a weights file in one) belongs
+    to until the command ends; refused in one line while another process writes that run."""
+    from selfnas.build import find_run
+
+    if target.is_dir() or target.is_file():
+        _hold(find_run(target)[0])
+
+
+def _lock_folder(folder: Path) -> None:
+    from selfnas.rundir import RunDir
+
+    if folder.exists() and not folder.is_dir():
+        raise SelfnasError(f"{folder} exists and is not a directory; choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    _hold(RunDir(folder))
+
+
+def _hold(run: Any) -> None:
+    """Lock ``run`` until the command ends (released when its click context closes)."""
+    import click
+
+    run.lock()
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(run.release)
+
+
 def _next_steps(*lines: str) -> None:
     """The last lines of a command: where its results are and the commands to run next (commands
     start with ``selfnas`` or another program's name and are prefixed with ``next:``)."""
@@ -918,6 +949,14 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a write the machine refused (full disk, read-only, ...): one line
+        from selfnas.faults import message, refused_write
+
+        refused = refused_write(exc)
+        if refused is None:
+            raise
+        print("error: " + message(*refused, sys.argv), file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

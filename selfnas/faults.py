@@ -10,6 +10,7 @@ library's error: SQLite says "database or disk is full", safetensors "(os error 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from pathlib import Path
@@ -69,9 +70,20 @@ def _again(argv: list[str], filename: str | None) -> str:
     run = Path(out) if out is not None else _run_of(filename)
     if run is None or not (run / "config.yaml").is_file():
         return "run the same command again"
+    if command == "train" and _trained(run):  # the evaluation at the end was refused
+        return f"finish the evaluation with `selfnas eval {run}`"
     if out is None:
         return f"run the same command with --resume --out {run}"
     return "run the same command with --resume"
+
+
+def _trained(run: Path) -> bool:
+    """The run's training finished (its weights are written): only its evaluation is left."""
+    try:
+        state = json.loads((run / "status.json").read_text(encoding="utf-8")).get("state")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return state in ("finished", "evaluating") and (run / "model.safetensors").is_file()
 
 
 def _out(argv: list[str]) -> str | None:

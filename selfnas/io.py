@@ -39,9 +39,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk's error names no file: name the one refused
         raise
     return path
 
@@ -77,10 +79,15 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     one with its newline), so a torn line never ends up in the middle of the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        _end_last_line(fh)
-        fh.write(jsonl_line(record).encode("utf-8"))
-        fh.flush()
+    try:
+        with open(path, "a+b") as fh:
+            _end_last_line(fh)
+            fh.write(jsonl_line(record).encode("utf-8"))
+            fh.flush()
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)  # a full disk's error names no file: name the one refused
+        raise
 
 
 def _end_last_line(fh: Any) -> None:

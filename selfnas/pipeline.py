@@ -31,6 +31,7 @@ from selfnas.config import TrainConfig, config_to_yaml
 from selfnas.errors import RunDirError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
+from selfnas.locks import LOCK_FILE
 from selfnas.render.verdict import compare, record_decision_warning
 from selfnas.rundir import RunDir
 
@@ -122,7 +123,8 @@ def _open_pipeline(config: TrainConfig, out: Path, stages: tuple[str, ...], over
             if (out / stage).exists():
                 RunDir.prepare(out / stage, overwrite=True)
         (out / RANDOM_GENOTYPE).unlink(missing_ok=True)
-    if out.exists() and any(out.iterdir()) and not (out / "pipeline.yaml").exists():
+    entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.exists() else []
+    if entries and not (out / "pipeline.yaml").exists():
         raise RunDirError(f"{out} exists and is not a selfnas pipeline; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline.yaml", config_to_yaml(config))

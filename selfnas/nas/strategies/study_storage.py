@@ -38,6 +38,7 @@ import optuna
 
 from selfnas.config import SearchConfig
 from selfnas.errors import ConfigError, SelfnasError
+from selfnas.faults import refused_write
 from selfnas.nas.strategies.study_ledger import retry_trial
 from selfnas.rundir import RunDir
 
@@ -212,6 +213,8 @@ def connection_lost(exc: BaseException) -> bool:
     connection, or another transient server-side failure that a retry can cure."""
     import sqlalchemy.exc
 
+    if refused_write(exc) is not None:  # a full or read-only disk: no retry cures it
+        return False
     for e in _chain(exc):
         if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
             return True
