@@ -42,8 +42,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)  # a full disk's error names no file: name the one refused
+        # a system error (full disk) names no file: name the one refused; an OSError without
+        # errno is left as it is (a filename would replace its message with "[Errno None] None")
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            exc.filename = str(path)
         raise
     return path
 
