@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfnas.errors import RunDirError
 from selfnas.io import atomic_write_text
 from selfnas.render.plots import refresh_plots
 from selfnas.report.facts import SSL, load_facts
@@ -26,10 +27,13 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         return write_study_report(run_dir)
     facts = load_facts(run_dir)
     for run in facts.walk():
-        if run.is_run and run.protocol == SSL:
-            refresh_plots(run.run)
-        elif run.is_run:  # trained with labels: its loss and val accuracy, no kNN monitor
-            refresh_labeled_curves(run.run)
+        try:
+            if run.is_run and run.protocol == SSL:
+                refresh_plots(run.run)
+            elif run.is_run:  # trained with labels: its loss and val accuracy, no kNN monitor
+                refresh_labeled_curves(run.run)
+        except RunDirError as exc:  # a damaged metrics.jsonl: listed among the problems already
+            run.problems.append(f"curves not redrawn: {exc}")
     path = facts.run.path
     return (
         atomic_write_text(path / "report.html", render_html(facts)),
