@@ -10,7 +10,8 @@ the cells space, as CSNAS, or the ResNet variants)::
     OUT/found    the found backbone pretrained from scratch
     OUT/default  the hand-crafted default at the find's feature width (selfnas.studies.baselines)
     OUT/random   a seeded random architecture of the same space (OUT/random.json), same budget
-    OUT/summary.json   the three evaluations, sizes, both verdicts
+    OUT/summary.json   the three evaluations, sizes, both verdicts, the cost of each stage
+    OUT/costs.json     wall-clock seconds per stage (timings: the one part that differs between runs)
 
 :func:`compare_heads` (``selfnas quickstart --space heads``, the NASiam pipeline)::
 
@@ -23,6 +24,7 @@ the cells space, as CSNAS, or the ResNet variants)::
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from selfnas.rundir import RunDir
 STAGES = ("search", "found", "hand")
 BACKBONE_STAGES = ("search", "found", "default", "random")
 RANDOM_GENOTYPE = "random.json"
+COSTS = "costs.json"  # wall-clock seconds per stage
 
 
 def _stage_state(path: Path) -> str:
@@ -123,6 +126,7 @@ def _open_pipeline(config: TrainConfig, out: Path, stages: tuple[str, ...], over
             if (out / stage).exists():
                 RunDir.prepare(out / stage, overwrite=True)
         (out / RANDOM_GENOTYPE).unlink(missing_ok=True)
+        (out / COSTS).unlink(missing_ok=True)
     entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.exists() else []
     if entries and not (out / "pipeline.yaml").exists():
         raise RunDirError(f"{out} exists and is not a selfnas pipeline; choose another --out")
@@ -131,10 +135,36 @@ def _open_pipeline(config: TrainConfig, out: Path, stages: tuple[str, ...], over
 
 
 def _run_stage(path: Path, config: TrainConfig | None, search: bool, device: str, quiet: bool) -> None:
-    """Run, resume or finish evaluating one stage's run directory (skipped when done)."""
+    """Run, resume or finish evaluating one stage's run directory (skipped when done); the wall
+    clock it took is added to the pipeline's ``costs.json``, so resumed stages sum their parts."""
     state = _stage_state(path)
     if state == "done":
         return
+    started = time.perf_counter()
+    try:
+        _advance_stage(path, config, search, device, quiet, state)
+    finally:
+        costs_path = path.parent / COSTS
+        spent = _read_costs(path.parent)
+        spent[path.name] = round(spent.get(path.name, 0.0) + time.perf_counter() - started, 1)
+        atomic_write_json(costs_path, spent)
+
+
+def _read_costs(out: Path) -> dict[str, float]:
+    try:
+        spent = json.loads((out / COSTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: float(v) for k, v in spent.items() if isinstance(v, int | float)}
+        if isinstance(spent, dict)
+        else {}
+    )
+
+
+def _advance_stage(
+    path: Path, config: TrainConfig | None, search: bool, device: str, quiet: bool, state: str
+) -> None:
     if state == "evaluate":
         evaluate(path, device=device, quiet=quiet or None)
         return
@@ -233,6 +263,7 @@ def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
             "best_trial": study.get("best_trial"),
         },  # fmt: skip
         "default_rule": EQUAL_WIDTH_RULE,
+        "costs": _read_costs(out),
     }
     atomic_write_json(out / "summary.json", summary)
     return summary

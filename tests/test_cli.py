@@ -214,9 +214,8 @@ def _tiny_yaml(path):
 def test_quickstart_pipeline_runs_and_resumes(tmp_path):
     cfg = _tiny_yaml(tmp_path / "tiny.yaml")
     out = tmp_path / "qs"
-    proc = run_cli(
-        "quickstart", "--config", str(cfg), "--out", str(out), "--search-epochs", "1", "-q", check=True
-    )
+    args = ("quickstart", "--space", "heads", "--config", str(cfg), "--out", str(out), "--search-epochs", "1")
+    proc = run_cli(*args, "-q", check=True)
     assert "found vs hand-crafted" in proc.stdout and "found projector" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["found"]["knn"]) == {"val", "test"}
@@ -229,7 +228,7 @@ def test_quickstart_pipeline_runs_and_resumes(tmp_path):
     # a lost evaluation is redone on the next call; finished stages are not retrained
     (out / "hand" / "eval.json").unlink()
     before = (out / "found" / "model.safetensors").stat().st_mtime_ns
-    run_cli("quickstart", "--config", str(cfg), "--out", str(out), "--search-epochs", "1", "-q", check=True)
+    run_cli(*args, "-q", check=True)
     assert (out / "hand" / "eval.json").exists()
     assert (out / "found" / "model.safetensors").stat().st_mtime_ns == before
 

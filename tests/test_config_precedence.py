@@ -230,9 +230,14 @@ def resolve_quickstart(monkeypatch, tmp_path):
 def test_quickstart_space_follows_the_rule(resolve_quickstart, tmp_path):
     cells = tmp_path / "cells.yaml"
     cells.write_text(yaml.safe_dump({"search": {"space": "cells", "strategy": "tpe", "trials": 3}}))
-    assert resolve_quickstart()[0] == "compare_heads"  # the embedded default: the heads job
-    pipeline, cfg = resolve_quickstart("--space", "cells")  # the embedded backbone job
+    pipeline, cfg = resolve_quickstart()  # the embedded default: the cells backbone job
     assert pipeline == "compare_backbones" and cfg.search.space == "cells" and cfg.search.screen == 16
+    pipeline, cfg = resolve_quickstart("--space", "heads")  # the embedded NASiam heads job
+    assert pipeline == "compare_heads" and cfg.search.space == "heads" and cfg.search.screen == 0
+    pipeline, cfg = resolve_quickstart("--space", "resnet-variants")  # the backbone job, other space
+    assert (
+        pipeline == "compare_backbones" and cfg.search.space == "resnet-variants" and cfg.search.screen == 16
+    )
     pipeline, cfg = resolve_quickstart("--config", str(cells))  # untyped --space overrides nothing
     assert pipeline == "compare_backbones" and cfg.search.space == "cells" and cfg.search.trials == 3
     pipeline, cfg = resolve_quickstart("--config", str(cells), "--set", "search.space=resnet-variants")

@@ -124,11 +124,25 @@ def compare(
     else:
         better, conclusion = None, f"no evidence of better {what}"
     against = "" if what == "heads" else f" than the {other} {what}"
-    sentence = f"found {what} {verb} {' and '.join(parts)}{against} on {split}, {seeds_text}: {conclusion}."
+    cost = "" if what == "heads" else _cost_clause(sizes)
+    sentence = (
+        f"found {what} {verb} {' and '.join(parts)}{against} on {split}, {seeds_text}{cost}: {conclusion}."
+    )
     short = "hand" if other == "hand-crafted" else other
     header = ["", f"found {what}", other, f"found − {short} (points)" if seeds == 1 else
               f"found − {short} (points; range over seeds)"]  # fmt: skip
     return Verdict(header=header, rows=rows, sentence=sentence, better=better)
+
+
+def _cost_clause(sizes: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """ ", at 1.18× its parameters (212k vs 180k) and 0.9× its FLOPs (…)" from ``sizes``; empty
+    when neither size is known on both sides."""
+    parts = []
+    for key, label in (("params", "parameters"), ("flops", "FLOPs")):
+        fv, hv = ((sizes or {}).get(side, {}).get(key) for side in ("found", "hand"))
+        if isinstance(fv, int | float) and isinstance(hv, int | float) and hv:
+            parts.append(f"{fv / hv:.2f}× its {label} ({_size(fv)} vs {_size(hv)})")
+    return f", at {' and '.join(parts)}" if parts else ""
 
 
 def decision_warning(

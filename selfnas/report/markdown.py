@@ -9,6 +9,7 @@ import re
 
 from selfnas.render.markdown import md, md_table
 from selfnas.report.facts import RunFacts
+from selfnas.report.pipeline_lead import backbone_lead_lines
 from selfnas.report.protocols import results_table
 from selfnas.report.summary import (
     chain_text,
@@ -19,7 +20,7 @@ from selfnas.report.summary import (
     problems,
     progress,
     setup_line,
-    verdict,
+    verdicts,
     warnings,
 )
 
@@ -29,12 +30,13 @@ def _run_lines(facts: RunFacts, level: int) -> list[str]:
     state = describe(progress(facts)) if facts.is_run else describe_runs(facts)
     found_problems = problems(facts)
     lines = ["**Problems:**", ""] + [f"- {md(p)}" for p in found_problems] + [""] if found_problems else []
-    v = verdict(facts)
-    if v is not None:  # a comparison starts with its verdict
+    found_verdicts = verdicts(facts)
+    for v in found_verdicts:  # a comparison starts with its verdicts
         lines += [f"**Verdict:** {md(v.sentence)}", ""] + md_table(v.header, v.rows) + [""]
-        warning = (facts.summary or {}).get("decision_warning")
-        if warning:
-            lines += [f"**Warning:** {md(str(warning))}", ""]
+    warning = (facts.summary or {}).get("decision_warning") if found_verdicts else None
+    if warning:
+        lines += [f"**Warning:** {md(str(warning))}", ""]
+    lines += backbone_lead_lines(facts, h)
     lines += [f"**State:** {md(state)}"]
     setup = setup_line(facts)
     if setup:

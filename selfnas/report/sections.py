@@ -18,6 +18,7 @@ from selfnas.report.draw import draw
 from selfnas.report.facts import SSL, RunFacts
 from selfnas.report.labeled_curves import curve_facts
 from selfnas.report.optuna_section import optuna_study
+from selfnas.report.pipeline_lead import backbone_lead
 from selfnas.report.protocols import results_table
 from selfnas.report.summary import (
     chain_text,
@@ -33,7 +34,7 @@ from selfnas.report.summary import (
     progress,
     setup_line,
     short_op,
-    verdict,
+    verdicts,
     warnings,
 )
 
@@ -71,19 +72,22 @@ def status_block(facts: RunFacts) -> Html:
 
 
 def verdict_block(facts: RunFacts) -> Html | None:
-    """The comparison's verdict first: the sentence, the differences, the sizes, and the warning
-    of a search that did not decide."""
-    v = verdict(facts)
-    if v is None:
+    """The comparison's verdicts first: each sentence with its differences and sizes, and the
+    warning of a search that did not decide."""
+    found = verdicts(facts)
+    if not found:
         return None
-    kind = {True: "verdict better", False: "verdict worse"}.get(v.better, "verdict")  # type: ignore[arg-type]
-    out = [tag("p", "Verdict: " + v.sentence, class_="sentence"), table(v.header, v.rows)]
+    out = []
+    for v in found:
+        kind = {True: "verdict better", False: "verdict worse"}.get(v.better, "verdict")  # type: ignore[arg-type]
+        out.append(tag("div", tag("p", "Verdict: " + v.sentence, class_="sentence") + table(v.header, v.rows),
+                       class_=kind))  # fmt: skip
     summary = facts.summary or {}
     if summary.get("decision_warning"):
         out.append(
             tag("div", tag("strong", "Warning") + bullets([str(summary["decision_warning"])]), class_="warn")
         )
-    return tag("div", join(out), class_=kind)
+    return join(out)
 
 
 def results(facts: RunFacts) -> Html | None:
@@ -252,6 +256,7 @@ def files(facts: RunFacts) -> Html | None:
 
 
 SECTIONS: list[Section] = [
+    Section("found", "Searched and found", backbone_lead),
     Section("results", "Results", results),
     Section("runs", "Runs compared", comparison),
     Section("search", "Head search", head_search),

@@ -195,13 +195,24 @@ def warnings(facts: RunFacts) -> list[str]:
 # -- the verdict of a comparison --------------------------------------------------------
 
 
-def verdict(facts: RunFacts) -> Verdict | None:
-    """The found-vs-hand-crafted verdict of a pipeline directory (its summary.json), or None."""
+def verdicts(facts: RunFacts) -> list[Verdict]:
+    """The verdicts of a pipeline directory (its summary.json): found vs hand-crafted heads, or
+    found backbone vs the hand-crafted default and vs a random architecture; [] for anything else."""
     summary = facts.summary
-    if not summary or not isinstance(summary.get("found"), dict) or not isinstance(summary.get("hand"), dict):
-        return None
-    sizes = summary.get("sizes") if isinstance(summary.get("sizes"), dict) else None
-    return compare(summary["found"], summary["hand"], sizes)
+    if not summary or not isinstance(summary.get("found"), dict):
+        return []
+    found = summary["found"]
+    if isinstance(summary.get("hand"), dict):
+        sizes = summary.get("sizes") if isinstance(summary.get("sizes"), dict) else None
+        v = compare(found, summary["hand"], sizes)
+        return [] if v is None else [v]
+    out = []
+    for key, label in (("default", "hand-crafted"), ("random", "random")):
+        other = summary.get(key)
+        if isinstance(other, dict):
+            v = compare(found, other, {"found": found, "hand": other}, what="backbone", other=label)
+            out += [] if v is None else [v]
+    return out
 
 
 # -- results ---------------------------------------------------------------------------
