@@ -190,9 +190,11 @@ def test_study_database_full(monkeypatch, capsys, tmp_path):
 
     sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", fill_after_first_trial)
     try:
-        err = one_line(*cli_run(monkeypatch, capsys, "search", "--out", str(out), *COMMON, *CELLS))
+        code, stderr = cli_run(monkeypatch, capsys, "search", "--out", str(out), *COMMON, *CELLS)
     finally:
         sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", fill_after_first_trial)
+    err = one_line(code, stderr)
+    assert "lost the study database" not in stderr  # not taken for a lost connection and retried
     assert "no space left on the device writing the study database; free space" in err
     assert err.endswith("then run the same command with --resume"), err
     assert cli_run(monkeypatch, capsys, "search", "--out", str(out), *COMMON, *CELLS, "--resume")[0] == 0
