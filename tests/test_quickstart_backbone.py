@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
 import yaml
 
 from selfnas.render.verdict import compare
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 TINY_CELLS = {
     "data": {"name": "synthetic"},
@@ -38,6 +44,15 @@ def test_backbone_quickstart_compares_found_default_and_random_and_resumes(tmp_p
     for sentence in summary["verdict"].values():
         assert f"verdict: {sentence}" in proc.stdout
     assert len((out / "search" / "screen.jsonl").read_text().splitlines()) == 3
+    assert set(summary["costs"]) == {"search", "found", "default", "random"}
+    # the report leads with both verdict sentences, then what was searched and found
+    report = (out / "report.md").read_text()
+    lines = [line for line in report.splitlines()[1:] if line.strip()]
+    assert lines[0] == f"**Verdict:** {summary['verdict']['default']}"
+    assert sum(line.startswith("**Verdict:**") for line in lines[:20]) == 2
+    assert report.index("## Searched and found") < report.index("## Runs compared")
+    assert "| found (searched) |" in report and "| random of the space |" in report
+    assert "The search's trials:" in report and "Cost of each stage:" in report
     # a lost evaluation is redone on the next call; finished stages are not retrained
     (out / "random" / "eval.json").unlink()
     before = (out / "found" / "model.safetensors").stat().st_mtime_ns
@@ -58,3 +73,57 @@ def test_a_loss_to_random_is_called_a_loss_and_a_win_over_the_default_alone_is_n
     assert over_random.better is False
     assert over_random.sentence.endswith("the random backbone is better.")
     assert "worse than the random backbone on test, 3 seeds" in over_random.sentence
+
+
+def _without_timings(summary: dict) -> dict:
+    summary = dict(summary, costs=None)
+    summary["search"] = dict(summary["search"], screen=dict(summary["search"]["screen"], seconds=None))
+    return summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["search", "default"])
+def test_a_pipeline_killed_in_a_stage_resumes_to_the_uninterrupted_result(tmp_path, stage):
+    """SIGKILL while ``stage`` trains; the same command again finishes the pipeline, and its summary
+    equals an uninterrupted run's (CPU, one thread: deterministic), timings aside."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CELLS))
+    args = ("quickstart", "--config", str(cfg), "-q")
+    run_cli(*args, "--out", str(tmp_path / "full"), check=True)
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(killed)], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    status = killed / stage / "status.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            state = json.loads(status.read_text())
+            if state.get("state") == "running" and state.get("step", 0) >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline ended before the kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists()
+    run_cli(*args, "--out", str(killed), check=True)
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    resumed = json.loads((killed / "summary.json").read_text())
+    assert _without_timings(resumed) == _without_timings(full)
+    assert resumed["costs"][stage] > 0
+
+
+@pytest.mark.slow
+def test_the_resnet_variants_space_runs_the_same_three_way_job(tmp_path):
+    cfg = dict(TINY_CELLS, search={**TINY_CELLS["search"], "space": "resnet-variants"})
+    for key in ("nodes", "cell_width", "cell_layers"):
+        cfg["search"].pop(key)
+    (tmp_path / "rv.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "qs"
+    run_cli("quickstart", "--config", str(tmp_path / "rv.yaml"), "--out", str(out), "-q", check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["space"] == "resnet-variants" and summary["genotype"]["space"] == "resnet-variants"
+    assert summary["found"]["feature_dim"] == summary["default"]["feature_dim"]
+    assert set(summary["verdict"]) == {"default", "random"} and all(summary["verdict"].values())
