@@ -57,17 +57,17 @@ def test_search_is_deterministic_under_a_seed(tmp_path, tiny_overrides):
 def test_search_resumes_after_a_crash_to_the_same_genotype(tmp_path, tiny_overrides, monkeypatch):
     overrides = [*tiny_overrides, "search.order=2"]
     _search(tmp_path, overrides, "full")
-    original = darts_mod.Trainer.fit.__globals__["save_checkpoint"]
+    original = darts_mod.Trainer._save_checkpoint.__globals__["save_checkpoint"]
 
     def crash_after(path, model, optimizers, extra):
         original(path, model, optimizers, extra)
         if extra["step"] == 6:
             raise KeyboardInterrupt
 
-    monkeypatch.setitem(darts_mod.Trainer.fit.__globals__, "save_checkpoint", crash_after)
+    monkeypatch.setitem(darts_mod.Trainer._save_checkpoint.__globals__, "save_checkpoint", crash_after)
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path, overrides, "killed")
-    monkeypatch.setitem(darts_mod.Trainer.fit.__globals__, "save_checkpoint", original)
+    monkeypatch.setitem(darts_mod.Trainer._save_checkpoint.__globals__, "save_checkpoint", original)
     _search(tmp_path, overrides, "killed", resume=True)
     a, b = (
         load_file(str(tmp_path / "full" / "model.safetensors")),
