@@ -269,3 +269,52 @@ def test_a_decided_search_and_a_multi_seed_win_read_as_such(runs, tmp_path):
 def test_a_run_that_is_not_a_comparison_has_no_verdict(runs, tmp_path):
     html, md = report(copy(runs, "train", tmp_path / "train"))
     assert "Verdict" not in html and "Verdict" not in md
+
+
+def test_backbone_pipeline_report_leads_with_both_verdicts_and_what_was_found(runs, tmp_path):
+    root = tmp_path / "qs"
+    for stage, source in (
+        ("search", "search"),
+        ("found", "train"),
+        ("default", "train"),
+        ("random", "train"),
+    ):
+        copy(runs, source, root / stage)
+    (root / "pipeline.yaml").write_text("method: {}\n")
+    (root / "search" / "trials.jsonl").write_text(
+        json.dumps({"number": 0, "state": "COMPLETE", "intermediate": {"1": -0.5}, "screen_score": 0.25,
+                    "scores": {"view_retrieval": 0.5}, "parameters": 14688, "duration_s": 9.5}) + "\n"
+        + json.dumps({"number": 1, "state": "PRUNED", "intermediate": {"1": -0.1}, "screen_score": 0.125,
+                      "scores": {"view_retrieval": 0.1}, "parameters": 13696, "duration_s": 4.0}) + "\n"
+    )  # fmt: skip
+
+    def side(knn: float, linear: float, params: int, flops: int) -> dict:
+        scores = {"knn": {"val": knn, "test": knn}, "linear": {"val": linear, "test": linear}}
+        return {**scores, "feature_dim": 64, "head_params": 100, "params": params, "flops": flops}
+
+    summary = {
+        "method": "simsiam", "data": "synthetic", "space": "cells", "seeds": 1,
+        "found": side(0.60, 0.72, 4000, 5_000_000), "default": side(0.62, 0.70, 5000, 20_000_000),
+        "random": side(0.53, 0.67, 4000, 6_000_000), "default_rule": "resnet_small widened",
+        "search": {"score": "view_retrieval", "trials": {"COMPLETE": 1, "PRUNED": 1},
+                   "screen": {"candidates": 16, "seconds": 60.0}},
+        "costs": {"search": 120.0, "found": 170.0, "default": 90.0, "random": 160.0},
+    }  # fmt: skip
+    atomic_write_json(root / "summary.json", summary)
+    html, md = report(root)
+    over_default = (
+        "found backbone is 2.00 kNN points worse and 2.00 linear points better than the hand-crafted "
+        "backbone on test, one seed, at 0.80× its parameters (4k vs 5k) and 0.25× its FLOPs (5M vs 20M): "
+        "no evidence of better backbone."
+    )
+    over_random = "found backbone is 7.00 kNN points better and 5.00 linear points better than the random"
+    lines = [line for line in md.splitlines()[1:] if line.strip()]
+    assert lines[0] == f"**Verdict:** {over_default}"
+    assert over_random in md.split("## Searched and found")[0]
+    assert over_default in html and html.index(over_random) < html.index("Searched and found</h")
+    lead = md.split("## Searched and found")[1].split("**State:**")[0]
+    assert "16 candidates scored at initialisation" in lead and "(1 complete, 1 pruned)" in lead
+    assert "| found (searched) | 60.00% | 60.00% | 72.00% | 72.00% | 64 | 4k | 5M |" in lead
+    assert "| 1 | pruned | 1 | 0.125 | 0.1 | - | 13,696 | 4 |" in lead
+    assert "| all | 9.0 min |" in lead
+    assert images(html) >= 1  # the found cells
