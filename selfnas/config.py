@@ -93,6 +93,10 @@ class RunConfig(_Strict):
     )
     nan_retries: int = Field(3, ge=0, le=100, description="rollbacks before a NaN stops the run")
     nan_lr_backoff: float = Field(0.5, gt=0, le=1, description="LR multiplier at each NaN rollback")
+    trackers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="experiment trackers fed with every metric line (pip install 'selfnas[tracking]')",
+    )
 
 
 #: the candidate ops of every searched head layer (NASiam's, with Mish); one home, the head space reads it

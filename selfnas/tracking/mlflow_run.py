@@ -1,0 +1,129 @@
+"""The MLflow tracker: one MLflow run per selfnas run (its id kept in RUN/trackers.json), a
+search's trials as nested runs. The store is ``MLFLOW_TRACKING_URI``, else a local SQLite store in
+``mlruns/`` beside the run directory."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+LOCAL_FOLDER = "mlruns"
+DEFAULT_EXPERIMENT = "selfnas"
+#: a tracking server that does not answer costs seconds once, not minutes (the user's values win)
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+#: selfnas run state -> MLflow run status when the command ends
+END_STATUS = {"finished": "FINISHED", "failed": "FAILED"}
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+BATCH = 100  # params per log_batch call (MLflow's limit)
+
+
+def local_store(run_path: Path) -> tuple[str, str]:
+    """The tracking URI and artifact folder of the local store beside ``run_path``."""
+    folder = (run_path.resolve().parent / LOCAL_FOLDER).resolve()
+    return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+
+
+class MlflowTracker:
+    name = "mlflow"
+
+    def __init__(self, run_path: Path, section: dict[str, Any], context: dict[str, Any]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        uri, artifacts = os.environ.get("MLFLOW_TRACKING_URI"), None
+        if not uri:
+            uri, artifacts = local_store(run_path)
+            (run_path.resolve().parent / LOCAL_FOLDER).mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.experiment = self._experiment(name, artifacts)
+        self.section = section
+        if section.get("run_id") and section.get("uri") == uri:
+            self.run_id = section["run_id"]
+            self.client.update_run(self.run_id, status="RUNNING")  # a resumed run goes on in its MLflow run
+        else:
+            self.run_id = self._start(run_path, context)
+            section.clear()
+            section.update(run_id=self.run_id, uri=uri, experiment_id=self.experiment)
+
+    def _experiment(self, name: str, artifacts: str | None) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifacts)
+        except Exception:  # another machine of a shared study created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _start(self, run_path: Path, context: dict[str, Any]) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(self.experiment, run_name=run_path.name, tags=context["tags"])
+        params = [Param(k, v) for k, v in context["params"].items()]
+        for start in range(0, len(params), BATCH):
+            self.client.log_batch(run.info.run_id, params=params[start : start + BATCH])
+        return run.info.run_id
+
+    def log_metrics(self, values: dict[str, float], step: int) -> None:
+        self._metrics(self.run_id, values, step)
+
+    def _metrics(self, run_id: str, values: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in values.items()]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+    def log_artifacts(self, paths: list[Path], step: int) -> None:
+        for path in paths:
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
+            else:
+                self.client.log_artifact(self.run_id, str(path))
+
+    def log_trial(self, row: dict[str, Any], best: bool) -> str:
+        """One trial as a run nested under the search's: value, scores, state, architecture."""
+        from mlflow.entities import Param
+
+        tags = {
+            "mlflow.parentRunId": self.run_id,
+            "selfnas.trial": str(row["number"]),
+            "selfnas.state": row["state"],
+            "selfnas.architecture": str(row.get("architecture"))[:5000],
+            "selfnas.best": str(best).lower(),
+        }
+        run = self.client.create_run(self.experiment, run_name=f"trial {row['number']:04d}", tags=tags)
+        run_id = run.info.run_id
+        params = [Param(k, str(v)[:500]) for k, v in (row.get("params") or {}).items()]
+        if params:
+            self.client.log_batch(run_id, params=params[:BATCH])
+        values = {
+            f"{group}/{k}": v
+            for group, key in (("score", "scores"), ("accuracy", "accuracy"))
+            for k, v in (row.get(key) or {}).items()
+            if isinstance(v, int | float)
+        }
+        if row.get("value") is not None:
+            values["value"] = row["value"]
+        if values:
+            self._metrics(run_id, values, 0)
+        if row.get("genotype") is not None:
+            self.client.log_dict(run_id, row["genotype"], "genotype.json")
+        self.client.set_terminated(run_id, status=TRIAL_STATUS.get(row["state"], "FINISHED"))
+        return run_id
+
+    def mark_best(self, row: dict[str, Any], trial_run: str, previous: str | None) -> None:
+        if previous and previous != trial_run:
+            self.client.set_tag(previous, "selfnas.best", "false")
+        self.client.set_tag(trial_run, "selfnas.best", "true")
+        self.client.set_tag(self.run_id, "selfnas.best_trial", str(row["number"]))
+
+    def close(self, state: str) -> None:
+        self.client.set_terminated(self.run_id, status=END_STATUS.get(state, "KILLED"))
