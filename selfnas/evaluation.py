@@ -42,8 +42,9 @@ from selfnas.device import configure_threads, resolve_device
 from selfnas.errors import DatasetError
 from selfnas.eval.eta import EvalEta
 from selfnas.eval.probes import ProbeProgress, probe_features
-from selfnas.io import append_jsonl, atomic_write_bytes, atomic_write_json
+from selfnas.io import atomic_write_bytes, atomic_write_json
 from selfnas.rundir import RunDir
+from selfnas.tracking import append_metrics
 from selfnas.training.progress import TrainProgress
 
 #: eval.json sections that a run trained with labels wrote: its own classifier's accuracy
@@ -187,8 +188,8 @@ def evaluate(
         if write:
             result = {**_trained_sections(run), **result}
             atomic_write_json(run.eval, result)
-            append_jsonl(
-                run.metrics,
+            append_metrics(
+                run,
                 {
                     "kind": "eval",
                     **{k: v for k, v in result.items() if k != "linear" and k not in TRAINED_SECTIONS},

@@ -41,6 +41,7 @@ from selfnas.io import atomic_write, atomic_write_bytes, atomic_write_text
 from selfnas.render.markdown import md_table
 from selfnas.render.tables import eval_rows
 from selfnas.rundir import GENOTYPE_FILE
+from selfnas.tracking import log_artifacts
 from selfnas.training.builder import resolved_lr
 
 FORMAT = "selfnas-backbone-1"
@@ -156,6 +157,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
         assert heads is not None  # a training run with explicit heads always has them
         files.append(atomic_write_text(out / GENOTYPE_FILE, json.dumps(heads.to_json(), indent=2) + "\n"))
     files.append(atomic_write_text(out / "MODEL_CARD.md", model_card(run.path, spec)))
+    log_artifacts(run, [out / "backbone.safetensors", out / GENOTYPE_FILE, out / "MODEL_CARD.md"], "export")
     return {"out_dir": str(out), "files": [p.name for p in files], "onnx_opset": ONNX_OPSET, **spec}
 
 

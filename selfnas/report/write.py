@@ -12,6 +12,7 @@ from selfnas.report.labeled_curves import refresh_labeled_curves
 from selfnas.report.markdown import render_markdown
 from selfnas.report.sections import render_html
 from selfnas.report.study_page import is_study, write_study_report
+from selfnas.tracking import log_artifacts
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -35,7 +36,9 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         except RunDirError as exc:  # a damaged metrics.jsonl: listed among the problems already
             run.problems.append(f"curves not redrawn: {exc}")
     path = facts.run.path
-    return (
+    written = (
         atomic_write_text(path / "report.html", render_html(facts)),
         atomic_write_text(path / "report.md", render_markdown(facts)),
     )
+    log_artifacts(path, [written[0], path / "plots" / "architecture.png"])  # to the run's trackers
+    return written

@@ -8,9 +8,11 @@ config names one; a run without trackers pays one read of its config.yaml per pr
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+from selfnas.errors import ConfigError
 from selfnas.io import append_jsonl
 from selfnas.rundir import RunDir
 from selfnas.tracking.session import close_all, session
@@ -26,11 +28,17 @@ def append_metrics(run: RunDir, record: dict[str, Any]) -> None:
         opened.log(record)
 
 
-def log_artifacts(run: RunDir | str | Path, paths: list[Path]) -> None:
-    """Log the files ``paths`` (those that exist) to the trackers of ``run``."""
-    opened = session(run if isinstance(run, RunDir) else RunDir(run))
+def log_artifacts(run: RunDir | str | Path, paths: list[Path], folder: str | None = None) -> None:
+    """Log the files ``paths`` (those that exist; into ``folder`` of the tracker run) to the
+    trackers of ``run``. A tracker that cannot be opened here is a warning: the report or export
+    that calls this is written already."""
+    try:
+        opened = session(run if isinstance(run, RunDir) else RunDir(run))
+    except ConfigError as exc:
+        print(f"warning: {exc}", file=sys.stderr, flush=True)
+        return
     if opened is not None:
-        opened.artifacts(paths)
+        opened.artifacts(paths, folder)
 
 
 def log_trials(run: RunDir, rows: list[dict[str, Any]], best: int | None) -> None:

@@ -81,12 +81,9 @@ class MlflowTracker:
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
-    def log_artifacts(self, paths: list[Path], step: int) -> None:
+    def log_artifacts(self, paths: list[Path], step: int, folder: str | None = None) -> None:
         for path in paths:
-            if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
-            else:
-                self.client.log_artifact(self.run_id, str(path))
+            self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
     def log_trial(self, row: dict[str, Any], best: bool) -> str:
         """One trial as a run nested under the search's: value, scores, state, architecture."""

@@ -56,11 +56,11 @@ class Session:
         if record.get("kind") == "eval":
             self.artifacts([self.run.eval, self.run.genotype])
 
-    def artifacts(self, paths: list[Path]) -> None:
+    def artifacts(self, paths: list[Path], folder: str | None = None) -> None:
         found = [Path(p) for p in paths if Path(p).exists()]
         step = self.state.last_step()
         if found:
-            self._each(lambda t: t.log_artifacts(found, step))
+            self._each(lambda t: t.log_artifacts(found, step, folder))
 
     def trials(self, rows: list[dict[str, Any]], best: int | None) -> None:
         """Each finished trial once, as a nested run / its own event folder; the best one tagged."""

@@ -39,7 +39,7 @@ class TensorBoardTracker:
             self.writer.add_scalar(name, value, step)
         self.writer.flush()
 
-    def log_artifacts(self, paths: list[Path], step: int) -> None:
+    def log_artifacts(self, paths: list[Path], step: int, folder: str | None = None) -> None:
         """The evaluation table (from eval.json) as text, the architecture drawing as an image."""
         for path in paths:
             if path.name == "eval.json":

@@ -21,9 +21,10 @@ import torch
 from selfnas import distributed
 from selfnas.config import TrainConfig, config_to_yaml
 from selfnas.device import configure_threads
-from selfnas.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
+from selfnas.tracking import append_metrics
 from selfnas.training.checkpoint import load_checkpoint
 from selfnas.training.progress import HEARTBEAT_S, TrainProgress
 
@@ -181,7 +182,7 @@ class TrainingLoop:
         mean = window.acc["loss"] / window.acc["n"]
         line = self._step_line(done, mean, result, window.per_s())
         if self.main:
-            append_jsonl(self.run.metrics, line)
+            append_metrics(self.run, line)
         window.restart()
         progress.update(done, **self._progress_fields(line))
         return line

@@ -34,10 +34,11 @@ from selfnas.data.supervised_augment import SupervisedAugment
 from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, DatasetError, RunDirError, TrainingError
-from selfnas.io import append_jsonl, atomic_write_json
+from selfnas.io import atomic_write_json
 from selfnas.models.backbones import create_backbone
 from selfnas.models.precise_bn import recompute_batchnorm
 from selfnas.rundir import RunDir
+from selfnas.tracking import append_metrics
 from selfnas.training.checkpoint import load_weights, save_checkpoint, save_weights
 from selfnas.training.classifier import Classifier, supervised_loss
 from selfnas.training.loop import StepResult, TrainingLoop, stream_seed
@@ -300,7 +301,7 @@ class SupervisedTrainer(TrainingLoop):
                 save_weights(self.best_weights, self.model, metadata={"format": WEIGHTS_FORMAT})
                 best = {"epoch": epoch, "step": done, "val_acc": record["val_acc"]}
                 record["selected"] = True
-        append_jsonl(self.run.metrics, record)
+        append_metrics(self.run, record)
         progress.log(msg)
         self.best = best
         self.model.train()
@@ -365,7 +366,7 @@ class SupervisedTrainer(TrainingLoop):
         }
         save_weights(self.run.model, self.model, metadata={"format": WEIGHTS_FORMAT})
         atomic_write_json(self.run.eval, result)
-        append_jsonl(self.run.metrics, {"kind": "eval", "step": self.total_steps, **result})
+        append_metrics(self.run, {"kind": "eval", "step": self.total_steps, **result})
         self.run.write_status("finished", step=self.total_steps)
         return result
 

@@ -25,10 +25,11 @@ from selfnas.device import autocast, prepare_module, resolve_device
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.eval.scores import normalized_std
-from selfnas.io import append_jsonl, read_jsonl, write_jsonl
+from selfnas.io import read_jsonl, write_jsonl
 from selfnas.render.plots import plot_training_curves
 from selfnas.rundir import RunDir
 from selfnas.ssl.base import SSLMethod
+from selfnas.tracking import append_metrics
 from selfnas.training.builder import build_method, load_config_data, resolved_lr, weight_optimizer
 from selfnas.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from selfnas.training.loop import StepResult, TrainingLoop, stream_seed
@@ -263,7 +264,7 @@ class Trainer(TrainingLoop):
         record.update(self.epoch_record(epoch))
         if not self.main:
             return
-        append_jsonl(self.run.metrics, record)
+        append_metrics(self.run, record)
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if "knn_val" in record:
             msg += f"  kNN monitor (val) {100 * record['knn_val']:.2f}%"

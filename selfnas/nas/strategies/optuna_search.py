@@ -53,6 +53,7 @@ from selfnas.nas.strategies.trial_scores import (
 )
 from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
+from selfnas.tracking import log_trials
 from selfnas.training.builder import load_config_data
 
 #: the label-free scores set against accuracy in ``score_vs_accuracy.png`` (with the study's own);
@@ -274,7 +275,7 @@ def trial_config(config: TrainConfig, update: dict[str, Any]) -> TrainConfig:
     return config.model_copy(update={
         "search": None, "model": config.model.model_copy(update=update),
         "optim": config.optim.model_copy(update={"epochs": search.trial_epochs}),
-        "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False}),
+        "run": config.run.model_copy(update={"knn_every": 0, "eval_at_end": False, "trackers": []}),
     })  # fmt: skip
 
 
@@ -462,6 +463,7 @@ def _write_results(
     atomic_write_json(run.path / "study.json", summary)
     plotted = tuple(dict.fromkeys((search.score, *PLOTTED)))  # one panel a score: a few, not all
     plot_search_study(run, rows, study, tuple(s for s in plotted if s in LABEL_FREE))
+    log_trials(run, rows, best.number)  # each trial a nested tracker run (its metric lines are not tracked)
     return summary
 
 
