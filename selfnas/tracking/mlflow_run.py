@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfnas.tracking.records import trial_architecture
+
 LOCAL_FOLDER = "mlruns"
 DEFAULT_EXPERIMENT = "selfnas"
 #: a tracking server that does not answer costs seconds once, not minutes (the user's values win)
@@ -93,7 +95,7 @@ class MlflowTracker:
             "mlflow.parentRunId": self.run_id,
             "selfnas.trial": str(row["number"]),
             "selfnas.state": row["state"],
-            "selfnas.architecture": str(row.get("architecture"))[:5000],
+            "selfnas.architecture": trial_architecture(row)[:5000],
             "selfnas.best": str(best).lower(),
         }
         run = self.client.create_run(self.experiment, run_name=f"trial {row['number']:04d}", tags=tags)

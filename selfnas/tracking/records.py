@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -47,3 +48,10 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def trial_architecture(row: dict[str, Any]) -> str:
+    """A trial's architecture in words (trials.jsonl's ``architecture``), else its genotype JSON."""
+    if row.get("architecture"):
+        return str(row["architecture"])
+    return json.dumps(row.get("genotype"), sort_keys=True)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selfnas.tracking.records import metric_values
+from selfnas.tracking.records import metric_values, trial_architecture
 
 FOLDER = "tensorboard"
 #: the drawing of the found architecture that ``selfnas report`` leaves in the run
@@ -66,13 +66,13 @@ class TensorBoardTracker:
             for name, value in metric_values({"kind": "trial", **_trial_numbers(row)}).items():
                 writer.add_scalar(name, value, row["number"])
             writer.add_text("trial/state", row["state"], row["number"])
-            writer.add_text("trial/architecture", str(row.get("architecture")), row["number"])
+            writer.add_text("trial/architecture", trial_architecture(row), row["number"])
         finally:
             writer.close()
         return str(folder)
 
     def mark_best(self, row: dict[str, Any], trial_ref: str, previous: str | None) -> None:
-        self.writer.add_text("study/best_trial", f"trial {row['number']}: {row.get('architecture')}", 0)
+        self.writer.add_text("study/best_trial", f"trial {row['number']}: {trial_architecture(row)}", 0)
         if row.get("value") is not None:
             self.writer.add_scalar("study/best_value", row["value"], row["number"])
         self.writer.flush()
