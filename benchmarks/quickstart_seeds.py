@@ -30,16 +30,20 @@ PROBES = ("knn", "linear")
 SPLITS = ("val", "test")
 
 
-def quickstart_command(seed: int, out: Path) -> list[str]:
-    """The job as a new user types it, on one seed."""
+def quickstart_command(seed: int, out: Path, threads: int | None = None) -> list[str]:
+    """The job as a new user types it, on one seed (and, on a shared machine, a thread count:
+    two threads per process on oversubscribed cores spin-wait; the results differ only in the
+    last digits of float sums)."""
+    pinned = [] if threads is None else ["--set", f"run.threads={threads}"]
     return [sys.executable, "-m", "selfnas.cli", "quickstart", "--out", str(out), "--set", f"run.seed={seed}",
-            "-q"]  # fmt: skip
+            *pinned, "-q"]  # fmt: skip
 
 
 def resolved_config(out: Path) -> dict[str, Any]:
     """The pipeline's resolved config (``pipeline.yaml``) without its seed: the settings measured."""
     config = yaml.safe_load((out / "pipeline.yaml").read_text(encoding="utf-8"))
     config["run"].pop("seed", None)
+    config["run"].pop("threads", None)
     return config
 
 
@@ -78,12 +82,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-quickstart"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_quickstart_seeds.json"))
+    parser.add_argument("--threads", type=int, default=None, help="run.threads (default: the job's own)")
     args = parser.parse_args()
     summaries, costs, configs = {}, {}, []
     for seed in args.seeds:
         out = args.runs / f"s{seed}"
-        print(f"seed {seed}: {' '.join(quickstart_command(seed, out)[1:])}", flush=True)
-        subprocess.run(quickstart_command(seed, out), check=True, stdout=subprocess.DEVNULL)
+        command = quickstart_command(seed, out, args.threads)
+        print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         summaries[seed] = summary
         costs[seed] = summary.get("costs")
@@ -95,6 +101,7 @@ def main() -> None:
         + " ".join(["--seeds", *map(str, args.seeds)]),  # fmt: skip
         "job": "selfnas quickstart --set run.seed=N (the embedded config quickstart_backbone.yaml)",
         "config": configs[0],
+        "threads": args.threads or "the job's own (run.threads)",
         **collect(summaries),
         "costs_s": costs,
         "genotypes": {seed: s["genotype"] for seed, s in summaries.items()},
