@@ -165,3 +165,40 @@ def test_text_check_catches_the_old_separator(nested_report, tmp_path):
     assert "\x00" in html
     (tmp_path / "old.html").write_text(html)
     assert bad_glyphs(rendered_text(tmp_path / "old.html", tmp_path)) != []
+
+
+@pytest.fixture(scope="module")
+def pipeline_report(report, tmp_path_factory) -> Path:
+    """A backbone pipeline's directory (``selfnas quickstart``): four stages and its summary.json."""
+    from selfnas.io import atomic_write_json
+
+    root = tmp_path_factory.mktemp("pipeline")
+    for name in ("search", "found", "default", "random"):
+        shutil.copytree(report.parent, root / name)
+    (root / "pipeline.yaml").write_text("method: {}\n")
+
+    def side(knn: float, linear: float) -> dict:
+        return {"knn": {"val": knn, "test": knn}, "linear": {"val": linear, "test": linear},
+                "feature_dim": 64, "head_params": 100, "params": 4000, "flops": 5_000_000}  # fmt: skip
+
+    atomic_write_json(root / "summary.json", {
+        "method": "simsiam", "data": "synthetic", "space": "cells", "seeds": 1,
+        "found": side(0.60, 0.72), "default": side(0.62, 0.70), "random": side(0.53, 0.67),
+        "search": {"score": "view_retrieval", "trials": {"COMPLETE": 1}, "screen": {"candidates": 16}},
+        "default_rule": "resnet_small widened", "costs": {"search": 60.0, "found": 90.0},
+    })  # fmt: skip
+    return write_report(root)[0]
+
+
+def test_backbone_pipeline_report_renders_its_lead_in_chromium(pipeline_report, tmp_path):
+    _, faults = render(pipeline_report, tmp_path)
+    assert faults == []
+    texts = rendered_text(pipeline_report, tmp_path)
+    page = texts[0]
+    first, second = page.index("Verdict: found backbone"), page.rindex("Verdict: found backbone")
+    assert first < second < page.index("Searched the cells space")  # both verdicts lead the page
+    assert (
+        "than the hand-crafted backbone" in page[first:second] and "than the random backbone" in page[second:]
+    )
+    assert "found (searched)" in page and "Cost of each stage" in page
+    assert bad_glyphs(texts) == []
