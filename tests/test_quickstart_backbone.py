@@ -90,23 +90,15 @@ def _training_default(out) -> bool:  # the hand-crafted default is past its firs
     return state.get("state") == "running" and state.get("step", 0) >= 2
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage, reached", [("search", _screened), ("default", _training_default)])
-def test_a_pipeline_killed_in_a_stage_resumes_to_the_uninterrupted_result(tmp_path, stage, reached):
-    """SIGKILL once ``reached``; the same command again finishes the pipeline, and its summary
-    equals an uninterrupted run's (CPU, one thread: deterministic), timings aside."""
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CELLS))
-    args = ("quickstart", "--config", str(cfg), "-q")
-    run_cli(*args, "--out", str(tmp_path / "full"), check=True, timeout=900)
-    killed = tmp_path / "killed"
+def _start_and_kill_when(args: tuple[str, ...], out, reached) -> None:
+    """Start ``selfnas ARGS --out OUT``, SIGKILL it once ``reached(OUT)``."""
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(killed)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(out)], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         try:
-            if reached(killed):
+            if reached(out):
                 break
         except (OSError, ValueError):
             pass
@@ -114,12 +106,27 @@ def test_a_pipeline_killed_in_a_stage_resumes_to_the_uninterrupted_result(tmp_pa
     assert proc.poll() is None, "the pipeline ended before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+@pytest.mark.slow
+def test_a_pipeline_killed_in_the_screening_and_in_a_training_stage_resumes_to_the_same_result(tmp_path):
+    """SIGKILL during the search's screening, then (resumed) during the default's training; the
+    same command once more finishes the pipeline, and its summary equals an uninterrupted run's
+    (CPU, one thread: deterministic), timings aside."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CELLS))
+    args = ("quickstart", "--config", str(cfg), "-q")
+    run_cli(*args, "--out", str(tmp_path / "full"), check=True, timeout=900)
+    killed = tmp_path / "killed"
+    _start_and_kill_when(args, killed, _screened)
+    assert not (killed / "search" / "study.json").exists()  # killed inside the search stage
+    _start_and_kill_when(args, killed, _training_default)
     assert not (killed / "summary.json").exists()
     run_cli(*args, "--out", str(killed), check=True, timeout=900)
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed = json.loads((killed / "summary.json").read_text())
     assert _without_timings(resumed) == _without_timings(full)
-    assert resumed["costs"][stage] > 0
+    assert resumed["costs"]["search"] > 0 and resumed["costs"]["default"] > 0
 
 
 @pytest.mark.slow
