@@ -7,8 +7,8 @@ import pytest
 
 from selfnas.config import build_config
 from selfnas.rundir import RunDir
-from selfnas.training import progress as progress_mod
 from selfnas.training import loop as loop_mod
+from selfnas.training import progress as progress_mod
 from selfnas.training.progress import TrainProgress
 from selfnas.training.trainer import Trainer
 
