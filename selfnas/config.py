@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from selfnas.errors import ConfigError
-from selfnas.methods import METHOD_NAMES
-from selfnas.score_records import SEARCH_SCORES
+from selfnas.methods import METHOD_NAMES, METHOD_RECORDS, MethodRecord, method_record
+from selfnas.score_records import SEARCH_SCORES, ScoreRecord, score_record
 
 
 class _Strict(BaseModel):
@@ -36,7 +36,13 @@ class ModelConfig(_Strict):
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+#: every method's hyper-parameter keywords, in record order (``method.hparams`` help)
+_HPARAM_NAMES = ", ".join(dict.fromkeys(p.name for r in METHOD_RECORDS.values() for p in r.hyper_parameters))
+
+
 class MethodConfig(_Strict):
+    """The SSL method: ``name`` picks its record (:attr:`spec`), the rest sizes its heads."""
+
     name: Literal[METHOD_NAMES] = "simsiam"  # type: ignore[valid-type]  # the method records' names
     proj_hidden: int = Field(512, ge=1, le=65536)
     proj_out: int = Field(128, ge=1, le=65536)
@@ -44,13 +50,19 @@ class MethodConfig(_Strict):
     projector: dict[str, Any] | None = Field(None, description="head spec JSON; default: the method's own")
     predictor: dict[str, Any] | None = None
     hparams: dict[str, float | int] = Field(
-        default_factory=dict, description="method hyper-parameters: temperature, momentum, queue_size"
+        default_factory=dict, description=f"method hyper-parameters: {_HPARAM_NAMES}"
     )
     per_view_bn: bool | None = Field(
         None,
         description="BatchNorm statistics per view (true) or over both views (false) in the one batched "
         "forward; default: as the method's reference code (simclr: both views, the others: per view)",
     )
+
+    @property
+    def spec(self) -> MethodRecord:
+        """The method's record (class, hyper-parameters, defaults, heads, augmentations): the one
+        place a method's name is resolved; code below passes this object."""
+        return method_record(self.name)
 
 
 class OptimConfig(_Strict):
@@ -190,6 +202,12 @@ class SearchConfig(_Strict):
     entropy_stop: float | None = Field(
         None, gt=0, description="freeze alphas once their mean entropy (nats) falls below this"
     )
+
+    @property
+    def score_spec(self) -> ScoreRecord:
+        """The record of ``score`` (direction, family, how a study's objective reads it): the one
+        place the score's name is resolved; code below passes this object."""
+        return score_record(self.score)
 
     @field_validator("storage", mode="before")
     @classmethod

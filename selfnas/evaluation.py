@@ -43,6 +43,7 @@ from selfnas.errors import DatasetError
 from selfnas.eval.eta import EvalEta
 from selfnas.eval.probes import ProbeProgress, probe_features
 from selfnas.io import atomic_write_bytes, atomic_write_json
+from selfnas.methods import SIMSIAM
 from selfnas.rundir import RunDir
 from selfnas.tracking import append_metrics
 from selfnas.training.progress import TrainProgress
@@ -68,7 +69,7 @@ def evaluate_features(
     :func:`selfnas.eval.knn.effective_k`)."""
     train, held_out = data.train, _held_out(data)
     normalize = TwoViewAugment(
-        *augment_preset("simsiam", train.size, train.channels), data.mean, data.std
+        *augment_preset(SIMSIAM, train.size, train.channels), data.mean, data.std
     ).normalize
     t0 = time.perf_counter()
     probe = probe_features(

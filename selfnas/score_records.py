@@ -1,11 +1,17 @@
 """The score records: one frozen record per score a search can rank candidates by or report.
 
 A record holds the plain facts of a score: its name, which way is better, its family and a
-one-line description that cites where it comes from. Readers:
+one-line description that cites where it comes from, and it is the score's spec: how a study's
+objective is made from a measured value (:meth:`ScoreRecord.objective`: a study minimises) and read
+back (:meth:`ScoreRecord.value_from_objective`). The families are derived here once
+(:data:`EMBEDDING_SCORES`, :data:`ZERO_COST_SCORES`, :data:`BASELINE_SCORES`,
+:data:`SUPERVISED_SCORES`, :data:`AT_INIT_SCORES`). Readers:
 
-* :mod:`selfnas.config` -- the allowed ``search.score`` values (:data:`SEARCH_SCORES`);
-* :mod:`selfnas.nas.scoring` -- ``DIRECTION``, the sign of every score it measures;
-* :mod:`selfnas.nas.strategies.trial_scores` -- the objective of a study trial.
+* :mod:`selfnas.config` -- the allowed ``search.score`` values (:data:`SEARCH_SCORES`) and
+  ``search.score_spec``, the configured score's record;
+* :mod:`selfnas.nas.scoring` -- ``DIRECTION``, the sign of every score it measures, and the families;
+* :mod:`selfnas.nas.strategies.trial_scores` -- the objective of a study trial;
+* :mod:`selfnas.nas.strategies.study_progress` -- the score read back from a trial's objective.
 
 Families: ``embedding`` scores read the backbone's features on held-out images, at any point of
 training; ``zero_cost`` scores read the network at initialisation, before any training step;
@@ -45,6 +51,29 @@ class ScoreRecord:
     def selectable(self) -> bool:
         """Whether a search can rank candidates by it (it has a better side)."""
         return self.direction != 0
+
+    @property
+    def at_init(self) -> bool:
+        """Whether it is read from the untrained network (zero-cost scores and the size baselines)."""
+        return self.family in ("zero_cost", "baseline")
+
+    @property
+    def supervised(self) -> bool:
+        """Whether measuring it needs labels (a supervised proxy)."""
+        return self.family == "supervised"
+
+    def objective(self, value: float) -> float:
+        """The value a study minimises for a measured ``value``: ``-direction * value``; a score
+        without a better side is one :class:`RegistryError` line."""
+        if not self.selectable:
+            raise RegistryError(f"score {self.name} has no better side; a search cannot rank by it")
+        return -float(self.direction) * value
+
+    def value_from_objective(self, objective: float) -> float:
+        """The measured value a study's ``objective`` (:meth:`objective`) was made from."""
+        if not self.selectable:
+            raise RegistryError(f"score {self.name} has no better side; a search cannot rank by it")
+        return -float(self.direction) * objective
 
 
 _R = ScoreRecord
@@ -91,3 +120,15 @@ def score_record(name: str) -> ScoreRecord:
 def family_names(family: Family) -> tuple[str, ...]:
     """The names of one family's scores, in record order."""
     return tuple(r.name for r in SCORE_RECORDS if r.family == family)
+
+
+#: the scores of the backbone's features on held-out images, at any point of training
+EMBEDDING_SCORES = family_names("embedding")
+#: the scores of the network at initialisation
+ZERO_COST_SCORES = family_names("zero_cost")
+#: the size baselines every proxy must beat
+BASELINE_SCORES = family_names("baseline")
+#: the scores measured with labels (supervised proxies)
+SUPERVISED_SCORES = family_names("supervised")
+#: the scores read once from the untrained network: zero-cost and baselines, in record order
+AT_INIT_SCORES = tuple(r.name for r in SCORE_RECORDS if r.at_init)

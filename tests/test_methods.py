@@ -136,8 +136,8 @@ def test_config_accepts_exactly_the_method_names() -> None:
 
 
 def test_default_heads_follow_the_record() -> None:
-    for name, record in METHOD_RECORDS.items():
-        projector, predictor = default_heads(name, 20, 10, 5)
+    for record in METHOD_RECORDS.values():
+        projector, predictor = default_heads(record, 20, 10, 5)
         assert len(projector.layers) == record.projector.hidden_layers + 1
         assert projector.layers[-1] == HeadLayer(record.projector.out_op, 10)
         assert (predictor is None) == (record.predictor is None)

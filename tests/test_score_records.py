@@ -67,3 +67,47 @@ def test_the_config_takes_every_selectable_score_and_refuses_the_rest(tiny_overr
         with pytest.raises(ConfigError, match="search.score") as err:
             build_config(overrides=[*tiny_overrides, f"search.score={bad}"])
         assert "\n" not in str(err.value)
+
+
+# -- the score spec: a study's objective made and read back -----------------------------------
+
+
+@pytest.mark.parametrize("name", SEARCH_SCORES)
+def test_a_study_minimising_the_objective_picks_the_better_measured_value(name):
+    """Minimising :meth:`objective` over measured values picks the highest of a higher-is-better
+    score and the lowest of a lower-is-better one, and :meth:`value_from_objective` gives back
+    the measured value (as the study's progress lines print it)."""
+    spec = score_record(name)
+    measured = [0.25, -1.5, 3.0]
+    best = min(measured, key=spec.objective)
+    assert best == (max(measured) if spec.direction > 0 else min(measured))
+    for value in measured:
+        assert spec.value_from_objective(spec.objective(value)) == value
+
+
+def test_a_score_without_a_better_side_makes_no_objective():
+    spec = score_record("alpha_req")
+    for read in (spec.objective, spec.value_from_objective):
+        with pytest.raises(RegistryError, match="alpha_req has no better side") as info:
+            read(1.0)
+        assert "\n" not in str(info.value)
+
+
+def test_the_configured_score_arrives_as_its_record():
+    """``search.score`` is resolved once, where the config is read: ``search.score_spec``."""
+    config = build_config(overrides=["search.score=ssl_loss"])
+    assert config.search.score_spec is score_record("ssl_loss")
+    assert config.search.score_spec.objective(0.5) == 0.5  # lower is better: minimised as measured
+    with pytest.raises(ConfigError):
+        build_config(overrides=["search.score=alpha_req"])  # no better side: not selectable
+
+
+def test_families_partition_the_scores_and_at_init_is_zero_cost_and_baselines():
+    from selfnas import score_records as sr
+
+    families = (sr.EMBEDDING_SCORES, sr.ZERO_COST_SCORES, sr.BASELINE_SCORES, sr.SUPERVISED_SCORES)
+    assert sorted(n for f in families for n in f) == sorted(SCORE_NAMES)
+    assert sr.AT_INIT_SCORES == sr.ZERO_COST_SCORES + sr.BASELINE_SCORES
+    assert all(score_record(n).at_init for n in sr.AT_INIT_SCORES)
+    assert not any(score_record(n).at_init for n in sr.EMBEDDING_SCORES + sr.SUPERVISED_SCORES)
+    assert [n for n in SCORE_NAMES if score_record(n).supervised] == list(sr.SUPERVISED_SCORES) == ["knn"]

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from selfnas.errors import ConfigError
-from selfnas.methods import METHOD_NAMES, METHOD_RECORDS
+from selfnas.methods import METHOD_NAMES, METHOD_RECORDS, MethodRecord
 
 #: image sides with a preset; other sides use the nearest
 PRESET_SIZES = (28, 32, 96, 224)
@@ -79,22 +79,25 @@ class AugmentConfig:
             raise ConfigError(f"hue must be in [0, 0.5], got {self.hue}")
 
 
-def augment_preset(method: str, image_size: int, channels: int) -> tuple[AugmentConfig, AugmentConfig]:
-    """The (view 1, view 2) configs of ``method`` for square ``image_size`` images.
+def augment_preset(
+    method: MethodRecord | str, image_size: int, channels: int
+) -> tuple[AugmentConfig, AugmentConfig]:
+    """The (view 1, view 2) configs of ``method`` (its record, or its name) for square ``image_size``
+    images.
 
     The side snaps to the nearest of :data:`PRESET_SIZES` (ties go to the smaller). At 28 and 32 px
     blur is off (SimCLR CIFAR practice) and crops use scale (0.2, 1); BYOL keeps its asymmetric
     solarize there. With one channel there is no saturation, hue or grayscale; brightness and
     contrast still apply.
     """
-    if method not in METHOD_RECORDS:
+    if not isinstance(method, MethodRecord) and method not in METHOD_RECORDS:
         raise ConfigError(f"unknown augmentation method {method!r}; choose one of: {', '.join(METHOD_NAMES)}")
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")
     small = min(PRESET_SIZES, key=lambda size: (abs(size - image_size), size)) <= 32
-    preset = METHOD_RECORDS[method].augment
+    preset = (method if isinstance(method, MethodRecord) else METHOD_RECORDS[method]).augment
     brightness, contrast, saturation, hue = preset.jitter_small if small else preset.jitter
     colour = channels == 3
     base = AugmentConfig(

@@ -5,8 +5,8 @@ thing), so a searched head (NASiam) and a hand-crafted one go through the same
 builder and every SSL method accepts either.
 
 A head search lays its searched layers out one of two ways (``search.layout``): ``selfnas``
-(every method alike) or ``nasiam`` (as NASiam's code builds each method's heads:
-:data:`NASIAM_HEADS`). A found head spec names every op it builds, so it rebuilds the same
+(every method alike) or ``nasiam`` (as NASiam's code builds each method's heads: the method
+record's ``nasiam_heads``). A found head spec names every op it builds, so it rebuilds the same
 modules whatever its layout; the layout, kept in the genotype, lets a loader check the spec fits.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from selfnas.errors import GenotypeError
-from selfnas.methods import METHOD_RECORDS, HeadRecipe
+from selfnas.methods import METHOD_RECORDS, HeadRecipe, LayoutHead, MethodRecord
 from selfnas.models.genotype_format import short
 from selfnas.models.head_ops import HEAD_OPS, make_head_op
 
@@ -88,16 +88,15 @@ def mlp_spec(hidden: int, out: int, hidden_layers: int, hidden_op: str, out_op: 
     return HeadSpec(tuple([HeadLayer(hidden_op, hidden)] * hidden_layers + [HeadLayer(out_op, out)]))
 
 
-def default_heads(method: str, hidden: int, out: int, pred_hidden: int) -> tuple[HeadSpec, HeadSpec | None]:
-    """The hand-crafted projector and predictor of each method's paper (widths scaled by the caller),
-    built from the head recipes of the method's record in :mod:`selfnas.methods`.
+def default_heads(
+    record: MethodRecord, hidden: int, out: int, pred_hidden: int
+) -> tuple[HeadSpec, HeadSpec | None]:
+    """The hand-crafted projector and predictor of a method's paper (widths scaled by the caller),
+    built from the head recipes of the method's ``record`` (:mod:`selfnas.methods`).
 
     The projector's hidden layers are ``hidden`` wide, the predictor's ``pred_hidden``; both end in
     ``out`` features. The predictor is ``None`` for methods without one (SimCLR, MoCo).
     """
-    if method not in METHOD_RECORDS:
-        raise GenotypeError(f"no default heads for method {method!r}")
-    record = METHOD_RECORDS[method]
     projector = _recipe_spec(record.projector, hidden, out)
     predictor = None if record.predictor is None else _recipe_spec(record.predictor, pred_hidden, out)
     return projector, predictor
@@ -111,35 +110,10 @@ def _recipe_spec(recipe: HeadRecipe, hidden: int, out: int) -> HeadSpec:
 HEAD_LAYOUTS = ("selfnas", "nasiam")
 
 
-@dataclass(frozen=True)
-class LayoutHead:
-    """One searched head of a layout: ``layers`` searched layers, then the fixed ``final_op``
-    (``None``: the last searched layer maps to the head's output itself). With ``bottleneck`` the
-    searched layers are ``in_dim // 4`` wide (NASiam's 2048 -> 512), else ``in_dim``."""
-
-    layers: int
-    final_op: str | None
-    bottleneck: bool = False
-
-    def hidden(self, in_dim: int) -> int:
-        return max(1, in_dim // 4) if self.bottleneck else in_dim
-
-    @property
-    def total_layers(self) -> int:
-        return self.layers + (self.final_op is not None)
-
-
-#: NASiam's searched (projector, predictor) per method, as aheuillet/NASiam's builders make them:
-#: SimSiam ``SearchCell(prev_dim, num_layers=6)`` then Linear + BN without affine, predictor
-#: ``SearchCell(dim, hidden_dim=pred_dim, num_layers=4)`` (2048 -> 512 -> 2048); MoCo
-#: ``SearchCell(dim_mlp, num_layers=4)`` then the encoder's Linear; SimCLR
-#: ``SearchCell(2048, hidden_dim=512, out_dim=128, num_layers=6)``. BYOL is not in NASiam's code:
-#: it mirrors SimSiam and ends in BYOL's own Linear.
+#: NASiam's searched (projector, predictor) by the method name a genotype file records, from the
+#: method records (``nasiam_heads``)
 NASIAM_HEADS: dict[str, tuple[LayoutHead, LayoutHead | None]] = {
-    "simsiam": (LayoutHead(6, "linear_bn_noaffine"), LayoutHead(4, None, bottleneck=True)),
-    "moco": (LayoutHead(4, "linear"), None),
-    "simclr": (LayoutHead(6, None, bottleneck=True), None),
-    "byol": (LayoutHead(6, "linear"), LayoutHead(4, None, bottleneck=True)),
+    name: record.nasiam_heads for name, record in METHOD_RECORDS.items()
 }
 
 #: our pools -> NASiam's (BatchNorm after the pool)

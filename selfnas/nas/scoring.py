@@ -27,7 +27,9 @@ from selfnas.eval.scores import alignment, normalized_std, rankme, uniformity
 from selfnas.eval.spectral import alpha_req, alpha_req_distance, lidar, rankme_normalized, view_retrieval
 from selfnas.eval.zero_cost import flops_per_image, grad_norm, naswot, param_count, synflow
 from selfnas.models.precise_bn import recompute_batchnorm
-from selfnas.score_records import SCORE_RECORDS
+from selfnas.score_records import BASELINE_SCORES, SCORE_RECORDS
+from selfnas.score_records import EMBEDDING_SCORES as EMBEDDING_SCORES  # the families it measures
+from selfnas.score_records import ZERO_COST_SCORES as ZERO_COST_SCORES
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.monitor import COLLAPSE_RATIO
 
@@ -35,12 +37,8 @@ from selfnas.training.monitor import COLLAPSE_RATIO
 #: only; alpha_req_distance is the one with a direction); what a search maximises: sign * score.
 #: Read from the score records, the one home of these facts.
 DIRECTION: dict[str, float] = {r.name: float(r.direction) for r in SCORE_RECORDS}
-EMBEDDING_SCORES = (
-    "ssl_loss", "rankme", "rankme_normalized", "alpha_req", "alpha_req_distance", "lidar",
-    "alignment", "uniformity", "view_retrieval",
-)  # fmt: skip
-ZERO_COST_SCORES = ("naswot", "synflow", "grad_norm")
-BASELINES = ("params", "flops")
+#: the size baselines, as the score records hold them
+BASELINES = BASELINE_SCORES
 LIDAR_VIEWS = 4  # augmentations per surrogate class (image)
 LIDAR_IMAGES = 256
 ZERO_COST_BATCH = 128

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from selfnas.methods import MethodRecord
 from selfnas.models.heads import HeadSpec, build_head
 from selfnas.models.view_norm import per_view_batchnorm
 
@@ -39,16 +40,24 @@ class SSLOutput:
 class SSLMethod(nn.Module):
     """Backbone + projector (+ predictor); ``forward(x1, x2)`` returns an :class:`SSLOutput`.
 
-    Subclasses set ``name`` and implement ``forward``, encoding the two views as one batched
-    forward inside :meth:`view_batch`. Methods with a momentum (target) network override
-    :meth:`on_step_end`, called after every optimizer step with ``progress`` = fraction of
-    training done, in [0, 1].
+    Subclasses set ``spec`` (their record in :mod:`selfnas.methods`: name, hyper-parameters and
+    their defaults, which :func:`selfnas.ssl.registry.create_method` passes in full) and implement
+    ``forward``, encoding the two views as one batched forward inside :meth:`view_batch`. Methods
+    with a momentum (target) network override :meth:`on_step_end`, called after every optimizer
+    step with ``progress`` = fraction of training done, in [0, 1].
     """
 
-    name: str = ""
-    #: what ``per_view_bn=None`` means: whether the method's reference code encodes each view in a
-    #: forward of its own, so that BatchNorm normalises each view with its own statistics
-    paper_per_view_bn: bool = True
+    spec: MethodRecord
+    #: the method's name, from its record
+    name: str
+    #: what ``per_view_bn=None`` means, from its record: whether the method's reference code encodes
+    #: each view in a forward of its own, so that BatchNorm normalises each view with its own statistics
+    paper_per_view_bn: bool
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:  # a method's class: its name and BatchNorm default from its record
+            cls.name, cls.paper_per_view_bn = cls.spec.name, cls.spec.per_view_bn
 
     def __init__(self, backbone: nn.Module, projector: Head, predictor: Head | None) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from selfnas.methods import BYOL as BYOL_SPEC
 from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput
 from selfnas.ssl.losses import negative_cosine_similarity
 
@@ -13,12 +14,12 @@ class BYOL(SSLMethod):
     """``L = (2 - 2 cos(p1, sg(z2')) + 2 - 2 cos(p2, sg(z1'))) / 2`` with z' from the target.
 
     The target (backbone + projector) is an EMA whose momentum ramps from ``momentum``
-    (0.99) to 1 on a cosine over training.
+    (default in the spec: 0.99) to 1 on a cosine over training.
     """
 
-    name = "byol"
+    spec = BYOL_SPEC
 
-    def __init__(self, backbone, projector: Head, predictor: Head | None, momentum: float = 0.99):
+    def __init__(self, backbone, projector: Head, predictor: Head | None, *, momentum: float):
         super().__init__(backbone, projector, predictor)
         self.target = MomentumTarget(nn.Sequential(self.backbone, self.projector), momentum, cosine=True)
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfnas import distributed
+from selfnas.methods import MOCO
 from selfnas.ssl.base import Head, MomentumTarget, SSLMethod, SSLOutput, head_out_dim
 from selfnas.ssl.losses import info_nce
 
@@ -14,7 +15,8 @@ from selfnas.ssl.losses import info_nce
 class MoCo(SSLMethod):
     """Symmetric InfoNCE of queries against momentum keys and a queue of ``queue_size`` negatives.
 
-    The key encoder is an EMA (``momentum`` 0.99) of backbone + projector. Keys of both views
+    The key encoder is an EMA (``momentum``) of backbone + projector (defaults in the spec:
+    temperature 0.2, momentum 0.99, 4096 keys). Keys of both views
     are enqueued after each step. Per-view BatchNorm replaces shuffle-BN: the two views are
     encoded in one pass, each normalised with its own statistics so they don't leak between them
     (``per_view_bn=False`` mixes them, which shuffle-BN exists to prevent).
@@ -22,16 +24,17 @@ class MoCo(SSLMethod):
     is the single-process one on every rank.
     """
 
-    name = "moco"
+    spec = MOCO
 
     def __init__(
         self,
         backbone,
         projector: Head,
         predictor: Head | None,
-        temperature: float = 0.2,
-        momentum: float = 0.99,
-        queue_size: int = 4096,
+        *,
+        temperature: float,
+        momentum: float,
+        queue_size: int,
     ):
         super().__init__(backbone, projector, None)
         self.temperature = temperature

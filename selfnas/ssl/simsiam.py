@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from selfnas.methods import SIMSIAM
 from selfnas.ssl.base import SSLMethod, SSLOutput
 from selfnas.ssl.losses import negative_cosine_similarity
 
@@ -11,7 +12,7 @@ from selfnas.ssl.losses import negative_cosine_similarity
 class SimSiam(SSLMethod):
     """``L = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2`` with D the negative cosine similarity."""
 
-    name = "simsiam"
+    spec = SIMSIAM
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SSLOutput:
         assert self.predictor is not None, "SimSiam needs a predictor head"

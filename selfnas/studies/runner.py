@@ -117,7 +117,7 @@ def load_backbone(
     model = build_method(config, images.train.channels)
     load_weights(study.run(unit).model, model)
     device = resolve_device(config.run.device)
-    views = augment_preset(config.method.name, images.train.size, images.train.channels)
+    views = augment_preset(config.method.spec, images.train.size, images.train.channels)
     return model.backbone.to(device), TwoViewAugment(*views, images.mean, images.std).normalize, device
 
 

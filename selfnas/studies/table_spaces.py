@@ -14,7 +14,6 @@ from typing import Any
 
 from selfnas.config import SearchConfig, TrainConfig
 from selfnas.errors import ConfigError
-from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.cell_genotype import CellGenotype
 from selfnas.models.genotype import Genotype, HeadGenotype
@@ -44,9 +43,8 @@ class HeadTableSpace:
             base.method.proj_out,
             base.method.name,
         )
-        needs = method_record(self.method).needs_predictor
         self.projector, self.predictor = head_spaces(
-            self.search, self.proj_out, self.backbone_dim, needs, self.method
+            self.search, self.proj_out, self.backbone_dim, base.method.spec
         )
 
     def size(self) -> int:

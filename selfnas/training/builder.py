@@ -1,4 +1,5 @@
-"""Config -> SSL model: backbone from the registry, heads from specs, method by name."""
+"""Config -> SSL model: backbone from the registry, heads from specs, the method from its record
+(``config.method.spec``). :func:`assemble_method` is the one place a method is created."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from torch import nn
 from selfnas.config import TrainConfig
 from selfnas.data import load_dataset
 from selfnas.data.types import DatasetSplits
-from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import Genotype, HeadGenotype, load_genotype
 from selfnas.models.heads import HeadSpec, default_heads
@@ -23,26 +23,36 @@ from selfnas.ssl.registry import create_method
 def head_specs(config: TrainConfig) -> tuple[HeadSpec, HeadSpec | None]:
     """The configured heads: explicit specs where given, else the method's hand-crafted ones."""
     m = config.method
-    projector, predictor = default_heads(m.name, m.proj_hidden, m.proj_out, m.pred_hidden)
+    projector, predictor = default_heads(m.spec, m.proj_hidden, m.proj_out, m.pred_hidden)
     if m.projector is not None:
         projector = HeadSpec.from_json(m.projector)
     if m.predictor is not None:
         predictor = HeadSpec.from_json(m.predictor)
-    if not method_record(m.name).needs_predictor:
+    if not m.spec.needs_predictor:
         predictor = None
     return projector, predictor
 
 
 def build_method(config: TrainConfig, in_channels: int) -> SSLMethod:
     backbone = create_backbone(config.model.backbone, in_channels=in_channels, **config.model.backbone_kwargs)
-    projector, predictor = head_specs(config)
+    return assemble_method(config, backbone, *head_specs(config))
+
+
+def assemble_method(
+    config: TrainConfig,
+    backbone: nn.Module,
+    projector: HeadSpec | nn.Module,
+    predictor: HeadSpec | nn.Module | None,
+) -> SSLMethod:
+    """The configured method (``config.method``: its record, hyper-parameters, ``per_view_bn``) on
+    ``backbone`` with these heads (specs, or modules such as a search's supernet heads)."""
     m = config.method
-    return create_method(m.name, backbone, projector, predictor, per_view_bn=m.per_view_bn, **m.hparams)
+    return create_method(m.spec, backbone, projector, predictor, per_view_bn=m.per_view_bn, **m.hparams)
 
 
 def resolved_lr(config: TrainConfig) -> tuple[float, float]:
     """(peak LR scaled linearly by batch/256, weight decay), with per-method defaults."""
-    defaults = method_record(config.method.name)
+    defaults = config.method.spec
     base = config.optim.lr if config.optim.lr is not None else defaults.base_lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else defaults.weight_decay
     return base * config.optim.batch_size / 256, wd
@@ -83,7 +93,7 @@ def apply_genotype(config: TrainConfig, genotype: Genotype) -> TrainConfig:
             "predictor": None if genotype.predictor is None else genotype.predictor.to_json(),
         }
     )
-    if genotype.predictor is None and method_record(config.method.name).needs_predictor:
+    if genotype.predictor is None and config.method.spec.needs_predictor:
         method = method.model_copy(update={"predictor": None})  # the method's own predictor
     return config.model_copy(update={"method": method})
 

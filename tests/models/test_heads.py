@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from selfnas.errors import GenotypeError
+from selfnas.methods import METHOD_RECORDS
 from selfnas.models.head_ops import HEAD_OPS, PARAMETER_FREE_HEAD_OPS, make_head_op
 from selfnas.models.heads import HeadLayer, HeadSpec, build_head, default_heads
 
@@ -43,7 +44,7 @@ def test_width_preserving_op_refuses_width_change():
 
 
 def test_default_heads_build_and_round_trip_json():
-    for method in ("simsiam", "simclr", "moco", "byol"):
+    for method in METHOD_RECORDS.values():
         projector, predictor = default_heads(method, 32, 16, 8)
         head = build_head(projector, 24)
         assert head(torch.randn(5, 24)).shape == (5, 16)

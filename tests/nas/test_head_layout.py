@@ -35,7 +35,7 @@ EXPECTED = {
 
 def spaces(layout, method, proj_out=32, backbone_dim=64, **search):
     config = SearchConfig(layout=layout, **search)
-    return head_spaces(config, proj_out, backbone_dim, method_record(method).needs_predictor, method)
+    return head_spaces(config, proj_out, backbone_dim, method_record(method))
 
 
 def supernets(layout, method, proj_out=32, backbone_dim=64, **search):

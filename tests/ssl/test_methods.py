@@ -21,10 +21,11 @@ class TinyBackbone(nn.Module):
 
 
 def make(name: str, **hp):
-    projector, predictor = default_heads(name, 16, 12, 6)
-    if not method_record(name).needs_predictor:
+    spec = method_record(name)
+    projector, predictor = default_heads(spec, 16, 12, 6)
+    if not spec.needs_predictor:
         predictor = None
-    return create_method(name, TinyBackbone(), projector, predictor, **hp)
+    return create_method(spec, TinyBackbone(), projector, predictor, **hp)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -76,6 +77,6 @@ def test_unknown_method_and_bad_hparams():
         METHODS.get("dino")
     with pytest.raises(ConfigError):
         make("simclr", tau=0.1)
-    projector, _ = default_heads("simsiam", 16, 12, 6)
+    projector, _ = default_heads(method_record("simsiam"), 16, 12, 6)
     with pytest.raises(ConfigError):
-        create_method("simsiam", TinyBackbone(), projector, None)
+        create_method(method_record("simsiam"), TinyBackbone(), projector, None)

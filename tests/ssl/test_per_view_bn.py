@@ -34,10 +34,10 @@ def make(name: str, per_view_bn: bool | None, backbone: nn.Module | None = None,
     if heads is not None:
         projector, predictor = heads(backbone.out_dim)
     else:
-        projector, predictor = default_heads(name, 16, 12, 6)
+        projector, predictor = default_heads(method_record(name), 16, 12, 6)
         predictor = predictor if method_record(name).needs_predictor else None
     hp = {"queue_size": 32} if name == "moco" else {}
-    model = create_method(name, backbone, projector, predictor, per_view_bn=per_view_bn, **hp)
+    model = create_method(method_record(name), backbone, projector, predictor, per_view_bn=per_view_bn, **hp)
     return model.to(DTYPE).train()
 
 
@@ -141,7 +141,7 @@ def _search_heads(name: str):
 
     def heads(in_dim: int):
         search = SearchConfig(projector_layers=2, predictor_layers=2, width=16)
-        spaces = head_spaces(search, 12, in_dim, method_record(name).needs_predictor)
+        spaces = head_spaces(search, 12, in_dim, method_record(name))
         return SearchHead(spaces[0], in_dim), None if spaces[1] is None else SearchHead(spaces[1], 12)
 
     return heads

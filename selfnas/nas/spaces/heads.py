@@ -6,7 +6,7 @@ Two layouts (``search.layout``):
   layers at ``width`` then Linear + BatchNorm without affine; predictor:
   ``search.predictor_layers`` (4) mixed layers then Linear. When ``width`` differs from the
   input width, a fixed Linear-BN-ReLU stem maps the input to ``width`` first.
-- ``nasiam``, as NASiam's code builds each method's heads (:data:`NASIAM_HEADS`: its layer
+- ``nasiam``, as NASiam's code builds each method's heads (its record's ``nasiam_heads``: layer
   counts and final layers, a predictor bottleneck of ``proj_out // 4``). No stem: the first
   searched layer maps the input to the hidden width and, without a final layer, the last one
   maps it to the output; each op there is what NASiam's wrappers make of it
@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from selfnas.config import HEAD_SEARCH_OPS, SearchConfig
-from selfnas.errors import ConfigError, GenotypeError
+from selfnas.errors import GenotypeError
+from selfnas.methods import MethodRecord
 from selfnas.models.head_ops import HEAD_OPS, PARAMETER_FREE_HEAD_OPS, make_head_op
-from selfnas.models.heads import HEAD_LAYOUTS, NASIAM_HEADS, HeadLayer, HeadSpec, nasiam_layer_op
+from selfnas.models.heads import HEAD_LAYOUTS, HeadLayer, HeadSpec, nasiam_layer_op
 from selfnas.nas.mixed_op import MixedOp
 
 STEM_OP = "linear_bn_relu"
@@ -94,20 +95,17 @@ class HeadSearchSpace:
 
 
 def head_spaces(
-    search: SearchConfig,
-    proj_out: int,
-    backbone_dim: int,
-    needs_predictor: bool,
-    method: str | None = None,
+    search: SearchConfig, proj_out: int, backbone_dim: int, method: MethodRecord
 ) -> tuple[HeadSearchSpace, HeadSearchSpace | None]:
     """The projector space and, for a method with a predictor, the predictor space, as ``search``
-    configures them.
+    configures them for ``method`` (its record).
 
     ``selfnas`` layout: the projector at ``search.width`` or the backbone's width, ending in
     Linear + BN without affine; the predictor at ``search.pred_width`` or ``proj_out``, ending
-    in Linear. ``nasiam`` layout: ``method``'s heads of :data:`NASIAM_HEADS`, the hidden widths
+    in Linear. ``nasiam`` layout: the method's ``nasiam_heads``, the hidden widths
     ``search.width`` / ``search.pred_width`` or NASiam's (the input's, or a quarter of it).
     """
+    needs_predictor = method.needs_predictor
     if search.layout == "nasiam":
         return _nasiam_spaces(search, proj_out, backbone_dim, needs_predictor, method)
     ops = tuple(search.ops)
@@ -123,13 +121,9 @@ def head_spaces(
 
 
 def _nasiam_spaces(
-    search: SearchConfig, proj_out: int, backbone_dim: int, needs_predictor: bool, method: str | None
+    search: SearchConfig, proj_out: int, backbone_dim: int, needs_predictor: bool, method: MethodRecord
 ) -> tuple[HeadSearchSpace, HeadSearchSpace | None]:
-    if method not in NASIAM_HEADS:
-        raise ConfigError(
-            f"search.layout=nasiam lays out the heads of {', '.join(NASIAM_HEADS)}; got method {method!r}"
-        )
-    proj, pred = NASIAM_HEADS[method]
+    proj, pred = method.nasiam_heads
     ops = tuple(search.ops)
     width = search.width or proj.hidden(backbone_dim)
     projector = HeadSearchSpace(proj.layers, width, proj_out, proj.final_op, ops, "nasiam")

@@ -24,15 +24,13 @@ from torch.func import functional_call
 
 from selfnas import distributed
 from selfnas.config import SearchConfig, TrainConfig
-from selfnas.methods import method_record
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
 from selfnas.nas.spaces.heads import SearchHead, head_spaces
 from selfnas.render.plots import plot_alpha_evolution
 from selfnas.ssl.base import SSLMethod
-from selfnas.ssl.registry import create_method
-from selfnas.training.builder import head_specs
+from selfnas.training.builder import assemble_method, head_specs
 from selfnas.training.trainer import Trainer, stream_seed
 
 
@@ -63,12 +61,10 @@ class HeadSearchTrainer(Trainer):
     def build_model(self, in_channels: int) -> SSLMethod:
         cfg, search = self.config, self._search()
         backbone = create_backbone(cfg.model.backbone, in_channels=in_channels, **cfg.model.backbone_kwargs)
-        needs_predictor = method_record(cfg.method.name).needs_predictor
-        spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, needs_predictor, cfg.method.name)
+        spaces = head_spaces(search, cfg.method.proj_out, backbone.out_dim, cfg.method.spec)
         projector = SearchHead(spaces[0], backbone.out_dim)
         predictor = None if spaces[1] is None else SearchHead(spaces[1], cfg.method.proj_out)
-        return create_method(cfg.method.name, backbone, projector, predictor,
-                             per_view_bn=cfg.method.per_view_bn, **cfg.method.hparams)  # fmt: skip
+        return assemble_method(cfg, backbone, projector, predictor)
 
     def _search(self) -> SearchConfig:
         assert self.config.search is not None  # set in __init__
@@ -252,12 +248,10 @@ class CellSearchTrainer(HeadSearchTrainer):
     arch_step_freezes_backbone = False
 
     def build_model(self, in_channels: int) -> SSLMethod:
-
         cfg, search = self.config, self._search()
         space = CellSearchSpace(nodes=search.nodes, C=search.cell_width, layers=search.cell_layers)
         projector, predictor = head_specs(cfg)
-        return create_method(cfg.method.name, CellSupernet(space, in_channels), projector, predictor,
-                             per_view_bn=cfg.method.per_view_bn, **cfg.method.hparams)  # fmt: skip
+        return assemble_method(cfg, CellSupernet(space, in_channels), projector, predictor)
 
     def supernets(self) -> dict[str, torch.nn.Module]:
         return {"cells": self.model.backbone}

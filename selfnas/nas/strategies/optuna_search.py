@@ -45,12 +45,7 @@ from selfnas.nas.strategies.size_cap import backbone_size, capped, over_cap
 from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
 from selfnas.nas.strategies.study_progress import LOG_FILE, StudyProgress, score_of, study_log
 from selfnas.nas.strategies.study_storage import last_reconnect, open_storage, shown_url, storage_url
-from selfnas.nas.strategies.trial_scores import (
-    LABEL_FREE,
-    SUPERVISED_PROXIES,
-    TrialRejected,
-    TrialTrainer,
-)
+from selfnas.nas.strategies.trial_scores import LABEL_FREE, TrialRejected, TrialTrainer
 from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
 from selfnas.tracking import log_trials
@@ -128,7 +123,7 @@ def run_search_study(
     search = config.search
     assert search is not None
     url = storage_url(run, search)
-    progress = StudyProgress(search.study_name, search.trials, search.score, quiet)
+    progress = StudyProgress(search.study_name, search.trials, search.score_spec, quiet)
     try:
         with study_log(run.path / LOG_FILE):
             study = open_search_study(run, search, config.run.seed, storage=open_storage(url))
@@ -242,7 +237,7 @@ def _objective(config: TrainConfig, run: RunDir, space: Any, data: Any, ledger: 
             _check_cap(trial, search, update, tuple(input_shape))
         trial_cfg = trial_config(config, update)
         trial_dir = RunDir.prepare(run.path / "trials" / f"{trial.number:04d}", overwrite=True)
-        trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score, quiet=True, data=data)
+        trainer = TrialTrainer(trial_cfg, trial_dir, trial, search.score_spec, quiet=True, data=data)
         try:
             trial.set_user_attr("parameters", sum(p.numel() for p in trainer.model.backbone.parameters()))
             at_init = trainer.init_scores()  # before the first training step
@@ -441,14 +436,14 @@ def _write_results(
     }
     summary = {
         "space": search.space, "strategy": search.strategy, "score": search.score,
-        "supervised_proxy": search.score in SUPERVISED_PROXIES,
+        "supervised_proxy": search.score_spec.supervised,
         "study_name": search.study_name, "storage": shown_url(url), "budget": search.trials,
         "counted": len(budget_trials(trials)), "trials": counts,
         "over_cap": sum(r["over_cap"] for r in rows),
         "cap": {"max_params": search.max_params, "max_flops": search.max_flops},
         "screen": _screen_summary(run),
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
-        "best_score": score_of(best, search.score) if best else None,
+        "best_score": score_of(best, search.score_spec) if best else None,
         "best_scores": best.user_attrs.get("scores") if best else None,
         "best_accuracy": best.user_attrs.get("accuracy") if best else None,
         "correlations": {k: {m: (v if isinstance(v, int) or math.isfinite(v) else None) for m, v in c.items()}

@@ -29,8 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from selfnas.nas.scoring import DIRECTION
 from selfnas.nas.strategies.study_ledger import budget_trials, cancelled, retry_of
+from selfnas.score_records import ScoreRecord
 
 #: the run's log file of a study (Optuna's messages, each trial's parameters)
 LOG_FILE = "study.log"
@@ -57,12 +57,12 @@ def study_log(path: Path) -> Iterator[None]:
         logger.setLevel(saved[1])
 
 
-def score_of(trial: FrozenTrial, score: str) -> float | None:
-    """The configured score of a COMPLETE trial as measured (the study minimises
-    ``-DIRECTION[score] * score``)."""
+def score_of(trial: FrozenTrial, score: ScoreRecord) -> float | None:
+    """The configured score of a COMPLETE trial as measured, read back from the objective the
+    study minimised (:meth:`~selfnas.score_records.ScoreRecord.value_from_objective`)."""
     if trial.value is None or not math.isfinite(trial.value):
         return None
-    return -DIRECTION[score] * trial.value
+    return score.value_from_objective(trial.value)
 
 
 def duration(seconds: float) -> str:
@@ -78,7 +78,7 @@ class StudyProgress:
     """Prints the trials of ``study`` that finished since the last :meth:`update`; also an Optuna
     callback (``callbacks=[progress]``)."""
 
-    def __init__(self, name: str, budget: int, score: str, quiet: bool) -> None:
+    def __init__(self, name: str, budget: int, score: ScoreRecord, quiet: bool) -> None:
         self.name, self.budget, self.score, self.quiet = name, budget, score, quiet
         self._shown: set[int] | None = None  # trial numbers already reported (None: not yet looked)
         self._start: tuple[float, int] = (time.monotonic(), 0)
@@ -102,7 +102,7 @@ class StudyProgress:
         self._shown = {t.number for t in trials if t.state.is_finished()}
         self._start = (time.monotonic(), len(results))
         lead = _best_until(results, None)
-        best = f", best {self.score} {self._best_text(lead)}" if lead else ""
+        best = f", best {self.score.name} {self._best_text(lead)}" if lead else ""
         if finished:
             self.say(
                 f"study {self.name} is finished: {len(results)}/{self.budget} trials{best}; nothing to run"
@@ -153,7 +153,7 @@ class StudyProgress:
             return f"{head} its worker died" + (f"; retried as trial {retry}" if retry is not None else "")
         head += f" {counter:>{len(str(self.budget))}d}/{self.budget}"
         if t.state == TrialState.COMPLETE:
-            what = f"{self.score} {_number(score_of(t, self.score))}"
+            what = f"{self.score.name} {_number(score_of(t, self.score))}"
         elif t.state == TrialState.PRUNED:
             what = f"pruned at epoch {t.last_step}" if t.last_step is not None else "pruned"
         else:

@@ -12,8 +12,8 @@ its objective is the value at initialisation (that is the point of a zero-cost p
 
 Collapse never wins: a candidate whose final embedding is collapsed, or whose score is not
 finite, is a failed trial (:class:`TrialRejected`), whatever its score; the study records why.
-Which way is better for each score comes from the score records (:data:`DIRECTION`); the study
-minimises ``-DIRECTION[score] * score``.
+The configured score arrives as its record (``search.score_spec``): which way is better and the
+objective the study minimises (:meth:`~selfnas.score_records.ScoreRecord.objective`) come from it.
 """
 
 from __future__ import annotations
@@ -27,25 +27,16 @@ import torch
 from selfnas.config import TrainConfig
 from selfnas.errors import ConfigError
 from selfnas.eval.probes import probe_features
-from selfnas.nas.scoring import (
-    BASELINES,
-    DIRECTION,
-    EMBEDDING_SCORES,
-    ZERO_COST_BATCH,
-    ZERO_COST_SCORES,
-    embedding_scores,
-    size_scores,
-    zero_cost_scores,
-)
+from selfnas.nas.scoring import ZERO_COST_BATCH, embedding_scores, size_scores, zero_cost_scores
 from selfnas.rundir import RunDir
-from selfnas.score_records import family_names
+from selfnas.score_records import AT_INIT_SCORES, EMBEDDING_SCORES, SUPERVISED_SCORES, ScoreRecord
 from selfnas.training.trainer import Trainer, stream_seed
 
 #: the scores measured once, on the untrained candidate
-AT_INIT = ZERO_COST_SCORES + BASELINES
+AT_INIT = AT_INIT_SCORES
 #: every label-free score a finished trial records (the embedding ones after training)
 LABEL_FREE = EMBEDDING_SCORES + AT_INIT
-SUPERVISED_PROXIES = family_names("supervised")
+SUPERVISED_PROXIES = SUPERVISED_SCORES
 SCORE_IMAGES = 2048  # held-out images a label-free score is measured on
 #: a flagged collapse fails the trial when the features' spread (std of the normalised features
 #: x sqrt(D)) is under this: every input maps to one point. The flag alone (under COLLAPSE_RATIO,
@@ -71,16 +62,16 @@ class TrialTrainer(Trainer):
     plot_curves = False  # a trial's curves are seen by nobody, and plotting cost more than training
 
     def __init__(
-        self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: str, **kwargs: Any
+        self, config: TrainConfig, run: RunDir, trial: optuna.Trial, score: ScoreRecord, **kwargs: Any
     ) -> None:
-        self.trial, self.score_name = trial, score
-        if not DIRECTION.get(score):
-            raise ConfigError(f"search.score={score} has no better side; pick one of the search scores")
+        self.trial, self.score = trial, score
+        if not score.selectable:
+            raise ConfigError(f"search.score={score.name} has no better side; pick one of the search scores")
         self._epoch_scores: tuple[int, dict[str, float]] | None = None  # (epoch, its embedding scores)
         super().__init__(config, run, **kwargs)
         if self.data.val is None:
             raise ConfigError("a scored search needs a held-out split: set data.val_fraction > 0")
-        if score in SUPERVISED_PROXIES and not (self.data.val.labeled and self.data.train.labeled):
+        if score.supervised and not (self.data.val.labeled and self.data.train.labeled):
             raise ConfigError(
                 "search.score=knn is a supervised proxy and needs labels; pick a label-free score"
             )
@@ -88,17 +79,16 @@ class TrialTrainer(Trainer):
     @property
     def zero_cost(self) -> bool:
         """Whether the configured score is read at initialisation (the trial then never trains)."""
-        return self.score_name in AT_INIT
+        return self.score.at_init
 
-    def objective(self, scores: dict[str, float], name: str | None = None) -> float:
-        """The value the study minimises for score ``name`` (default: the configured one), taken
-        from ``scores`` (the kNN accuracy is measured here); raises :class:`TrialRejected` when
+    def objective(self, scores: dict[str, float]) -> float:
+        """The value the study minimises for the configured score, taken from ``scores`` (a
+        supervised proxy, the kNN accuracy, is measured here); raises :class:`TrialRejected` when
         it is not finite."""
-        name = name or self.score_name
-        value = self._knn() if name == "knn" else scores.get(name, math.nan)
+        value = self._knn() if self.score.supervised else scores.get(self.score.name, math.nan)
         if not math.isfinite(value):
-            raise TrialRejected(f"non-finite score: {name} is {value}")
-        return -DIRECTION[name] * value
+            raise TrialRejected(f"non-finite score: {self.score.name} is {value}")
+        return self.score.objective(value)
 
     def _score_images(self) -> torch.Tensor:
         assert self.data.val is not None
@@ -180,7 +170,7 @@ class TrialTrainer(Trainer):
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
         scores: dict[str, float] = {}
-        if self.score_name != "knn" or epoch == self.last_epoch:
+        if not self.score.supervised or epoch == self.last_epoch:
             scores = self.embedding_scores()
             self._epoch_scores = (epoch, scores)
         if epoch == self.last_epoch and (reason := self.rejection(scores)):
