@@ -4,6 +4,7 @@ Prints JSON: for each measure, its count and the places (``file:line``) it count
 
     python benchmarks/code_counts.py            # counts and places
     python benchmarks/code_counts.py --counts   # counts only
+    python benchmarks/code_counts.py --counts /tmp/old/selfnas   # another checkout's package
 
 Measures (each an AST pattern, so comments and docstrings never count):
 
@@ -37,7 +38,6 @@ PACKAGE = ROOT / "selfnas"
 METHOD_NAMES = {"simsiam", "simclr", "moco", "byol"}
 METHOD_TABLES = {"METHOD_RECORDS", "METHOD_SPECS", "NASIAM_HEADS", "NASIAM_OUT_DIMS"}
 NAME_TO_RECORD = {"method_record", "method_spec"}
-SSL_DIR = PACKAGE / "ssl"
 
 
 def _score_families(package: Path) -> dict[str, frozenset[str]]:
@@ -90,7 +90,7 @@ def _ssl_class_defaults(tree: ast.Module) -> list[int]:
             if isinstance(item, ast.FunctionDef) and item.name == "__init__":
                 lines += [d.lineno for d in item.args.defaults if not _is_none(d)]
                 lines += [d.lineno for d in item.args.kw_defaults if d is not None and not _is_none(d)]
-            elif isinstance(item, ast.AnnAssign | ast.Assign):
+            elif isinstance(item, ast.Assign) or (isinstance(item, ast.AnnAssign) and item.value is not None):
                 target = item.target if isinstance(item, ast.AnnAssign) else item.targets[0]
                 if _dotted(target) == "paper_per_view_bn":
                     lines.append(item.lineno)
@@ -101,11 +101,13 @@ def _is_none(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
 
 
-def count_file(path: Path, families: dict[str, frozenset[str]]) -> dict[str, list[int]]:
-    """The lines of each measure in one file."""
+def count_file(
+    path: Path, families: dict[str, frozenset[str]], package: Path = PACKAGE
+) -> dict[str, list[int]]:
+    """The lines of each measure in one file of ``package``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: dict[str, list[int]] = {k: [] for k in MEASURES}
-    in_records = path.name in ("methods.py", "score_records.py") and path.parent == PACKAGE
+    in_records = path.name in ("methods.py", "score_records.py") and path.parent == package
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript):
             if _dotted(node.value) in METHOD_TABLES:
@@ -120,8 +122,10 @@ def count_file(path: Path, families: dict[str, frozenset[str]]) -> dict[str, lis
                 found["method_name_lookups"].append(node.lineno)
             elif any(_is_method_literal(o) for o in operands):
                 found["method_name_lookups"].append(node.lineno)
-            if any(_dotted(o).endswith(".family") for o in operands) and any(
-                isinstance(o, ast.Constant) and o.value in families for o in operands
+            if (
+                not in_records
+                and any(_dotted(o).endswith(".family") for o in operands)
+                and any(isinstance(o, ast.Constant) and o.value in families for o in operands)
             ):
                 found["score_family_derivations"].append(node.lineno)
         elif isinstance(node, ast.Call):
@@ -157,7 +161,7 @@ def count_file(path: Path, families: dict[str, frozenset[str]]) -> dict[str, lis
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             if node.end_lineno is not None and node.end_lineno - node.lineno + 1 > 80:
                 found["functions_over_80_lines"].append(node.lineno)
-    if path.parent == SSL_DIR:
+    if path.parent == package / "ssl":
         found["method_default_places"] += _ssl_class_defaults(tree)
     return found
 
@@ -177,7 +181,7 @@ def counts(package: Path = PACKAGE) -> dict[str, dict[str, object]]:
     families = _score_families(package)
     places: dict[str, list[str]] = {k: [] for k in MEASURES}
     for path in sorted(package.rglob("*.py")):
-        for measure, lines in count_file(path, families).items():
+        for measure, lines in count_file(path, families, package).items():
             rel = path.relative_to(package.parent).as_posix()
             places[measure] += [f"{rel}:{line}" for line in sorted(set(lines))]
     return {
@@ -187,7 +191,9 @@ def counts(package: Path = PACKAGE) -> dict[str, dict[str, object]]:
 
 
 def main(argv: list[str]) -> None:
-    result = counts()
+    """``[--counts] [PACKAGE_DIR]``: the counts of ``selfnas/`` here, or of another checkout's."""
+    dirs = [Path(a) for a in argv if not a.startswith("--")]
+    result = counts(dirs[0].resolve() if dirs else PACKAGE)
     if "--counts" in argv:
         result = {k: {"count": v["count"], "files": v["files"]} for k, v in result.items()}
     print(json.dumps(result, indent=1))
