@@ -72,18 +72,20 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     config = build_config(overrides=[*TINY, BOTH, "run.eval_at_end=false"])
     original = trainer_mod.save_checkpoint
 
-    def crash_after(path, model, optimizer, extra):  # killed after the checkpoint of step 9
-        original(path, model, optimizer, extra)
-        if extra["step"] == 9:
+    def crash_before(path, model, optimizer, extra):  # killed before the checkpoint of step 12
+        if extra["step"] == 12:
             raise KeyboardInterrupt
+        original(path, model, optimizer, extra)
 
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_before)
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, RunDir.prepare(tmp_path / "runs" / "r"), quiet=True).fit()
     tracking.close_all()  # the killed process is gone: its trackers closed, its lock released
     RunDir(tmp_path / "runs" / "r").release()
     monkeypatch.setattr(trainer_mod, "save_checkpoint", original)
     first = mlflow_id(tmp_path / "runs" / "r")
+    sent = json.loads((tmp_path / "runs" / "r" / "trackers.json").read_text())["mlflow"]["steps"]
+    assert sent["step/loss"] == 12  # the lines of steps 10 and 12 were sent; the resumed run replays them
     Trainer(config, RunDir.prepare(tmp_path / "runs" / "r", resume=True), quiet=True).fit(resume=True)
     tracking.close_all()
     run = tmp_path / "runs" / "r"
@@ -92,9 +94,12 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     client = local_client(tmp_path / "runs")
     experiment = client.get_run(first).info.experiment_id
     assert len(client.search_runs([experiment], f"tags.`selfnas.run_dir` = '{run.resolve()}'")) == 1
-    logged = history(client, first)
+    # the tracker keeps the values the killed process sent for steps 10 and 12: the same but for
+    # the throughput, which is a timing
+    expected = {p for p in expected if not p[0].endswith("_per_s")}
+    logged = [p for p in history(client, first) if not p[0].endswith("_per_s")]
     assert len(logged) == len(set(logged)) == len(expected) and set(logged) == expected
-    assert_same_points(scalars(run / "tensorboard"), expected)
+    assert_same_points([p for p in scalars(run / "tensorboard") if not p[0].endswith("_per_s")], expected)
 
 
 def test_a_three_trial_study_is_nested_runs_and_event_folders(tmp_path, monkeypatch):
@@ -118,7 +123,6 @@ def test_a_three_trial_study_is_nested_runs_and_event_folders(tmp_path, monkeypa
         assert trial.data.tags["selfnas.best"] == str(row["number"] == summary["best_trial"]).lower()
     assert client.get_run(parent).data.tags["selfnas.best_trial"] == str(summary["best_trial"])
     assert sorted(p.name for p in (run / "tensorboard" / "trials").iterdir()) == ["0000", "0001", "0002"]
-    assert not (run / "trials" / "0000" / "trackers.json").exists()  # a trial is tracked by its study
 
 
 def test_a_tracker_that_is_down_warns_once_and_the_run_trains_to_the_end(tmp_path, monkeypatch):
