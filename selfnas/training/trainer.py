@@ -96,7 +96,7 @@ class Trainer(TrainingLoop):
         # N x C x H x W uint8, resident on the device
         self.images = self.weight_images(train.images).to(self.device)
         self.plan = make_plan(config, len(self.images))
-        view1, view2 = augment_preset(config.method.name, train.size, train.channels)
+        view1, view2 = augment_preset(config.method.spec, train.size, train.channels)
         self.augment = TwoViewAugment(view1, view2, self.data.mean, self.data.std)
         torch.manual_seed(config.run.seed)
         self.model: SSLMethod = prepare_module(
