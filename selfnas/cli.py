@@ -885,14 +885,19 @@ def _lock_folder(folder: Path) -> None:
     _hold(RunDir(folder))
 
 
-def _hold(run: Any) -> None:
-    """Lock ``run`` until the command ends (released when its click context closes)."""
-    import click
+#: the run directories a command holds locked until it ends (released by :func:`main`, else at exit)
+_HELD: list[Any] = []
 
+
+def _hold(run: Any) -> None:
+    """Lock ``run`` until the command ends: the reference kept here keeps the lock alive."""
     run.lock()
-    context = click.get_current_context(silent=True)
-    if context is not None:
-        context.call_on_close(run.release)
+    _HELD.append(run)
+
+
+def _release_held() -> None:
+    while _HELD:
+        _HELD.pop().release()
 
 
 def _next_steps(*lines: str) -> None:
@@ -932,6 +937,13 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def main() -> None:
+    try:
+        _command()
+    finally:
+        _release_held()
+
+
+def _command() -> None:
     try:
         app()
     except SelfnasError as exc:
