@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,3 +144,78 @@ def test_the_resnet_variants_space_runs_the_same_three_way_job(tmp_path):
     assert summary["space"] == "resnet-variants" and summary["genotype"]["space"] == "resnet-variants"
     assert summary["found"]["feature_dim"] == summary["default"]["feature_dim"]
     assert set(summary["verdict"]) == {"default", "random"} and all(summary["verdict"].values())
+
+
+QUICKSTART_EVIDENCE = REPO / "benchmarks" / "results_quickstart_seeds.json"
+#: config keys added after the measurement that cannot change its figures (trackers only observe)
+NEUTRAL_KEYS = {"run.trackers"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def test_the_3_seed_evidence_measured_the_jobs_defaults_and_the_readme_quotes_it():
+    """One source of truth: the benchmark's resolved settings are today's embedded quickstart (seed
+    and thread count aside), and the README's expected table is the benchmark's 3-seed mean."""
+    from importlib.resources import files
+
+    from selfnas.config import build_config, config_to_yaml
+
+    result = json.loads(QUICKSTART_EVIDENCE.read_text())
+    embedded = build_config(Path(str(files("selfnas") / "configs" / "quickstart_backbone.yaml")))
+    current = yaml.safe_load(config_to_yaml(embedded))
+    for key in ("seed", "threads"):
+        current["run"].pop(key)
+    measured, now = _flat(result["config"]), _flat(current)
+    changed = {k: (v, now.get(k)) for k, v in measured.items() if now.get(k, v) != v or k not in now}
+    assert changed == {}, (
+        f"quickstart settings changed since measured: rerun benchmarks/quickstart_seeds.py {changed}"
+    )
+    assert set(now) - set(measured) <= NEUTRAL_KEYS  # settings added since, none that changes a result
+    assert result["seeds"] == [0, 1, 2]
+    readme = (REPO / "README.md").read_text()
+    labels = {
+        "found": "found (cells search)",
+        "default": "hand-crafted, equal width",
+        "random": "random of the space",
+    }
+    for side, label in labels.items():
+        m = result["means"][side]
+        cells = [f"{100 * m[key]:.2f}%" for key in ("knn_val", "linear_val", "knn_test", "linear_test")]
+        assert f"| {label} | {' | '.join(cells)} |" in readme, (side, cells)
+
+
+def test_a_second_quickstart_on_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """The pipeline folder stays locked for the whole command (not only while a stage runs)."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_CELLS))
+    out = tmp_path / "qs"
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "selfnas.cli",
+        "quickstart",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "-q",
+    ]
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "pipeline.yaml").exists():
+            time.sleep(0.05)
+        time.sleep(1.0)  # well past the moment the command took the lock
+        assert first.poll() is None and (out / ".lock").exists()
+        second = run_cli("quickstart", "--config", str(cfg), "--out", str(out), "-q", timeout=300)
+        assert second.returncode == 2 and "is in use by" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait()
