@@ -79,8 +79,10 @@ def test_append_after_a_torn_line_keeps_the_file_readable(tmp_path: Path, before
     assert path.read_bytes().endswith(b"\n")
 
 
-def test_cli_reports_a_damaged_metrics_file_in_one_line(tmp_path: Path) -> None:
-    """A caller through the CLI: ``selfnas info`` on a run whose metrics.jsonl is damaged."""
+def test_cli_lists_a_damaged_metrics_file_first(tmp_path: Path) -> None:
+    """A caller through the CLI: ``selfnas info`` on a run whose metrics.jsonl is damaged reports
+    the run, with the damaged line named as its first problem (issue 37: exit ≠ 0 only when there
+    is nothing to report)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: {name: synthetic}\n")
@@ -88,5 +90,5 @@ def test_cli_reports_a_damaged_metrics_file_in_one_line(tmp_path: Path) -> None:
     (run / "metrics.jsonl").write_text('{"kind": "epoch", "step": 1}\ngarbage\n{"kind": "epoch"}\n')
     proc = run_cli("info", str(run))
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
-    assert "metrics.jsonl: line 2 is not valid JSON" in lines[0]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lines[0].startswith("problem") and "metrics.jsonl: 1 damaged line(s) (line 2)" in lines[0]
