@@ -116,15 +116,20 @@ def save_checkpoint(
 def _keep_previous(path: Path) -> None:
     """Make :func:`previous_path` the file now at ``path``: a hard link renamed into place (a copy
     on a file system without hard links), so a kill at any moment leaves both files whole."""
-    previous = previous_path(path)
-    tmp = previous.with_name(f".{previous.name}.link.tmp")
+    _place(path, previous_path(path), "link")
+
+
+def _place(source: Path, target: Path, tag: str) -> None:
+    """Put ``source``'s content at ``target`` atomically: a hard link renamed into place, or a copy
+    written atomically on a file system without hard links."""
+    tmp = target.with_name(f".{target.name}.{tag}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(path, tmp)
+        os.link(source, tmp)
     except OSError:
-        atomic_write(previous, lambda t: _copy(path, t))
+        atomic_write(target, lambda t: _copy(source, t))
         return
-    os.replace(tmp, previous)
+    os.replace(tmp, target)
 
 
 def _copy(source: Path, target: str) -> None:
@@ -202,14 +207,7 @@ def _fall_back(path: Path, previous: Path, why: Exception, step: Any) -> None:
     print(f"warning: {warning}", file=sys.stderr, flush=True)
     if not distributed.is_main():
         return
-    tmp = path.with_name(f".{path.name}.restore.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(previous, tmp)
-    except OSError:
-        atomic_write(path, lambda t: _copy(previous, t))
-    else:
-        os.replace(tmp, path)
+    _place(previous, path, "restore")
     run = RunDir(path.parent.parent)
     if path.parent.name == "checkpoints" and run.status.is_file():
         status = run.read_status()
