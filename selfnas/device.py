@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -136,3 +137,18 @@ def configure_threads(pinned: int | None, recorded: int | None = None) -> str | 
         f"torch threads: {threads} of {cores} cores (1-minute load {max(0.0, load - own):.1f} from "
         "other processes; set run.threads to pin)"
     )
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker process when its parent dies (even by ``kill -9``), so no
+    orphan keeps training and holding a run's lock; elsewhere an orphan finishes its job and the
+    next command waits for (or is refused by) its lock."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

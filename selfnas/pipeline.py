@@ -13,6 +13,12 @@ the cells space, as CSNAS, or the ResNet variants)::
     OUT/summary.json   the three evaluations, sizes, both verdicts, the cost of each stage
     OUT/costs.json     wall-clock seconds per stage (timings: the one part that differs between runs)
 
+On the CPU with ``run.threads`` pinned at 2 or more, the three trainings after the search run side
+by side in spawned processes, each with its share of the threads (:func:`stage_workers`): small
+networks use one core far better than two, so two one-thread trainings finish well before two
+two-thread ones in a row. The share depends only on ``run.threads``, never on how many stages are
+left, so a resumed pipeline trains each stage exactly as an uninterrupted one does.
+
 :func:`compare_heads` (``selfnas quickstart --space heads``, the NASiam pipeline)::
 
     OUT/search   DARTS head search (genotype.json)
@@ -23,14 +29,23 @@ the cells space, as CSNAS, or the ResNet variants)::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import json
+import multiprocessing
+import os
+import queue
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from selfnas import api
 from selfnas.config import TrainConfig, config_to_yaml
-from selfnas.errors import RunDirError
+from selfnas.device import die_with_parent, resolve_device
+from selfnas.errors import RunDirError, SelfnasError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
 from selfnas.locks import LOCK_FILE
@@ -144,10 +159,22 @@ def _run_stage(path: Path, config: TrainConfig | None, search: bool, device: str
     try:
         _advance_stage(path, config, search, device, quiet, state)
     finally:
-        costs_path = path.parent / COSTS
-        spent = _read_costs(path.parent)
-        spent[path.name] = round(spent.get(path.name, 0.0) + time.perf_counter() - started, 1)
-        atomic_write_json(costs_path, spent)
+        with _pipeline_files_locked(path.parent):  # stages side by side add their costs one at a time
+            spent = _read_costs(path.parent)
+            spent[path.name] = round(spent.get(path.name, 0.0) + time.perf_counter() - started, 1)
+            atomic_write_json(path.parent / COSTS, spent)
+
+
+@contextlib.contextmanager
+def _pipeline_files_locked(out: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the pipeline folder itself (not its ``.lock``, which the command
+    holds) around a read-modify-write of one of its files."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
 
 
 def _read_costs(out: Path) -> dict[str, float]:
@@ -220,14 +247,111 @@ def compare_backbones(
     _run_stage(out / "search", config.model_copy(update={"run": config.run.model_copy(
         update={"eval_at_end": False})}), True, device, quiet)  # fmt: skip
     found_update = space.model_update(load_genotype(RunDir(out / "search").genotype))
-    configs = {
+    configs = {  # the two searched-space networks first: side by side, they take longest
         "found": with_model(found_update),
-        "default": with_model(equal_width_default(feature_width(found_update))),
         "random": with_model(space.model_update(random_genotype(config, out))),
+        "default": with_model(equal_width_default(feature_width(found_update))),
     }
-    for stage, cfg in configs.items():
-        _run_stage(out / stage, cfg, False, device, quiet)
+    run_training_stages(out, configs, device, quiet)
     return write_backbone_summary(config, out)
+
+
+def stage_workers(config: TrainConfig, stages: int) -> tuple[int, int | None]:
+    """(processes, threads each) for ``stages`` independent trainings: side by side on the CPU when
+    ``run.threads`` pins 2 or more threads, split evenly; one at a time otherwise (a GPU, or a
+    thread count chosen from the free cores), at ``run.threads``."""
+    threads = config.run.threads
+    if threads is None or threads < 2 or stages < 2 or resolve_device(config.run.device).type != "cpu":
+        return 1, threads
+    workers = min(stages, threads)
+    return workers, threads // workers
+
+
+def run_training_stages(out: Path, configs: dict[str, TrainConfig], device: str, quiet: bool) -> None:
+    """Train and evaluate each ``OUT/STAGE`` of ``configs`` (skipping finished ones, resuming
+    interrupted ones): in :func:`stage_workers` processes side by side, else in this process."""
+    first = next(iter(configs.values()))
+    workers, threads = stage_workers(first, len(configs))
+    if workers == 1:
+        for stage, cfg in configs.items():
+            _run_stage(out / stage, cfg, False, device, quiet)
+        return
+    shared = {
+        stage: cfg.model_copy(update={"run": cfg.run.model_copy(update={"threads": threads})})
+        for stage, cfg in configs.items()
+    }
+    todo = [stage for stage in shared if _stage_state(out / stage) != "done"]
+    if not todo:
+        return
+    if not quiet:
+        print(
+            f"training {', '.join(todo)} side by side: {min(workers, len(todo))} processes, "
+            f"{threads} thread{'s' if threads != 1 else ''} each (run.threads {first.run.threads})",
+            flush=True,
+        )
+    _stages_in_workers(out, {stage: shared[stage] for stage in todo}, device, workers, quiet)
+
+
+def _stages_in_workers(
+    out: Path, configs: dict[str, TrainConfig], device: str, workers: int, quiet: bool
+) -> None:
+    """Spawned workers take the stages in order; the first error stops them all (one line, the
+    stage named); a worker that dies without a word (killed, out of memory) is reported as such."""
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or OpenMP state
+    jobs, events = ctx.Queue(), ctx.Queue()
+    count = min(workers, len(configs))
+    for stage in [*configs, *[None] * count]:  # one end mark per worker
+        jobs.put(stage)
+    procs = [
+        ctx.Process(target=_stage_worker, args=(str(out), configs, device, jobs, events), daemon=True)
+        for _ in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    pending = set(configs)
+    try:
+        while pending:
+            try:
+                stage, outcome, value = events.get(timeout=0.5)
+            except queue.Empty:
+                if any(proc.is_alive() for proc in procs):
+                    continue
+                try:  # a last word may have arrived just as the worker ended
+                    stage, outcome, value = events.get(timeout=0.5)
+                except queue.Empty:
+                    break
+            if outcome == "error":
+                raise SelfnasError(f"{stage}: {value}")
+            pending.discard(stage)
+            if not quiet:
+                print(f"{stage}: trained and evaluated in {value:.0f} s", flush=True)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    if pending:
+        codes = sorted({proc.exitcode for proc in procs if proc.exitcode})
+        raise RunDirError(
+            f"the stage worker stopped before {', '.join(sorted(pending))} finished (exit codes {codes}); "
+            "run the same command again to continue"
+        )
+
+
+def _stage_worker(out: str, configs: dict[str, TrainConfig], device: str, jobs: Any, events: Any) -> None:
+    """One spawned worker: stages from ``jobs`` until its end mark, each reported to ``events``."""
+    die_with_parent()
+    streams = sys.stdout, sys.stderr
+    while (stage := jobs.get()) is not None:
+        started = time.perf_counter()
+        # stages side by side: whose line is whose (progress and warnings go to stderr)
+        sys.stdout, sys.stderr = (_Prefixed(stream, f"{stage}: ") for stream in streams)
+        try:
+            _run_stage(Path(out) / stage, configs[stage], False, device, quiet=True)
+        except SelfnasError as exc:
+            events.put((stage, "error", str(exc)))
+            sys.exit(2)
+        events.put((stage, "done", time.perf_counter() - started))
 
 
 def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
@@ -267,3 +391,24 @@ def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+class _Prefixed(io.TextIOBase):
+    """A text stream that starts every line it passes on with ``prefix``."""
+
+    def __init__(self, stream: Any, prefix: str) -> None:
+        self.stream, self.prefix, self._line_start = stream, prefix, True
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self._line_start:
+                self.stream.write(self.prefix)
+            self.stream.write(piece)
+            self._line_start = piece.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from selfnas import locks
 from selfnas.render.verdict import compare
 from tests.conftest import REPO, run_cli
 
@@ -109,13 +110,18 @@ def _start_and_kill_when(args: tuple[str, ...], out, reached) -> None:
     proc.wait()
 
 
+def _no_stage_held(out) -> bool:
+    return not any(locks.holder(out / stage) for stage in ("search", "found", "default", "random"))
+
+
 @pytest.mark.slow
 def test_a_pipeline_killed_in_the_screening_and_in_a_training_stage_resumes_to_the_same_result(tmp_path):
-    """SIGKILL during the search's screening, then (resumed) during the default's training; the
-    same command once more finishes the pipeline, and its summary equals an uninterrupted run's
-    (CPU, one thread: deterministic), timings aside."""
+    """SIGKILL during the search's screening, then (resumed) during the default's training, which
+    runs side by side with another stage in a worker process (run.threads 2: two processes, one
+    thread each); the workers die with the pipeline; the same command once more finishes it, and
+    its summary equals an uninterrupted run's (CPU, fixed threads: deterministic), timings aside."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_CELLS))
+    cfg.write_text(yaml.safe_dump(dict(TINY_CELLS, run={**TINY_CELLS["run"], "threads": 2})))
     args = ("quickstart", "--config", str(cfg), "-q")
     run_cli(*args, "--out", str(tmp_path / "full"), check=True, timeout=900)
     killed = tmp_path / "killed"
@@ -123,6 +129,10 @@ def test_a_pipeline_killed_in_the_screening_and_in_a_training_stage_resumes_to_t
     assert not (killed / "search" / "study.json").exists()  # killed inside the search stage
     _start_and_kill_when(args, killed, _training_default)
     assert not (killed / "summary.json").exists()
+    deadline = time.time() + 10
+    while time.time() < deadline and not _no_stage_held(killed):
+        time.sleep(0.1)
+    assert _no_stage_held(killed), "a stage worker outlived the killed pipeline"
     run_cli(*args, "--out", str(killed), check=True, timeout=900)
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed = json.loads((killed / "summary.json").read_text())

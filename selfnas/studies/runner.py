@@ -27,7 +27,7 @@ from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.datasets import channel_stats
 from selfnas.data.scenarios import load_scenario
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import resolve_device
+from selfnas.device import die_with_parent, resolve_device
 from selfnas.errors import RunDirError, SelfnasError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.io import atomic_write_json, atomic_write_text
@@ -325,7 +325,7 @@ def _run_unit_workers(study: StudyDir, plan: Plan, workers: int, report: Report)
 
 def _unit_worker(path: str, plan_json: dict[str, Any], index: int, threads: int, events: Any) -> None:
     """One worker: the plan's units, starting at the ``index``-th, so workers start on different units."""
-    _die_with_parent()
+    die_with_parent()
     torch.set_num_threads(threads)
     study = StudyDir(path)
     plan = Plan.from_json(plan_json)
@@ -335,17 +335,3 @@ def _unit_worker(path: str, plan_json: dict[str, Any], index: int, threads: int,
     except SelfnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the study process dies (even by kill -9), so no orphan
-    keeps training; elsewhere an orphan finishes its unit and the next run waits for its lock."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
