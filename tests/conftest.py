@@ -92,6 +92,33 @@ def run_cli(
     return proc
 
 
+def run_cli_here(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run ``selfnas ARGS`` through the same ``selfnas.cli.main`` in this interpreter, its output
+    captured and its exit code kept: for commands that end early (refusing bad input), where a
+    fresh interpreter would spend seconds importing torch for a one-line answer. A traceback is not
+    turned into exit code 1 here: the exception fails the test."""
+    import contextlib
+    import io
+
+    from selfnas import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, here = sys.argv, os.getcwd()
+    code = 0
+    try:
+        sys.argv = ["selfnas", *args]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    return subprocess.CompletedProcess(["selfnas", *args], code, out.getvalue(), err.getvalue())
+
+
 def set_args(overrides: list[str]) -> list[str]:
     out: list[str] = []
     for o in overrides:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.conftest import TINY, run_cli, set_args
+from tests.conftest import TINY, run_cli, run_cli_here, set_args
 
 GENOTYPE_HEAD = '{"format": "selfnas-genotype", "version": 1, "space": "heads", "method": "simsiam", '
 CELLS = ["search.cell_width=4", "search.cell_layers=3", "search.nodes=2", "search.trials=2",
@@ -116,7 +115,6 @@ class Case:
     args: Callable[[Path], list[str]]
     fragment: str
     out: Callable[[Path], Path] = field(default=lambda tmp: tmp / "run")
-    max_seconds: float | None = None
     after: Callable[[Path], None] | None = None
     cwd: Callable[[Path], Path] | None = None
 
@@ -265,7 +263,6 @@ CASES = [
         "unreachable-storage",
         _search(*STUDY, "--set", "search.storage=postgresql://nouser@127.0.0.1:1/x"),
         "cannot open study storage",
-        max_seconds=30,
     ),
     Case("sqlite-several-workers", _search(*STUDY, "--n-workers", "3"), "SQLite"),
     Case(
@@ -413,18 +410,10 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, case, request):
     args = case.args(tmp_path)
     out = case.out(tmp_path)
     before = _snapshot(out)
-    start = time.perf_counter()
-    proc = (
-        run_cli(*args, timeout=120)
-        if case.cwd is None
-        else run_cli(*args, timeout=120, cwd=case.cwd(tmp_path))
-    )
-    elapsed = time.perf_counter() - start
+    proc = run_cli_here(*args) if case.cwd is None else run_cli_here(*args, cwd=case.cwd(tmp_path))
     line = _the_one_line(proc)
     assert case.fragment in line, line
     assert _snapshot(out) == before, f"{out} changed"
-    if case.max_seconds is not None:
-        assert elapsed < case.max_seconds, elapsed
     if case.after is not None:
         case.after(tmp_path)
 

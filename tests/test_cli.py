@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from selfnas.io import read_jsonl
-from tests.conftest import REPO, TINY, run_cli, set_args
+from tests.conftest import REPO, TINY, run_cli, run_cli_here, set_args
 
 
 def _one_line_error(proc):
@@ -46,25 +46,25 @@ def test_help_lists_commands():
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, fragment):
-    proc = run_cli("train", "--out", str(tmp_path / "run"), *set_args(TINY), *args)
+    proc = run_cli_here("train", "--out", str(tmp_path / "run"), *set_args(TINY), *args)
     assert fragment in _one_line_error(proc)
 
 
 def test_batch_larger_than_data(tmp_path):
-    proc = run_cli("train", "--out", str(tmp_path / "r"), *set_args(TINY), "--batch-size", "4096")
+    proc = run_cli_here("train", "--out", str(tmp_path / "r"), *set_args(TINY), "--batch-size", "4096")
     assert "larger than" in _one_line_error(proc)
 
 
 def test_existing_run_is_refused_without_resume_or_overwrite(tmp_path):
     out = tmp_path / "run"
     run_cli("train", "--out", str(out), *set_args(TINY), "--epochs", "1", check=True)
-    assert "--resume" in _one_line_error(run_cli("train", "--out", str(out), *set_args(TINY)))
-    assert "already finished" in _one_line_error(run_cli("train", "--out", str(out), "--resume"))
+    assert "--resume" in _one_line_error(run_cli_here("train", "--out", str(out), *set_args(TINY)))
+    assert "already finished" in _one_line_error(run_cli_here("train", "--out", str(out), "--resume"))
     run_cli("train", "--out", str(out), *set_args(TINY), "--epochs", "1", "--overwrite", check=True)
     plain = tmp_path / "precious"
     plain.mkdir()
     (plain / "thesis.tex").write_text("x")
-    assert "not a selfnas run" in _one_line_error(run_cli("train", "--out", str(plain), "--overwrite"))
+    assert "not a selfnas run" in _one_line_error(run_cli_here("train", "--out", str(plain), "--overwrite"))
     assert (plain / "thesis.tex").exists()
 
 
@@ -87,7 +87,7 @@ def test_train_then_eval_prints_the_table(tmp_path):
     assert result["knn"]["test"] >= 0.5  # 4 classes, chance 0.25; seeds 0-2 measured 0.73-0.94
     again = run_cli("eval", str(out / "checkpoints" / "last.safetensors"), "--no-linear", check=True)
     assert cells(again.stdout) == printed[:1]  # the last checkpoint is the final model: same kNN, no probe
-    assert "neither" in _one_line_error(run_cli("eval", str(tmp_path / "missing")))
+    assert "neither" in _one_line_error(run_cli_here("eval", str(tmp_path / "missing")))
 
 
 @pytest.mark.parametrize("command", ["train", "search"])
@@ -150,7 +150,7 @@ def test_unlabeled_flat_folder_trains_and_eval_refuses(tmp_path):
         check=True,
     )
     assert (out / "model.safetensors").exists()
-    assert "labels" in _one_line_error(run_cli("eval", str(out)))
+    assert "labels" in _one_line_error(run_cli_here("eval", str(out)))
 
 
 def test_search_then_retrain_the_found_heads(tmp_path):
@@ -188,14 +188,14 @@ def test_search_then_retrain_the_found_heads(tmp_path):
 def test_bad_genotype_file_is_one_line(tmp_path, content, fragment):
     path = tmp_path / "g.json"
     path.write_text(content)
-    proc = run_cli("train", "--genotype", str(path), "--out", str(tmp_path / "r"), *set_args(TINY))
+    proc = run_cli_here("train", "--genotype", str(path), "--out", str(tmp_path / "r"), *set_args(TINY))
     assert fragment in _one_line_error(proc)
     assert not (tmp_path / "r").exists()
 
 
 def test_failed_start_leaves_no_run_directory(tmp_path):
     out = tmp_path / "run"
-    _one_line_error(run_cli("train", "--out", str(out), "--data", "mnist", "--data-root", str(tmp_path)))
+    _one_line_error(run_cli_here("train", "--out", str(out), "--data", "mnist", "--data-root", str(tmp_path)))
     assert not out.exists()
 
 
@@ -295,7 +295,7 @@ def test_tpe_cell_search_via_the_cli(tmp_path):
     proc = run_cli("search", *study, *set_args(TINY), *cells, "-q", check=True)
     assert "found cells" in proc.stdout and (tmp_path / "s" / "study.db").exists()
     assert "--space cells" in _one_line_error(
-        run_cli("search", "--strategy", "random", "--out", str(tmp_path / "h"))
+        run_cli_here("search", "--strategy", "random", "--out", str(tmp_path / "h"))
     )
 
 
@@ -331,5 +331,5 @@ def test_import_genotype_writes_a_validated_file_or_one_line_error(tmp_path):
         "Genotype(normal=[('warp_conv', 0), ('skip_connect', 1)], normal_concat=[2], "
         "reduce=[('max_pool_3x3', 0), ('skip_connect', 1)], reduce_concat=[2])"
     )
-    err = _one_line_error(run_cli("import-genotype", text, "--out", str(bad)))
+    err = _one_line_error(run_cli_here("import-genotype", text, "--out", str(bad)))
     assert "warp_conv" in err and not bad.exists()
