@@ -1,11 +1,14 @@
 """The MLflow tracker: one MLflow run per selfnas run (its id kept in RUN/trackers.json), a
-search's trials as nested runs. The store is ``MLFLOW_TRACKING_URI``, else a local SQLite store in
-``mlruns/`` beside the run directory."""
+search's trials as nested runs. The store is ``MLFLOW_TRACKING_URI``, else a local SQLite
+store in ``mlruns/`` beside the run directory. An experiment this tracker creates in a database
+store keeps its artifacts beside the runs too (``mlruns/artifacts/``); a tracking server's
+experiments use the server's artifact root, a file store's its own folder."""
 
 from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,20 @@ def local_store(run_path: Path) -> tuple[str, str]:
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
+def is_database(uri: str) -> bool:
+    """Whether ``uri`` names an SQL store (``sqlite:///``, ``postgresql://``, ``mysql+pymysql://``)."""
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+
+    return urllib.parse.urlparse(uri).scheme.split("+")[0] in DATABASE_ENGINES
+
+
+def artifact_location(uri: str, run_path: Path) -> str | None:
+    """Where an experiment created in the store ``uri`` keeps its artifacts: beside the runs for a
+    database (MLflow would use ``./mlruns`` of the folder the command happens to run in), else
+    None, MLflow's choice (a tracking server's artifact root, a file store's own folder)."""
+    return local_store(run_path)[1] if is_database(uri) else None
+
+
 class MlflowTracker:
     name = "mlflow"
 
@@ -35,12 +52,14 @@ class MlflowTracker:
 
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        uri, artifacts = os.environ.get("MLFLOW_TRACKING_URI"), None
-        if not uri:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            artifacts = artifact_location(uri, run_path)
+        else:
             uri, artifacts = local_store(run_path)
             (run_path.resolve().parent / LOCAL_FOLDER).mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.client = MlflowClient(tracking_uri=uri)
         self.experiment = self._experiment(name, artifacts)
         self.section = section
         if section.get("run_id") and section.get("uri") == uri:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from selfnas import tracking
+from selfnas.tracking.mlflow_run import artifact_location
 from tests.tracking.helpers import LINES, expected_points, tracked_run
 
 TRIALS = [
@@ -57,6 +59,33 @@ def test_params_tags_metrics_and_artifacts(tmp_path, client):
     assert found.info.status == "FINISHED"
     assert history(client, run_id(run)) == expected_points(LINES)
     assert [a.path for a in client.list_artifacts(run_id(run))] == ["eval.json"]
+
+
+def test_an_experiment_made_in_a_database_keeps_its_artifacts_beside_the_runs(tmp_path, client, monkeypatch):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "artifacts-beside-the-runs")  # created by this run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # MLflow's default root for a database store: ./mlruns of the cwd
+    run = tracked_run(tmp_path / "runs" / "run", "mlflow")
+    run.eval.write_text(json.dumps(LINES[-1]))
+    for line in LINES:
+        tracking.append_metrics(run, line)
+    tracking.close_all()
+    beside = tmp_path / "runs" / "mlruns" / "artifacts"
+    assert client.get_experiment_by_name("artifacts-beside-the-runs").artifact_location == beside.as_uri()
+    assert client.get_run(run_id(run)).info.artifact_uri.startswith(beside.as_uri())
+    assert [p.name for p in beside.rglob("*") if p.is_file()] == ["eval.json"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_only_a_database_store_gets_the_artifact_folder_beside_the_runs(tmp_path):
+    beside = (tmp_path / "mlruns" / "artifacts").as_uri()
+    run = tmp_path / "run"
+    assert artifact_location(f"sqlite:///{tmp_path / 'mlflow.db'}", run) == beside
+    assert artifact_location("postgresql+psycopg://u@db.example:5432/mlflow", run) == beside
+    assert artifact_location("https://mlflow.example", run) is None  # the server's artifact root
+    assert artifact_location("http://127.0.0.1:5000", run) is None
+    assert artifact_location(Path(tmp_path / "store").as_uri(), run) is None  # a file store's own folder
 
 
 def test_a_resumed_run_continues_its_mlflow_run_without_a_step_twice(tmp_path, client):
