@@ -107,14 +107,25 @@ def test_a_resumed_run_continues_its_mlflow_run_without_a_step_twice(tmp_path, c
     assert len(runs) == 1
 
 
+def trained(run, *numbers: int) -> None:
+    """The trial folders a search leaves in the run directory that trained them."""
+    for number in numbers:
+        (run.path / "trials" / f"{number:04d}").mkdir(parents=True)
+
+
+def nested_runs(client, parent) -> dict[int, object]:
+    experiment = client.get_run(parent).info.experiment_id
+    found = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
+    return {int(r.data.tags["selfnas.trial"]): r for r in found}
+
+
 def test_trials_are_nested_runs_with_state_architecture_and_the_best_tagged(tmp_path, client):
     run = tracked_run(tmp_path / "run", "mlflow")
+    trained(run, 0, 1, 2)
     tracking.log_trials(run, TRIALS[:2], best=0)
     tracking.log_trials(run, TRIALS, best=2)  # the study resumed: one more trial, a new best
     parent = run_id(run)
-    experiment = client.get_run(parent).info.experiment_id
-    nested = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
-    by_trial = {int(r.data.tags["selfnas.trial"]): r for r in nested}
+    by_trial = nested_runs(client, parent)
     assert sorted(by_trial) == [0, 1, 2]
     assert {n: r.data.tags["selfnas.state"] for n, r in by_trial.items()} == {
         0: "COMPLETE", 1: "PRUNED", 2: "COMPLETE"
@@ -126,6 +137,24 @@ def test_trials_are_nested_runs_with_state_architecture_and_the_best_tagged(tmp_
     assert [n for n, r in by_trial.items() if r.data.tags["selfnas.best"] == "true"] == [2]
     assert client.get_run(parent).data.tags["selfnas.best_trial"] == "2"
     assert [a.path for a in client.list_artifacts(by_trial[0].info.run_id)] == ["genotype.json"]
+    tracking.close_all()
+
+
+def test_a_shared_study_nests_only_the_trials_this_run_directory_trained(tmp_path, client):
+    """Another machine's run directory trained trial 1: it is that run's to log; the study's best
+    is still named on this run, and this run's own former best is no longer tagged."""
+    run = tracked_run(tmp_path / "run", "mlflow")
+    trained(run, 0, 2)
+    tracking.log_trials(run, TRIALS, best=0)
+    parent = run_id(run)
+    assert sorted(nested_runs(client, parent)) == [0, 2]
+    assert nested_runs(client, parent)[0].data.tags["selfnas.best"] == "true"
+    other_best = {**TRIALS[1], "state": "COMPLETE", "value": -0.9}
+    tracking.log_trials(run, [TRIALS[0], other_best, TRIALS[2]], best=1)
+    by_trial = nested_runs(client, parent)
+    assert sorted(by_trial) == [0, 2]
+    assert [r.data.tags["selfnas.best"] for r in by_trial.values()] == ["false", "false"]
+    assert client.get_run(parent).data.tags["selfnas.best_trial"] == "1"
     tracking.close_all()
 
 
