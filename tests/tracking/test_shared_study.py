@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY, set_args
-from tests.tracking.test_end_to_end import STUDY
+from tests.tracking.test_end_to_end import MLFLOW, STUDY
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "shared-study"
@@ -32,7 +32,7 @@ def test_a_study_two_processes_share_is_one_experiment_with_every_trial_once(
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
                MLFLOW_TRACKING_URI=fresh_postgres_url, MLFLOW_EXPERIMENT_NAME=EXPERIMENT)  # fmt: skip
     args = ["search", "--storage", postgres_url, "--study-name", name, "--quiet",
-            *set_args([*TINY, *STUDY, "search.trials=4", "run.trackers=[mlflow]"])]  # fmt: skip
+            *set_args([*TINY, *STUDY, "search.trials=4", MLFLOW])]  # fmt: skip
     procs = [
         subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(runs / f"m{i}")],
                          cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
