@@ -1,11 +1,14 @@
-"""The MLflow tracker: one MLflow run per selfnas run (its id kept in RUN/trackers.json), a
-search's trials as nested runs. The store is ``MLFLOW_TRACKING_URI``, else a local SQLite store in
-``mlruns/`` beside the run directory."""
+"""The MLflow tracker: one MLflow run per selfnas run (its id kept in RUN/trackers.json), the
+trials its search ran as nested runs. The store is ``MLFLOW_TRACKING_URI``, else a local SQLite
+store in ``mlruns/`` beside the run directory. An experiment this tracker creates in a database
+store keeps its artifacts beside the runs too (``mlruns/artifacts/``); a tracking server's
+experiments use the server's artifact root, a file store's its own folder."""
 
 from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TI
 END_STATUS = {"finished": "FINISHED", "failed": "FAILED"}
 TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 BATCH = 100  # params per log_batch call (MLflow's limit)
+#: seconds a database store that refuses us is asked again: processes that open an empty database
+#: at once race to create MLflow's tables and all but one fail (a server that is down costs
+#: MLflow's own connection retries, over a minute, and is not asked again)
+OPEN_RETRY_S = 30.0
 
 
 def local_store(run_path: Path) -> tuple[str, str]:
@@ -27,21 +34,35 @@ def local_store(run_path: Path) -> tuple[str, str]:
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
+def is_database(uri: str) -> bool:
+    """Whether ``uri`` names an SQL store (``sqlite:///``, ``postgresql://``, ``mysql+pymysql://``)."""
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+
+    return urllib.parse.urlparse(uri).scheme.split("+")[0] in DATABASE_ENGINES
+
+
+def artifact_location(uri: str, run_path: Path) -> str | None:
+    """Where an experiment created in the store ``uri`` keeps its artifacts: beside the runs for a
+    database (MLflow would use ``./mlruns`` of the folder the command happens to run in), else
+    None, MLflow's choice (a tracking server's artifact root, a file store's own folder)."""
+    return local_store(run_path)[1] if is_database(uri) else None
+
+
 class MlflowTracker:
     name = "mlflow"
 
     def __init__(self, run_path: Path, section: dict[str, Any], context: dict[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
-
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        uri, artifacts = os.environ.get("MLFLOW_TRACKING_URI"), None
-        if not uri:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            artifacts = artifact_location(uri, run_path)
+        else:
             uri, artifacts = local_store(run_path)
             (run_path.resolve().parent / LOCAL_FOLDER).mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-        self.experiment = self._experiment(name, artifacts)
+        self._open(uri, name, artifacts)
+        self.study = context["tags"].get("selfnas.study")
         self.section = section
         if section.get("run_id") and section.get("uri") == uri:
             self.run_id = section["run_id"]
@@ -50,6 +71,23 @@ class MlflowTracker:
             self.run_id = self._start(run_path, context)
             section.clear()
             section.update(run_id=self.run_id, uri=uri, experiment_id=self.experiment)
+
+    def _open(self, uri: str, name: str, artifacts: str | None) -> None:
+        """Connect to the store and find or create the experiment ``name``; a database that
+        refuses quickly is asked again, a second later, then two, four... for :data:`OPEN_RETRY_S`."""
+        from mlflow.tracking import MlflowClient
+
+        started, wait = time.monotonic(), 1.0
+        while True:
+            try:
+                self.client = MlflowClient(tracking_uri=uri)
+                self.experiment = self._experiment(name, artifacts)
+                return
+            except Exception:
+                if not is_database(uri) or time.monotonic() - started + wait > OPEN_RETRY_S:
+                    raise
+            time.sleep(wait)
+            wait *= 2
 
     def _experiment(self, name: str, artifacts: str | None) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -98,6 +136,8 @@ class MlflowTracker:
             "selfnas.architecture": trial_architecture(row)[:5000],
             "selfnas.best": str(best).lower(),
         }
+        if self.study:
+            tags["selfnas.study"] = self.study
         run = self.client.create_run(self.experiment, run_name=f"trial {row['number']:04d}", tags=tags)
         run_id = run.info.run_id
         params = [Param(k, str(v)[:500]) for k, v in (row.get("params") or {}).items()]
@@ -118,10 +158,13 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status=TRIAL_STATUS.get(row["state"], "FINISHED"))
         return run_id
 
-    def mark_best(self, row: dict[str, Any], trial_run: str, previous: str | None) -> None:
+    def mark_best(self, row: dict[str, Any], trial_run: str | None, previous: str | None) -> None:
+        """Tag the study's best trial on the search's run, and on its nested run when this run
+        logged it (``trial_run``; a shared study's best may be another run directory's)."""
         if previous and previous != trial_run:
             self.client.set_tag(previous, "selfnas.best", "false")
-        self.client.set_tag(trial_run, "selfnas.best", "true")
+        if trial_run:
+            self.client.set_tag(trial_run, "selfnas.best", "true")
         self.client.set_tag(self.run_id, "selfnas.best_trial", str(row["number"]))
 
     def close(self, state: str) -> None:

@@ -27,6 +27,8 @@ BACKENDS = {
 EXTRA = "pip install 'selfnas[tracking]'"
 #: the trial states that end a trial (the others are still running or waiting)
 DONE_TRIALS = ("COMPLETE", "PRUNED", "FAIL")
+#: where a search trains each trial: RUN/trials/NNNN (selfnas.nas.strategies.optuna_search)
+TRIALS_FOLDER = "trials"
 
 
 class Session:
@@ -63,23 +65,29 @@ class Session:
             self._each(lambda t: t.log_artifacts(found, step, folder))
 
     def trials(self, rows: list[dict[str, Any]], best: int | None) -> None:
-        """Each finished trial once, as a nested run / its own event folder; the best one tagged."""
+        """Each finished trial that this run directory trained, once, as a nested run / its own
+        event folder; the study's best tagged. A study shared by several run directories (other
+        machines) is logged by each for the trials it ran: every trial once in all. A trial that
+        never trained (cancelled past the budget, over the size cap) is in trials.jsonl only."""
+        ran = [r for r in rows if r["state"] in DONE_TRIALS and self._ran_here(r["number"])]
         for tracker in list(self.trackers):
             section = self.state.section(tracker.name)
             logged: dict[str, str] = section.setdefault("trials", {})
             try:
-                for row in rows:
-                    if row["state"] in DONE_TRIALS and str(row["number"]) not in logged:
+                for row in ran:
+                    if str(row["number"]) not in logged:
                         logged[str(row["number"])] = tracker.log_trial(row, row["number"] == best)
                         self._save()
-                ref = logged.get(str(best))
-                if ref is not None and section.get("best") != ref:
-                    row = next(r for r in rows if r["number"] == best)
-                    tracker.mark_best(row, ref, section.get("best"))
-                    section["best"] = ref
+                if best is not None and section.get("best_trial") != best:
+                    ref = logged.get(str(best))  # None: another run directory ran it
+                    tracker.mark_best(next(r for r in rows if r["number"] == best), ref, section.get("best"))
+                    section.update(best=ref, best_trial=best)
                     self._save()
             except Exception as exc:
                 self._drop(tracker, exc)
+
+    def _ran_here(self, number: int) -> bool:
+        return (self.run.path / TRIALS_FOLDER / f"{number:04d}").is_dir()
 
     def close(self) -> None:
         state = self.run.state()
@@ -148,6 +156,9 @@ def _context(run: RunDir) -> dict[str, Any]:
         "selfnas.git_commit": commit,
         "selfnas.run_dir": str(run.path.resolve()),
     }
+    search = config.get("search")
+    if isinstance(search, dict) and search.get("study_name"):
+        tags["selfnas.study"] = str(search["study_name"])  # the runs of one shared study, found by it
     if commit != "unknown":
         tags["mlflow.source.git.commit"] = commit
     return {"params": flat_config(config), "tags": tags}

@@ -21,6 +21,7 @@ from tests.tracking.test_tensorboard import assert_same_points, scalars
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 BOTH = "run.trackers=[tensorboard, mlflow]"
+MLFLOW = "run.trackers=[mlflow]"
 #: three candidate cells scored at initialisation (no training): a real study in seconds
 STUDY = ["search.space=cells", "search.strategy=random", "search.nodes=2", "search.cell_width=4",
          "search.cell_layers=3", "search.pruner=none", "search.label_eval=false", "search.trials=3",
@@ -125,12 +126,35 @@ def test_a_three_trial_study_is_nested_runs_and_event_folders(tmp_path, monkeypa
     assert sorted(p.name for p in (run / "tensorboard" / "trials").iterdir()) == ["0000", "0001", "0002"]
 
 
+def test_a_finished_study_resumed_sends_no_trial_again(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "runs" / "s"
+    run_cli("search", "--out", str(run), "--quiet", *set_args([*TINY, *STUDY, MLFLOW]), check=True)
+    client = local_client(tmp_path / "runs")
+    parent = mlflow_id(run)
+    experiment = client.get_run(parent).info.experiment_id
+
+    def runs_and_trials() -> tuple[list[str], list[int]]:
+        found = client.search_runs([experiment])
+        nested = [int(r.data.tags["selfnas.trial"]) for r in found if "mlflow.parentRunId" in r.data.tags]
+        return [r.info.run_id for r in found if "mlflow.parentRunId" not in r.data.tags], sorted(nested)
+
+    assert runs_and_trials() == ([parent], [0, 1, 2])
+    resumed = run_cli("search", "--resume", "--out", str(run), check=True)
+    assert "finished" in (resumed.stdout + resumed.stderr).lower()
+    assert runs_and_trials() == ([parent], [0, 1, 2])
+    (run / "study.json").unlink()  # the results written again, as when a newer selfnas words them otherwise
+    run_cli("search", "--resume", "--out", str(run), check=True)
+    assert (run / "study.json").exists() and runs_and_trials() == ([parent], [0, 1, 2])
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
 def test_a_tracker_that_is_down_warns_once_and_the_run_trains_to_the_end(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     run = tmp_path / "run"
-    proc = run_cli("train", "--out", str(run), *set_args([*TINY, "run.trackers=[mlflow]"]))
+    proc = run_cli("train", "--out", str(run), *set_args([*TINY, MLFLOW]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("warning: tracker mlflow failed") == 1, proc.stderr[-2000:]
     status = json.loads((run / "status.json").read_text())
