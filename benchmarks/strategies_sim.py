@@ -25,7 +25,7 @@ from typing import Any
 
 from selfnas.config import SearchConfig
 from selfnas.io import atomic_write_json
-from selfnas.nas.strategies.optuna_search import TPE_OPTIONS
+from selfnas.nas.optuna.optuna_search import TPE_OPTIONS
 from selfnas.render.plots import pyplot, save_figure
 from selfnas.studies.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
 from selfnas.studies.table_analysis import DEFAULT_EPOCHS, jsonable

@@ -192,7 +192,7 @@ class _Reader:
     def trials(self, final: bool = False) -> list[Any]:
         """The study's trials; the last ones read while the database is down (no waiting: the
         driver must go on killing and restarting)."""
-        from selfnas.nas.strategies.study_storage import open_storage
+        from selfnas.nas.optuna.study_storage import open_storage
 
         for _ in range(30 if final else 1):
             try:
@@ -210,13 +210,13 @@ class _Reader:
 
     @staticmethod
     def results(trials: list[Any]) -> int:
-        from selfnas.nas.strategies.study_ledger import budget_trials
+        from selfnas.nas.optuna.study_ledger import budget_trials
 
         return len(budget_trials(trials))
 
 
 def summarise(trials: list[Any]) -> dict[str, Any]:
-    from selfnas.nas.strategies.study_ledger import budget_trials, cancelled, retry_of
+    from selfnas.nas.optuna.study_ledger import budget_trials, cancelled, retry_of
 
     results = budget_trials(trials)
     counted = {t.number for t in results}
@@ -234,7 +234,7 @@ def summarise(trials: list[Any]) -> dict[str, Any]:
 
 def check_study(trials: list[Any], budget: int) -> list[str]:
     """What must hold at the end of any chaos run (empty list: all of it)."""
-    from selfnas.nas.strategies.study_ledger import MAX_RETRIES, budget_trials, cancelled, retry_of
+    from selfnas.nas.optuna.study_ledger import MAX_RETRIES, budget_trials, cancelled, retry_of
 
     problems = []
     results = budget_trials(trials)

@@ -16,9 +16,9 @@ from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_ya
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
+from selfnas.nas.optuna.optuna_search import open_storage, run_search_study, storage_url
 from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
 from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
-from selfnas.nas.strategies.optuna_search import open_storage, run_search_study, storage_url
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.studies.runner import run_scenario_study

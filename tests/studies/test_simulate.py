@@ -204,7 +204,7 @@ def test_the_simulated_default_search_is_the_search_default(monkeypatch) -> None
     import importlib.util
 
     from selfnas.config import SearchConfig
-    from selfnas.nas.strategies import optuna_search
+    from selfnas.nas.optuna import optuna_search
 
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("strategies_sim", root / "benchmarks" / "strategies_sim.py")

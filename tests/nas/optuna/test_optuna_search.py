@@ -15,10 +15,10 @@ from selfnas.config import build_config
 from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
+from selfnas.nas.optuna.optuna_search import suggest_cells
+from selfnas.nas.optuna.study_ledger import Ledger
+from selfnas.nas.optuna.trial_scores import TrialTrainer
 from selfnas.nas.spaces.cells import CellSearchSpace
-from selfnas.nas.strategies.optuna_search import suggest_cells
-from selfnas.nas.strategies.study_ledger import Ledger
-from selfnas.nas.strategies.trial_scores import TrialTrainer
 
 CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=2"]  # fmt: skip
@@ -77,7 +77,7 @@ def test_pruning_stops_poor_trials(tmp_path, tiny_overrides):
 
 
 def test_the_pruner_rungs_come_from_the_config(tiny_overrides):
-    from selfnas.nas.strategies.optuna_search import _pruner
+    from selfnas.nas.optuna.optuna_search import _pruner
 
     cfg = build_config(overrides=[*tiny_overrides, *CELLS, "search.strategy=random", "search.pruner=halving",
                                   "search.reduction_factor=3", "search.min_epochs=2"])  # fmt: skip

@@ -10,11 +10,11 @@ import uuid
 import optuna
 import pytest
 
-from selfnas.nas.strategies import study_storage
-from selfnas.nas.strategies.study_ledger import owner
-from selfnas.nas.strategies.study_storage import StudyStorageError, open_storage
+from selfnas.nas.optuna import study_storage
+from selfnas.nas.optuna.study_ledger import owner
+from selfnas.nas.optuna.study_storage import StudyStorageError, open_storage
 from tests.conftest import REPO, set_args
-from tests.nas.test_study_storage import CELLS
+from tests.nas.optuna.test_study_storage import CELLS
 from tests.pg import _free_port
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -28,9 +28,9 @@ from selfnas.errors import ConfigError
 from selfnas.eval.scores import alignment, uniformity
 from selfnas.eval.spectral import view_retrieval
 from selfnas.io import read_jsonl, write_jsonl
+from selfnas.nas.optuna.size_cap import backbone_size, capped, over_cap
+from selfnas.nas.optuna.trial_scores import CALIBRATION_IMAGES, SCORE_IMAGES
 from selfnas.nas.scoring import DIRECTION, EMBEDDING_SCORES, calibrated_copy, embedding_scores
-from selfnas.nas.strategies.size_cap import backbone_size, capped, over_cap
-from selfnas.nas.strategies.trial_scores import CALIBRATION_IMAGES, SCORE_IMAGES
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer, stream_seed
 

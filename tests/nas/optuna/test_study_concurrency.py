@@ -1,7 +1,7 @@
 """Four worker processes x 100 short trials on one study: exactly 100 finished, none lost or run twice.
 
 SQLite is not in the list on purpose: several writers on SQLite are refused before anything is
-written (tests/nas/test_optuna_search.py), because it locks; one machine uses a journal file.
+written (tests/nas/optuna/test_optuna_search.py), because it locks; one machine uses a journal file.
 """
 
 import uuid

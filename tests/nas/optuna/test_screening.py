@@ -1,4 +1,4 @@
-"""Screening at initialisation (selfnas.nas.strategies.screening): what it measures, what it
+"""Screening at initialisation (selfnas.nas.optuna.screening): what it measures, what it
 enqueues, and that a killed screening continues where it stopped."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from selfnas.api import search
 from selfnas.config import build_config
 from selfnas.errors import ConfigError
 from selfnas.io import read_jsonl, write_jsonl
+from selfnas.nas.optuna import screening
+from selfnas.nas.optuna.optuna_search import trial_config
 from selfnas.nas.scoring import embedding_scores
 from selfnas.nas.spaces.optuna_spaces import study_space
-from selfnas.nas.strategies import screening
-from selfnas.nas.strategies.optuna_search import trial_config
 from selfnas.rundir import RunDir
 from selfnas.training.builder import load_config_data
 from selfnas.training.trainer import Trainer, stream_seed

@@ -4,7 +4,7 @@ Console (stderr), one line per trial of the shared study as it finishes, whichev
 
     trial 7   3/20  ssl_loss -0.8123  best -0.8410 (trial 2)  eta 1m20s
 
-``3/20`` counts results toward ``search.trials`` (see :mod:`~selfnas.nas.strategies.study_ledger`),
+``3/20`` counts results toward ``search.trials`` (see :mod:`~selfnas.nas.optuna.study_ledger`),
 the score is the configured one as measured (not the minimised objective), and the ETA divides the
 trials still to come by the rate this process has seen. Pruned and failed results say so; a trial
 whose worker died says it is retried. Without ``quiet`` a status bar stays under the lines.
@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from selfnas.nas.strategies.study_ledger import budget_trials, cancelled, retry_of
+from selfnas.nas.optuna.study_ledger import budget_trials, cancelled, retry_of
 from selfnas.score_records import ScoreRecord
 
 #: the run's log file of a study (Optuna's messages, each trial's parameters)

@@ -9,8 +9,8 @@ from selfnas.api import search
 from selfnas.config import build_config
 from selfnas.errors import ConfigError, TrainingError
 from selfnas.io import read_jsonl
+from selfnas.nas.optuna.trial_scores import AT_INIT, LABEL_FREE, TrialTrainer
 from selfnas.nas.scoring import DIRECTION
-from selfnas.nas.strategies.trial_scores import AT_INIT, LABEL_FREE, TrialTrainer
 from selfnas.rundir import RunDir
 
 CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",

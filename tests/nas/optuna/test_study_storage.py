@@ -14,13 +14,13 @@ import pytest
 from selfnas.api import search
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
-from selfnas.nas.spaces.optuna_spaces import study_space
-from selfnas.nas.strategies.optuna_search import (
+from selfnas.nas.optuna.optuna_search import (
     budget_trials,
     open_search_study,
     open_storage,
     run_search_study,
 )
+from selfnas.nas.spaces.optuna_spaces import study_space
 from selfnas.rundir import RunDir
 from tests.conftest import REPO, set_args
 

@@ -3,7 +3,7 @@
 
 import optuna
 
-from selfnas.nas.strategies.study_ledger import Ledger, owner
+from selfnas.nas.optuna.study_ledger import Ledger, owner
 
 CHOICE = {"x": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d"])}
 

@@ -1,4 +1,4 @@
-"""The budget rule of a shared study (selfnas/nas/strategies/study_ledger.py), on in-memory studies."""
+"""The budget rule of a shared study (selfnas/nas/optuna/study_ledger.py), on in-memory studies."""
 
 import subprocess
 import sys
@@ -7,8 +7,8 @@ import time
 import optuna
 import pytest
 
-from selfnas.nas.strategies import study_ledger
-from selfnas.nas.strategies.study_ledger import Ledger, budget_trials, fail_dead, owner, worker_gone
+from selfnas.nas.optuna import study_ledger
+from selfnas.nas.optuna.study_ledger import Ledger, budget_trials, fail_dead, owner, worker_gone
 
 CHOICE = {"x": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d"])}
 RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
@@ -127,8 +127,8 @@ def test_a_local_worker_past_its_share_leaves_the_last_slot_to_a_peer(monkeypatc
     its first: for a moment nothing runs and one slot is free. B (share left) takes it at once;
     A (past its share) must wait a poll period and see it taken, not start a trial that the budget
     then cancels (seen once in the full suite as a fifth trial number)."""
-    from selfnas.nas.strategies import optuna_search
-    from selfnas.nas.strategies.study_ledger import Snapshot
+    from selfnas.nas.optuna import optuna_search
+    from selfnas.nas.optuna.study_ledger import Snapshot
 
     monkeypatch.setattr(optuna_search.time, "sleep", lambda s: None)
     views = iter([

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from selfnas.nas.strategies.study_progress import StudyProgress, score_of
+from selfnas.nas.optuna.study_progress import StudyProgress, score_of
 from selfnas.score_records import score_record
 
 

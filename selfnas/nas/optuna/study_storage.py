@@ -12,7 +12,7 @@ Three promises, each for a failure seen on a real PostgreSQL server:
   (a server restart, a network drop) is retried with backoff (0.5 s doubling to 5 s) for up to
   :data:`OUTAGE_S` seconds; then the worker ends with one line (:class:`StudyStorageError`), and
   the trial it was running stays RUNNING under its owner, to be failed and retried (see
-  :mod:`~selfnas.nas.strategies.study_ledger`). Heartbeats (:data:`HEARTBEAT_S`, grace
+  :mod:`~selfnas.nas.optuna.study_ledger`). Heartbeats (:data:`HEARTBEAT_S`, grace
   :data:`GRACE_S`) are sized so that an outage shorter than :data:`OUTAGE_S` never makes a live
   trial look dead: ``HEARTBEAT_S + OUTAGE_S + 5 s < GRACE_S``.
 
@@ -39,7 +39,7 @@ import optuna
 from selfnas.config import SearchConfig
 from selfnas.errors import ConfigError, SelfnasError
 from selfnas.faults import refused_write
-from selfnas.nas.strategies.study_ledger import retry_trial
+from selfnas.nas.optuna.study_ledger import retry_trial
 from selfnas.rundir import RunDir
 
 #: seconds between a running trial's heartbeats (RDB storages); >= 60 so slow trials are not reaped

@@ -2,7 +2,7 @@
 
 import optuna
 
-from selfnas.nas.strategies.study_ledger import Ledger, Snapshot, owner
+from selfnas.nas.optuna.study_ledger import Ledger, Snapshot, owner
 
 CHOICE = {"x": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d"])}
 

@@ -6,12 +6,12 @@ the configured SSL method for ``search.trial_epochs``, and scores it without lab
 held-out split after every epoch (so a pruner can stop poor trials).
 Samplers: TPE (multivariate, constant liar), random, evolutionary (NSGA-II). The study
 lives in SQLite in the run directory unless ``search.storage`` names another URL
-(:mod:`~selfnas.nas.strategies.study_storage`), and is resumed by running the same search again
+(:mod:`~selfnas.nas.optuna.study_storage`), and is resumed by running the same search again
 with ``--resume``. Every process that joins it follows the budget rule of
-:mod:`~selfnas.nas.strategies.study_ledger`: it returns only when the study is complete, with no
+:mod:`~selfnas.nas.optuna.study_ledger`: it returns only when the study is complete, with no
 trial of a dead worker left RUNNING and no retry left WAITING. The console shows one line per
 finished trial; Optuna's log goes to the run's ``study.log``
-(:mod:`~selfnas.nas.strategies.study_progress`).
+(:mod:`~selfnas.nas.optuna.study_progress`).
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ from selfnas.errors import ConfigError, SelfnasError, TrainingError
 from selfnas.eval.correlation import score_correlations
 from selfnas.io import atomic_write_json, read_jsonl, write_jsonl
 from selfnas.models.genotype import genotype_from_json, save_genotype
-from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
-from selfnas.nas.strategies.screening import (
+from selfnas.nas.optuna.screening import (
     SCREEN_FILE,
     check_screenable,
     enqueue_screened,
     screen_candidates,
 )
-from selfnas.nas.strategies.size_cap import backbone_size, capped, over_cap
-from selfnas.nas.strategies.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
-from selfnas.nas.strategies.study_progress import LOG_FILE, StudyProgress, score_of, study_log
-from selfnas.nas.strategies.study_storage import last_reconnect, open_storage, shown_url, storage_url
-from selfnas.nas.strategies.trial_scores import LABEL_FREE, TrialRejected, TrialTrainer
+from selfnas.nas.optuna.size_cap import backbone_size, capped, over_cap
+from selfnas.nas.optuna.study_ledger import BudgetSpent, Ledger, Snapshot, budget_trials, owner, retry_of
+from selfnas.nas.optuna.study_progress import LOG_FILE, StudyProgress, score_of, study_log
+from selfnas.nas.optuna.study_storage import last_reconnect, open_storage, shown_url, storage_url
+from selfnas.nas.optuna.trial_scores import LABEL_FREE, TrialRejected, TrialTrainer
+from selfnas.nas.spaces.optuna_spaces import study_space, suggest_cells
 from selfnas.render.search_plots import plot_search_study
 from selfnas.rundir import RunDir
 from selfnas.tracking import log_trials
@@ -163,7 +163,7 @@ def work(
     progress: StudyProgress | None = None,
 ) -> int:
     """Run trials of the shared study until it is complete (the rule of
-    :mod:`~selfnas.nas.strategies.study_ledger`): queued retries first, new trials while the
+    :mod:`~selfnas.nas.optuna.study_ledger`): queued retries first, new trials while the
     budget has room (at most ``share`` while other trials run, so local workers split the work
     evenly), and wait while other processes' trials run. Returns how many trials it ran."""
     callbacks = [progress] if progress is not None else []
