@@ -5,7 +5,7 @@ space without a file is left out, a partial table is analysed as it stands) and,
 correlates every sign-adjusted score x fidelity and the baselines params and flops with
 ``linear_val`` and ``knn_val`` over the seed-0, non-collapsed architectures (Spearman and Kendall,
 bootstrap 95% intervals over architectures), measures the seed-to-seed noise ceiling and the cost
-of each score and of a training epoch (see ``selfnas/studies/table_analysis.py``). Test accuracy is
+of each score and of a training epoch (see ``selfnas/groundtruth/table_analysis.py``). Test accuracy is
 reported, never used to choose. Writes the full results as JSON to ``--out``, a figure to
 ``--figure`` (one panel per space: Spearman with linear_val per score, grouped by fidelity, the
 baselines as lines and the noise ceiling as a band), and prints a summary as JSON.
@@ -22,10 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from selfnas.io import atomic_write_json
-from selfnas.render.plots import pyplot, save_figure
-from selfnas.score_records import SEARCH_SCORES, family_names
-from selfnas.studies.table_analysis import (
+from selfnas.groundtruth.table_analysis import (
     BASELINE_FIDELITY,
     DEFAULT_EPOCHS,
     FIDELITIES,
@@ -35,6 +32,9 @@ from selfnas.studies.table_analysis import (
     jsonable,
     read_table,
 )
+from selfnas.io import atomic_write_json
+from selfnas.render.plots import pyplot, save_figure
+from selfnas.score_records import SEARCH_SCORES, family_names
 
 SPACE_ORDER = ("heads", "cells", "resnet", "resnet-variants")
 FIDELITY_STYLE = {  # colour and marker per fidelity

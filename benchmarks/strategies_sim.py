@@ -2,7 +2,7 @@
 
 For every ``*.jsonl`` table in ``--tables`` (one search space a file; a partial table is used as it
 stands), runs ``--repeats`` simulated studies (seeds 0..R-1) of ``--trials`` full-training
-equivalents for each strategy of ``selfnas/studies/simulate.py``: random (without replacement),
+equivalents for each strategy of ``selfnas/groundtruth/simulate.py``: random (without replacement),
 TPE and regularised evolution over the genotype's categorical parameters (a suggestion maps to the
 nearest unseen architecture), and successive halving ranked by each ``--halving-scores`` score at
 quarter then epoch1 before the full budget. The objective is the table's seed-0 ``linear_val``;
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from selfnas.config import SearchConfig
+from selfnas.groundtruth.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
+from selfnas.groundtruth.table_analysis import DEFAULT_EPOCHS, jsonable
 from selfnas.io import atomic_write_json
 from selfnas.nas.optuna.optuna_search import TPE_OPTIONS
 from selfnas.render.plots import pyplot, save_figure
-from selfnas.studies.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
-from selfnas.studies.table_analysis import DEFAULT_EPOCHS, jsonable
 
 SPACE_ORDER = ("heads", "cells", "resnet", "resnet-variants")
 SEARCHES = ("random", "tpe", "evolution")

@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 
+from selfnas.groundtruth.table_spaces import table_space
+from selfnas.groundtruth.tables import TableConfig, TableDir, ensure_rows
 from selfnas.io import atomic_write_json, atomic_write_text
 from selfnas.models.genotype import load_genotype
-from selfnas.studies.table_spaces import table_space
-from selfnas.studies.tables import TableConfig, TableDir, ensure_rows
 
 TRUTH = ("knn_val", "linear_val", "knn_test", "linear_test")
 REFERENCE = "default"

@@ -3,7 +3,7 @@
 A table is the record of a study that trained every one of its architectures (40 sampled + the
 hand-crafted ``default``) at the same budget. For each ``--scores`` score this script takes the
 architecture that score ranks first at ``--fidelity`` among the seed-0 rows (no label is read:
-``selfnas.studies.table_analysis.pick_by_score``), trains it and the default with every seed of
+``selfnas.groundtruth.table_analysis.pick_by_score``), trains it and the default with every seed of
 ``--seeds`` that the table does not hold yet (same plan, same budget, same data split; a row of the
 table's own plan is built into the table, under its row lock; the others go to ``--work/<space>``,
 resumable and kill-safe like the table), and compares their kNN and linear
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selfnas.groundtruth.table_analysis import pick_by_score, read_table
+from selfnas.groundtruth.tables import Row, TableDir, ensure_rows
 from selfnas.io import atomic_write_json
-from selfnas.studies.table_analysis import pick_by_score, read_table
-from selfnas.studies.tables import Row, TableDir, ensure_rows
 
 TRUTH = ("knn_val", "linear_val", "knn_test", "linear_test")
 REFERENCE = "default"

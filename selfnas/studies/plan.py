@@ -20,7 +20,6 @@ The scenarios are registered ones and the user's own folders (``user_scenarios``
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from selfnas.config import ModelConfig, TrainConfig, apply_override, first_error
 from selfnas.data.scenarios import check_folder, check_scenario_definition, scenario_names
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.nas.spaces.macro import MACRO_SPACES
+from selfnas.nas.spaces.sampling import sample_genotypes
 
 PLAN_FORMAT = "selfnas-study-1"
 DEFAULT_ARCH = "default"
@@ -305,31 +305,6 @@ def check_scenarios(config: StudyConfig) -> None:
             )
     for name, spec in config.user_scenarios.items():
         check_folder(name, spec)
-
-
-def sample_genotypes(space: Any, n: int, seed: int) -> list[Any]:
-    """``n`` distinct genotypes of ``space``, a pure function of ``seed``.
-
-    Draws with ``space.sample`` until ``n`` distinct ones are found; when ``n`` is more than half
-    the space, picks ``n`` of its enumeration instead (rejection would take ever longer).
-    """
-    size = space.size()
-    if n > size:
-        raise ConfigError(
-            f"space {space.name} holds {size} architectures; ask for at most that many (--archs)"
-        )
-    rng = random.Random(seed)
-    if 2 * n > size:
-        return rng.sample(list(space.enumerate()), n)
-    seen: set[str] = set()
-    out = []
-    while len(out) < n:
-        genotype = space.sample(rng)
-        key = json.dumps(genotype.to_json(), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(genotype)
-    return out
 
 
 def sample_plan(config: StudyConfig, channels: int, size: int) -> Plan:

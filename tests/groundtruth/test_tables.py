@@ -8,8 +8,8 @@ import math
 import pytest
 
 from selfnas.errors import ConfigError, RunDirError
+from selfnas.groundtruth.tables import FIDELITIES, TableDir, build_table, build_table_config
 from selfnas.io import read_jsonl
-from selfnas.studies.tables import FIDELITIES, TableDir, build_table, build_table_config
 
 TINY_TABLE = [
     "data.name=synthetic",
@@ -79,7 +79,7 @@ def test_a_killed_row_resumes_from_its_checkpoint_to_the_same_row(tmp_path, sing
     assert reference["built"] == 1
     out = tmp_path / "killed"
     config = tiny(archs=1, seeds=1)
-    import selfnas.studies.tables as tables
+    import selfnas.groundtruth.tables as tables
 
     calls = {"n": 0}
     real = tables.TableTrainer.before_weight_step

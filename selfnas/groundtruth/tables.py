@@ -30,14 +30,14 @@ from selfnas.config import TrainConfig, apply_override, first_error
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError, RunDirError, SelfnasError
 from selfnas.eval.probes import probe_features
+from selfnas.groundtruth.table_spaces import table_space
 from selfnas.io import atomic_write_json, atomic_write_text, write_jsonl
 from selfnas.models.genotype import genotype_from_json
 from selfnas.nas.scoring import embedding_scores, size_scores, zero_cost_scores
+from selfnas.nas.spaces.sampling import sample_genotypes
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.studies.cache import UnitLock
-from selfnas.studies.plan import sample_genotypes
-from selfnas.studies.table_spaces import table_space
 from selfnas.training.builder import load_config_data
 from selfnas.training.trainer import Trainer, make_plan
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from selfnas.errors import SelfnasError
-from selfnas.io import write_jsonl
-from selfnas.studies.simulate import (
+from selfnas.groundtruth.simulate import (
     NONE,
     STRATEGIES,
     SimTable,
@@ -22,6 +21,7 @@ from selfnas.studies.simulate import (
     simulate,
     tpe_search,
 )
+from selfnas.io import write_jsonl
 
 OPS = ("identity", "linear_bn_relu", "max_pool_3")
 SEARCHES = ("random", "tpe", "evolution")  # one full training per trial

@@ -1,6 +1,6 @@
 """How well each label-free score of a ground-truth table ranks its architectures.
 
-A table (``selfnas table``, see :mod:`selfnas.studies.tables`) holds one JSON line per
+A table (``selfnas table``, see :mod:`selfnas.groundtruth.tables`) holds one JSON line per
 (architecture, seed) with label-free scores at four fidelities and the labelled ground truth.
 This module answers, for one table:
 
@@ -46,13 +46,13 @@ from selfnas.eval.correlation import kendall, spearman
 from selfnas.io import read_jsonl
 from selfnas.nas.scoring import BASELINES, DIRECTION, EMBEDDING_SCORES, ZERO_COST_SCORES
 
-FIDELITIES = ("init", "quarter", "epoch1", "final")  # the order of selfnas.studies.tables.FIDELITIES
+FIDELITIES = ("init", "quarter", "epoch1", "final")  # the order of selfnas.groundtruth.tables.FIDELITIES
 BASELINE_FIDELITY = "-"
 TARGETS = ("linear_val", "knn_val")  # the headline: intervals, what the figure shows
 REPORTED_TARGETS = ("linear_test", "knn_test")  # reported only: points, never used to choose
 RESAMPLES = 1000
 LEVEL = 0.95
-DEFAULT_EPOCHS = 6  # the table's default budget (selfnas.studies.tables.table_train_defaults)
+DEFAULT_EPOCHS = 6  # the table's default budget (selfnas.groundtruth.tables.table_train_defaults)
 #: score -> the shared forward pass it needs, whose seconds are added to its own (``ssl_loss`` *is*
 #: that pass, so it counts once; the zero-cost scores run their own passes and need none)
 SHARED_PASS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """NAS-Bench-style simulated search studies: look the accuracy up in a ground-truth table.
 
-A table (:mod:`selfnas.studies.tables`) trained every architecture once; a search strategy run
+A table (:mod:`selfnas.groundtruth.tables`) trained every architecture once; a search strategy run
 against it "trains" an architecture by reading its seed-0 ``linear_val`` (the objective; test is
 never used to choose, only reported for each study's pick), so thousands of repeated studies take
 seconds. The search space is the table's architectures (collapsed rows and rows without
@@ -49,8 +49,7 @@ import numpy as np
 import optuna
 
 from selfnas.errors import SelfnasError
-from selfnas.nas.scoring import DIRECTION
-from selfnas.studies.table_analysis import (
+from selfnas.groundtruth.table_analysis import (
     DEFAULT_EPOCHS,
     SHARED_PASS,
     read_table,
@@ -58,6 +57,7 @@ from selfnas.studies.table_analysis import (
     seed0_rows,
     target_value,
 )
+from selfnas.nas.scoring import DIRECTION
 
 NONE = "<none>"  # the value of every parameter of a row without a genotype
 HEADER_KEYS = frozenset({"format", "version", "space", "method"})

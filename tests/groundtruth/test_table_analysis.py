@@ -12,8 +12,7 @@ import pytest
 
 from selfnas.errors import SelfnasError
 from selfnas.eval.correlation import kendall, spearman
-from selfnas.io import write_jsonl
-from selfnas.studies.table_analysis import (
+from selfnas.groundtruth.table_analysis import (
     analyse_table,
     batch_kendall,
     batch_spearman,
@@ -27,6 +26,7 @@ from selfnas.studies.table_analysis import (
     score_keys,
     score_quality,
 )
+from selfnas.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 LINEAR = [0.61, 0.55, 0.72, 0.68, 0.49, 0.66, 0.58, 0.70]
@@ -241,7 +241,7 @@ def test_the_script_writes_results_and_a_figure_for_full_partial_and_missing_spa
 
 
 def test_the_default_score_is_the_best_mean_rho_over_the_spaces_with_enough_architectures():
-    from selfnas.studies.table_analysis import choose_default_score
+    from selfnas.groundtruth.table_analysis import choose_default_score
 
     def entry(score, fidelity, rho, test=0.99):
         return {"score": score, "fidelity": fidelity, "linear_val": {"spearman": rho},

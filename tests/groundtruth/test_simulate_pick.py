@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfnas.groundtruth.simulate import load_table, simulate
 from selfnas.io import write_jsonl
-from selfnas.studies.simulate import load_table, simulate
 
 OPS = ("identity", "linear_bn_relu", "max_pool_3")
 

@@ -1,4 +1,4 @@
-"""The baselines every search result is read against (selfnas.studies.baselines)."""
+"""The baselines every search result is read against (selfnas.groundtruth.baselines)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import math
 import pytest
 
 from selfnas.errors import SelfnasError
-from selfnas.models.backbones import create_backbone
-from selfnas.studies.baselines import (
+from selfnas.groundtruth.baselines import (
     against_random,
     equal_compute_trainings,
     equal_width_default,
@@ -19,6 +18,7 @@ from selfnas.studies.baselines import (
     relative_improvement,
     search_epochs,
 )
+from selfnas.models.backbones import create_backbone
 
 TRUTH = [0.70, 0.74, 0.71, 0.78, 0.69, 0.75]
 SCORE = [0.3, 0.9, 0.1, 0.5, 0.8, 0.2]

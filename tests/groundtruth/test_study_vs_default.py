@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from selfnas.groundtruth.tables import build_table, build_table_config
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
-from selfnas.studies.tables import build_table, build_table_config
 
 from .test_tables import TINY_TABLE
 

@@ -7,9 +7,9 @@ import json
 import statistics
 from pathlib import Path
 
+from selfnas.groundtruth.table_analysis import pick_by_score
+from selfnas.groundtruth.tables import build_table, build_table_config
 from selfnas.io import read_jsonl
-from selfnas.studies.table_analysis import pick_by_score
-from selfnas.studies.tables import build_table, build_table_config
 
 from .test_tables import TINY_TABLE
 
