@@ -32,12 +32,12 @@ from selfnas.errors import ConfigError, RunDirError, SelfnasError
 from selfnas.eval.probes import probe_features
 from selfnas.groundtruth.table_spaces import table_space
 from selfnas.io import atomic_write_json, atomic_write_text, write_jsonl
+from selfnas.locks import FileLock
 from selfnas.models.genotype import genotype_from_json
 from selfnas.nas.scoring import embedding_scores, size_scores, zero_cost_scores
 from selfnas.nas.spaces.sampling import sample_genotypes
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
-from selfnas.studies.cache import UnitLock
 from selfnas.training.builder import load_config_data
 from selfnas.training.trainer import Trainer, make_plan
 
@@ -125,8 +125,8 @@ class TableDir:
     def row(self, row: Row) -> Path:
         return self.rows / f"{row.key}.json"
 
-    def lock(self, name: str) -> UnitLock:
-        return UnitLock(self.path / "locks" / f"{name}.lock")
+    def lock(self, name: str) -> FileLock:
+        return FileLock(self.path / "locks" / f"{name}.lock")
 
 
 def sample_table(config: TableConfig, in_channels: int) -> dict[str, Any]:

@@ -13,12 +13,11 @@ worker's unit is free again at once, and two live workers never run the same uni
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from selfnas.locks import FileLock
 from selfnas.rundir import RunDir
 from selfnas.studies.plan import Unit
 
@@ -44,8 +43,8 @@ class StudyDir:
     def cell(self, arch: str, scenario: str) -> Path:
         return self.cells / f"{arch}.{scenario}.json"
 
-    def lock(self, unit: Unit) -> UnitLock:
-        return UnitLock(self.path / "locks" / f"{unit.key}.lock")
+    def lock(self, unit: Unit) -> FileLock:
+        return FileLock(self.path / "locks" / f"{unit.key}.lock")
 
     def pretrained(self, unit: Unit) -> bool:
         run = self.run(unit)
@@ -61,29 +60,3 @@ class StudyDir:
             cell = json.loads(path.read_text(encoding="utf-8"))
             out[(cell["arch"], cell["scenario"])] = cell
         return out
-
-
-class UnitLock:
-    """An exclusive advisory lock on one file (POSIX ``flock``), released on exit or death."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, wait: bool) -> bool:
-        """Take the lock; without ``wait``, return False at once when another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None

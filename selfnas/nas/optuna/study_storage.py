@@ -16,16 +16,15 @@ Three promises, each for a failure seen on a real PostgreSQL server:
   :data:`GRACE_S`) are sized so that an outage shorter than :data:`OUTAGE_S` never makes a live
   trial look dead: ``HEARTBEAT_S + OUTAGE_S + 5 s < GRACE_S``.
 
-Journal files are locked with ``flock`` (released by the kernel when a process dies, so a worker
-killed while writing never leaves a lock behind, unlike Optuna's default symlink lock).
+Journal files are locked with ``flock`` on ``FILE.lock`` (:class:`selfnas.locks.FileLock`: released
+by the kernel when a process dies, so a worker killed while writing never leaves a lock behind,
+unlike Optuna's default symlink lock).
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import inspect
-import os
 import random
 import sys
 import threading
@@ -39,6 +38,7 @@ import optuna
 from selfnas.config import SearchConfig
 from selfnas.errors import ConfigError, SelfnasError
 from selfnas.faults import refused_write
+from selfnas.locks import FileLock
 from selfnas.nas.optuna.study_ledger import retry_trial
 from selfnas.rundir import RunDir
 
@@ -111,38 +111,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         journal = url[len("journal:") :]
         try:
-            return optuna.storages.JournalStorage(JournalFileBackend(journal, lock_obj=FlockLock(journal)))
+            return optuna.storages.JournalStorage(
+                JournalFileBackend(journal, lock_obj=FileLock(f"{journal}.lock", mode=0o644))
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot open the journal file {journal}: {exc.strerror}; "
                 "give journal:PATH of a file you may write"
             ) from None
     return _open_database(url)
-
-
-class FlockLock:
-    """An exclusive ``flock`` on ``FILE.lock``: the kernel drops it when its process dies. (The
-    journal backend only calls ``acquire`` and ``release``; Optuna's base class is private.)"""
-
-    def __init__(self, journal: str) -> None:
-        self._path = f"{journal}.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
 
 def _open_database(url: str) -> optuna.storages.BaseStorage:

@@ -1,4 +1,5 @@
-"""Unit claims: a held lock is refused to others and freed when its holder is killed."""
+"""FileLock (the claim of a study unit, a table row, a journal file): a held lock is refused to
+others and freed when its holder is killed."""
 
 import os
 import signal
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from selfnas.studies.cache import UnitLock
+from selfnas.locks import FileLock
 
 HOLD = """
 import fcntl, os, sys, time
@@ -23,7 +24,7 @@ def test_a_lock_held_elsewhere_is_refused_and_freed_by_kill_9(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        lock = UnitLock(path)
+        lock = FileLock(path)
         assert not lock.acquire(wait=False)
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
@@ -31,7 +32,7 @@ def test_a_lock_held_elsewhere_is_refused_and_freed_by_kill_9(tmp_path):
         while not lock.acquire(wait=False):
             assert time.monotonic() < deadline, "the lock of a killed holder was not freed"
             time.sleep(0.05)
-        other = UnitLock(path)
+        other = FileLock(path)
         assert not other.acquire(wait=False)  # exclusive within one process too
         lock.release()
         assert other.acquire(wait=False)
@@ -40,3 +41,12 @@ def test_a_lock_held_elsewhere_is_refused_and_freed_by_kill_9(tmp_path):
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_with_waits_for_the_lock_and_releases_it(tmp_path):
+    path = tmp_path / "new" / "folder" / "x.lock"  # created with its folder
+    with FileLock(path) as held:
+        assert path.exists() and not FileLock(path).acquire(wait=False)
+    assert held.acquire(wait=False)
+    held.release()
+    assert path.exists()  # the file stays: only the lock is dropped
