@@ -16,7 +16,6 @@ recorded for reporting only. Several processes may build one table: each row is 
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 import time
@@ -31,8 +30,7 @@ from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError, RunDirError, SelfnasError
 from selfnas.eval.probes import probe_features
 from selfnas.groundtruth.table_spaces import table_space
-from selfnas.io import atomic_write_json, atomic_write_text, write_jsonl
-from selfnas.locks import FileLock
+from selfnas.io import atomic_write_json, write_jsonl
 from selfnas.models.genotype import genotype_from_json
 from selfnas.nas.scoring import embedding_scores, size_scores, zero_cost_scores
 from selfnas.nas.spaces.sampling import sample_genotypes
@@ -40,6 +38,7 @@ from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.training.builder import load_config_data
 from selfnas.training.trainer import Trainer, make_plan
+from selfnas.workdir import WorkDir
 
 TABLE_FORMAT = "selfnas-table-1"
 FIDELITIES = ("init", "quarter", "epoch1", "final")
@@ -109,24 +108,16 @@ class Row:
         return f"{self.arch}.s{self.seed}"
 
 
-class TableDir:
+class TableDir(WorkDir):
     """Paths and finished-work checks of one table directory."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    plan = property(lambda self: self.path / "plan.json")
     rows = property(lambda self: self.path / "rows")
-    failed = property(lambda self: self.path / "failed")
 
     def run(self, row: Row) -> RunDir:
         return RunDir(self.path / "runs" / row.key)
 
     def row(self, row: Row) -> Path:
         return self.rows / f"{row.key}.json"
-
-    def lock(self, name: str) -> FileLock:
-        return FileLock(self.path / "locks" / f"{name}.lock")
 
 
 def sample_table(config: TableConfig, in_channels: int) -> dict[str, Any]:
@@ -282,16 +273,12 @@ def ensure_rows(
         row = Row(arch, seed)
         home = table if (arch, seed) in planned else work
         if not home.row(row).exists():
-            lock = home.lock(row.key)
-            lock.acquire(wait=True)
-            try:
+            with home.lock(row.key):
                 if not home.row(row).exists():
                     if "data" not in data_box:
                         data_box["data"] = table_data(TableConfig.model_validate(plan["config"]))
                     print(f"{home.path}/{row.key}: training", file=sys.stderr, flush=True)
                     build_row(home, plan, row, data_box["data"], threads)
-            finally:
-                lock.release()
         out.append(json.loads(home.row(row).read_text(encoding="utf-8")))
     return out
 
@@ -307,13 +294,11 @@ def open_table(
     if (
         table.path.is_dir()
         and any(table.path.iterdir())
-        and not (table.plan.exists() or (table.path / "locks").is_dir())
+        and not (table.plan.exists() or table.locks.is_dir())
     ):
         raise RunDirError(f"{table.path} is a non-empty folder that is not a table; choose another --out")
     table.path.mkdir(parents=True, exist_ok=True)
-    lock = table.lock("plan")
-    lock.acquire(wait=True)
-    try:
+    with table.lock("plan"):
         if table.plan.exists():
             plan = json.loads(table.plan.read_text(encoding="utf-8"))
             if plan.get("format") != TABLE_FORMAT:
@@ -334,8 +319,6 @@ def open_table(
         atomic_write_json(table.plan, plan)
         atomic_write_json(table.path / "provenance.json", collect_provenance(config.sample_seed, argv))
         return table, plan
-    finally:
-        lock.release()
 
 
 def table_rows(table: TableDir, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -369,37 +352,24 @@ def build_table(
     rows = [Row(a, s) for a, s in plan["rows"]]
     built = 0
 
-    def attempt(row: Row, wait: bool) -> bool:
+    def build(row: Row) -> None:
         nonlocal built
-        marker = table.failed / f"{row.key}.txt"
-        if table.row(row).exists() or marker.exists():
-            return True
-        if limit is not None and built >= limit:
-            return True
-        lock = table.lock(row.key)
-        if not lock.acquire(wait=wait):
-            return False
-        try:
-            if not table.row(row).exists():
-                if report:
-                    report(f"{row.key}: training")
-                build_row(table, plan, row, data, threads)
-                built += 1
-                written = export_table(table, plan, export)
-                if report:
-                    report(f"{row.key}: done ({written} of {len(rows)} rows in {export})")
-        except SelfnasError as exc:
-            atomic_write_text(marker, str(exc))
-            if report:
-                report(f"{row.key}: failed: {exc}")
-        finally:
-            lock.release()
-            gc.collect()
-        return True
+        if report:
+            report(f"{row.key}: training")
+        build_row(table, plan, row, data, threads)
+        built += 1
+        written = export_table(table, plan, export)
+        if report:
+            report(f"{row.key}: done ({written} of {len(rows)} rows in {export})")
 
-    held = [row for row in rows if not attempt(row, wait=False)]
-    for row in held:
-        attempt(row, wait=True)
+    def note_failure(row: Row, exc: SelfnasError) -> None:
+        if report:
+            report(f"{row.key}: failed: {exc}")
+
+    def done(row: Row) -> bool:  # finished, or past the ``limit`` of new rows
+        return table.row(row).exists() or (limit is not None and built >= limit)
+
+    table.work_through(rows, build, done, note_failure)
     finished = export_table(table, plan, export)
     failed = sorted(p.stem for p in table.failed.glob("*.txt")) if table.failed.is_dir() else []
     return {"rows": len(rows), "finished": finished, "built": built, "failed": failed, "export": str(export)}

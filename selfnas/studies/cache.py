@@ -6,9 +6,9 @@
     DIR/locks/<unit>.lock             held (flock) by the process working on that unit
     DIR/failed/<unit>.txt             why a unit failed in the current invocation
 
-A finished pretraining or cell is never redone. A unit is claimed with an exclusive ``flock`` on
-its lock file, which the kernel releases when the holder exits, even by ``kill -9``: a killed
-worker's unit is free again at once, and two live workers never run the same unit.
+A finished pretraining or cell is never redone. Units are claimed as in every work folder
+(:class:`selfnas.workdir.WorkDir`): a killed worker's unit is free again at once, and two live
+workers never run the same unit.
 """
 
 from __future__ import annotations
@@ -17,34 +17,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selfnas.locks import FileLock
 from selfnas.rundir import RunDir
 from selfnas.studies.plan import Unit
+from selfnas.workdir import WorkDir
 
 
-class StudyDir:
+class StudyDir(WorkDir):
     """Paths and finished-work checks for one study directory."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    plan = property(lambda self: self.path / "plan.json")
     provenance = property(lambda self: self.path / "provenance.json")
     summary = property(lambda self: self.path / "summary.json")
     results = property(lambda self: self.path / "results.jsonl")
     markdown = property(lambda self: self.path / "study.md")
     plots = property(lambda self: self.path / "plots")
     cells = property(lambda self: self.path / "cells")
-    failed = property(lambda self: self.path / "failed")
 
     def run(self, unit: Unit) -> RunDir:
         return RunDir(self.path / "archs" / unit.key)
 
     def cell(self, arch: str, scenario: str) -> Path:
         return self.cells / f"{arch}.{scenario}.json"
-
-    def lock(self, unit: Unit) -> FileLock:
-        return FileLock(self.path / "locks" / f"{unit.key}.lock")
 
     def pretrained(self, unit: Unit) -> bool:
         run = self.run(unit)

@@ -11,7 +11,6 @@ worker when ``run.threads`` is pinned (float reductions depend on the thread cou
 from __future__ import annotations
 
 import dataclasses
-import gc
 import multiprocessing
 import queue as queue_lib
 import shutil
@@ -30,7 +29,7 @@ from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import resolve_device
 from selfnas.errors import RunDirError, SelfnasError, TrainingError
 from selfnas.eval.probes import probe_features
-from selfnas.io import atomic_write_json, atomic_write_text
+from selfnas.io import atomic_write_json
 from selfnas.provenance import collect_provenance
 from selfnas.studies.cache import StudyDir
 from selfnas.studies.outputs import write_outputs
@@ -167,27 +166,15 @@ def work(study: StudyDir, plan: Plan, data: StudyData, order: list[Unit], report
     ones and do those their holder did not finish (it died). A unit that fails with a user error
     is recorded in ``failed/`` and skipped; the others go on."""
 
-    def attempt(unit: Unit, wait: bool) -> bool:
-        marker = study.failed / f"{unit.key}.txt"
-        if study.done(unit) or marker.exists():
-            return True
-        lock = study.lock(unit)
-        if not lock.acquire(wait=wait):
-            return False
-        try:
-            if not study.done(unit) and not marker.exists():
-                run_unit(study, plan, unit, data, report)
-        except SelfnasError as exc:
-            atomic_write_text(marker, str(exc))
-            report({"kind": "failed", "unit": unit.key, "message": str(exc)})
-        finally:
-            lock.release()
-            gc.collect()  # a long study must not grow: free the unit's model and optimizer
-        return True
+    def note_failure(unit: Unit, exc: SelfnasError) -> None:
+        report({"kind": "failed", "unit": unit.key, "message": str(exc)})
 
-    held = [unit for unit in order if not attempt(unit, wait=False)]
-    for unit in held:
-        attempt(unit, wait=True)
+    study.work_through(
+        order,
+        lambda unit: run_unit(study, plan, unit, data, report),
+        lambda unit: study.done(unit) or study.failure(unit.key).exists(),
+        note_failure,
+    )
 
 
 # -- the study -------------------------------------------------------------------------------
