@@ -34,8 +34,8 @@ from selfnas.provenance import collect_provenance
 from selfnas.studies.cache import StudyDir
 from selfnas.studies.outputs import write_outputs
 from selfnas.studies.plan import (
-    Plan,
     StudyConfig,
+    StudyPlan,
     Unit,
     check_scenarios,
     plan_difference,
@@ -61,7 +61,7 @@ class StudyData:
         self._pretraining: dict[str, DatasetSplits] = {}
 
     @classmethod
-    def for_plan(cls, plan: Plan) -> StudyData:
+    def for_plan(cls, plan: StudyPlan) -> StudyData:
         return cls(plan.config, plan.channels, plan.size)
 
     def scenario(self, name: str) -> Any:
@@ -91,7 +91,7 @@ class StudyData:
 # -- one unit --------------------------------------------------------------------------------
 
 
-def pretrain(study: StudyDir, plan: Plan, unit: Unit, data: StudyData) -> None:
+def pretrain(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData) -> None:
     """Train ``unit`` into its run directory, resuming from its checkpoint when one exists."""
 
     run = study.run(unit)
@@ -106,7 +106,7 @@ def pretrain(study: StudyDir, plan: Plan, unit: Unit, data: StudyData) -> None:
 
 
 def load_backbone(
-    study: StudyDir, plan: Plan, unit: Unit, data: StudyData
+    study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData
 ) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], torch.device]:
     """The pretrained backbone from ``model.safetensors`` (always from the file, so a fresh and a
     resumed study probe the very same module), its input normalisation and device."""
@@ -143,7 +143,7 @@ def probe(
     }
 
 
-def run_unit(study: StudyDir, plan: Plan, unit: Unit, data: StudyData, report: Report) -> None:
+def run_unit(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData, report: Report) -> None:
     """Pretrain ``unit`` unless finished, then probe each of its scenarios without a cell yet."""
     if not study.pretrained(unit):
         report({"kind": "started", "unit": unit.key, "data": unit.data})
@@ -161,7 +161,7 @@ def run_unit(study: StudyDir, plan: Plan, unit: Unit, data: StudyData, report: R
         report({"kind": "probed", "unit": unit.key, "scenario": name})
 
 
-def work(study: StudyDir, plan: Plan, data: StudyData, order: list[Unit], report: Report) -> None:
+def run_units(study: StudyDir, plan: StudyPlan, data: StudyData, order: list[Unit], report: Report) -> None:
     """Do every unfinished unit of ``order`` that no other process holds; then wait for the held
     ones and do those their holder did not finish (it died). A unit that fails with a user error
     is recorded in ``failed/`` and skipped; the others go on."""
@@ -182,7 +182,7 @@ def work(study: StudyDir, plan: Plan, data: StudyData, order: list[Unit], report
 
 def open_scenario_study(
     config: StudyConfig, out: str | Path, resume: bool, overwrite: bool, argv: list[str] | None
-) -> tuple[StudyDir, Plan, StudyData | None]:
+) -> tuple[StudyDir, StudyPlan, StudyData | None]:
     """Check the request, then read the pinned plan or sample and write a new one.
 
     Nothing is written (or deleted) until the names are known and every scenario loads.
@@ -261,7 +261,7 @@ def run_scenario_study(
 
     try:
         if workers == 1 or len(units) == 1:
-            work(study, plan, data or StudyData.for_plan(plan), units, report)
+            run_units(study, plan, data or StudyData.for_plan(plan), units, report)
         else:
             data = None  # each worker loads its own
             _run_unit_workers(study, plan, min(workers, len(units)), report)
@@ -280,7 +280,7 @@ def run_scenario_study(
     return write_outputs(study, plan)
 
 
-def _run_unit_workers(study: StudyDir, plan: Plan, workers: int, report: Report) -> None:
+def _run_unit_workers(study: StudyDir, plan: StudyPlan, workers: int, report: Report) -> None:
     """``workers`` spawned processes share the units, each with its share of the CPU threads."""
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     events = ctx.Queue()
@@ -315,10 +315,10 @@ def _unit_worker(path: str, plan_json: dict[str, Any], index: int, threads: int,
     _die_with_parent()
     torch.set_num_threads(threads)
     study = StudyDir(path)
-    plan = Plan.from_json(plan_json)
+    plan = StudyPlan.from_json(plan_json)
     units = plan.units()
     try:
-        work(study, plan, StudyData.for_plan(plan), units[index:] + units[:index], events.put)
+        run_units(study, plan, StudyData.for_plan(plan), units[index:] + units[:index], events.put)
     except SelfnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

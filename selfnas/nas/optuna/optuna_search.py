@@ -65,7 +65,7 @@ _JITTER = random.Random()  # seeded by the OS, not by the run's seed: processes 
 
 __all__ = [
     "TrialTrainer", "budget_trials", "open_search_study", "open_storage", "retry_of", "run_search_study",
-    "storage_url", "suggest_cells", "work",
+    "run_worker", "storage_url", "suggest_cells",
 ]  # fmt: skip
 
 
@@ -143,7 +143,7 @@ def run_search_study(
                 _run_search_workers(config, run, ledger, progress)
             else:
                 objective = _objective(config, run, study_space(search), data, ledger)
-                work(study, objective, ledger, progress=progress)
+                run_worker(study, objective, ledger, progress=progress)
             progress.update(ledger.trials())
     finally:
         progress.close()
@@ -155,7 +155,7 @@ def _ledger(study: optuna.Study, search: SearchConfig) -> Ledger:
     return Ledger(study, search.trials, exclusive=search.storage is None, reconnected=last_reconnect)
 
 
-def work(
+def run_worker(
     study: optuna.Study,
     objective: Any,
     ledger: Ledger,
@@ -170,12 +170,12 @@ def work(
     gc.collect()
     gc.freeze()  # the full collection after each trial then walks the trial's objects, not all of torch
     try:
-        return _work(study, objective, ledger, share, callbacks, progress)
+        return _run_worker(study, objective, ledger, share, callbacks, progress)
     finally:
         gc.unfreeze()
 
 
-def _work(
+def _run_worker(
     study: optuna.Study,
     objective: Any,
     ledger: Ledger,
@@ -373,7 +373,7 @@ def _search_worker(config_json: dict[str, Any], run_path: str, index: int, share
         with study_log(run.path / LOG_FILE):
             study = open_search_study(run, search, config.run.seed, worker=index + 1)
             ledger = _ledger(study, search)
-            work(study, _objective(config, run, study_space(search), None, ledger), ledger, share=share)
+            run_worker(study, _objective(config, run, study_space(search), None, ledger), ledger, share=share)
     except SelfnasError as exc:  # one line, as the CLI says it; the parent reports the exit code
         print(f"error: search worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

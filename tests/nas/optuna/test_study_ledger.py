@@ -152,4 +152,4 @@ def test_a_local_worker_past_its_share_leaves_the_last_slot_to_a_peer(monkeypatc
         def optimize(self, objective, **kwargs):
             started.append(1)
 
-    assert optuna_search.work(Study(), None, Views(), share=2) == 2 and len(started) == 2
+    assert optuna_search.run_worker(Study(), None, Views(), share=2) == 2 and len(started) == 2
