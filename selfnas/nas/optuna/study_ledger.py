@@ -22,11 +22,16 @@ resumed one) follows the same rule, so the study ends clean whichever of them di
   for the other processes' trials, fails the dead ones and runs (or cancels) their retries.
 * A study whose results reach ``search.trials`` with nothing RUNNING or WAITING is
   **finished**: resuming it runs nothing and writes nothing to the study.
+
+:func:`check_finished` lists what breaks these promises in a study that has ended (the chaos test
+runs it after killing workers and restarting the database); :func:`tally` counts how its trials
+ended.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import time
@@ -212,3 +217,59 @@ class Ledger:
             for t in trials
         )
         return taken < self.budget
+
+
+# -- a study that has ended, checked ---------------------------------------------------------
+
+
+def tally(trials: list[FrozenTrial]) -> dict[str, Any]:
+    """How a study's trials ended: results, completions, dead-and-retried, retries, cancelled."""
+    results = budget_trials(trials)
+    counted = {t.number for t in results}
+    return {
+        "trials_in_study": len(trials),
+        "results": len(results),
+        "complete": sum(t.state.name == "COMPLETE" for t in results),
+        "died_and_retried": sum(
+            t.state.name == "FAIL" and t.number not in counted and not cancelled(t) for t in trials
+        ),  # fmt: skip
+        "retries": sum(retry_of(t) is not None for t in trials),
+        "cancelled": sum(cancelled(t) for t in trials),
+    }
+
+
+def check_finished(trials: list[FrozenTrial], budget: int) -> list[str]:
+    """What must hold once a shared study with ``budget`` has ended, however its workers died (the
+    rule of this module; the chaos test checks it): exactly ``budget`` results, trial numbers
+    contiguous, nothing RUNNING or WAITING, no parameter set run by unrelated trials, every dead
+    worker's trial retried or counted once its retries ran out. Empty list: all of it holds."""
+    problems = []
+    results = budget_trials(trials)
+    if len(results) != budget:
+        problems.append(f"{len(results)} results for a budget of {budget}")
+    numbers = sorted(t.number for t in trials)
+    if numbers != list(range(len(trials))):
+        problems.append("trial numbers are not contiguous")
+    for state in ("RUNNING", "WAITING"):
+        left = [t.number for t in trials if t.state.name == state]
+        if left:
+            problems.append(f"{state} trials left: {left}")
+    roots: dict[str, set[int]] = {}
+    for t in trials:
+        if t.params:
+            root = retry_of(t) if retry_of(t) is not None else t.number
+            roots.setdefault(json.dumps(t.params, sort_keys=True), set()).add(root)
+    repeated = [r for r in roots.values() if len(r) > 1]
+    if repeated:
+        problems.append(f"parameter sets run by unrelated trials: {repeated}")
+    counted = {t.number for t in results}
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    for t in trials:  # a dead worker's trial: retried, or counted once its retries ran out
+        dead = t.state.name == "FAIL" and "fail_reason" not in t.user_attrs and not cancelled(t)
+        if (
+            dead
+            and t.number not in retried
+            and not (t.number in counted and len(t.system_attrs.get("retry_history", ())) >= MAX_RETRIES)
+        ):
+            problems.append(f"trial {t.number} failed without a retry or a reason")
+    return problems

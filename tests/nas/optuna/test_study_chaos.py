@@ -1,27 +1,17 @@
 """Chaos (issue 24): `selfnas search` worker processes on one shared study, killed with SIGKILL
 at random points and restarted, the PostgreSQL server restarted once mid-study; the study must
-end clean. The driver and the checks are benchmarks/study_chaos.py (which prints the figures);
-the test runs the issue's size, 8 workers on one study of 200 tiny trials with 12 SIGKILLs (see
-the test's docstring for what it checks)."""
-
-import importlib.util
-import sys
+end clean. The driver is tests/nas/optuna/chaos.py (benchmarks/study_chaos.py prints its
+figures), the checks selfnas.nas.optuna.study_ledger.check_finished; the test runs the issue's
+size, 8 workers on one study of 200 tiny trials with 12 SIGKILLs (see the test's docstring for
+what it checks)."""
 
 import pytest
 
-from tests.conftest import REPO
+from selfnas.nas.optuna.study_ledger import check_finished
+from tests.nas.optuna.chaos import Chaos, run
 
 #: (workers, trials, kills): issue 24's size, the benchmark's default too
 CHAOS = (8, 200, 12)
-
-
-def _chaos_module():
-    spec = importlib.util.spec_from_file_location("study_chaos", REPO / "benchmarks" / "study_chaos.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -31,11 +21,10 @@ def test_a_shared_study_survives_killed_workers_and_a_database_restart(tmp_path,
     """Exactly the budget of results, trial numbers contiguous, nothing RUNNING or WAITING, no
     parameter set run twice except a trial and its declared retries, every killed trial retried,
     every worker exited 0 or was killed by the driver; the server restarted once (PostgreSQL)."""
-    chaos = _chaos_module()
     server = request.getfixturevalue("postgres_server") if storage == "postgresql" else None
     workers, trials, kills = CHAOS
-    figures = chaos.run(chaos.Chaos(storage, tmp_path, workers=workers, trials=trials, seed=7, kills=kills,
-                                    server=server, timeout_s=1200))  # fmt: skip
+    figures = run(Chaos(storage, tmp_path, workers=workers, trials=trials, seed=7, kills=kills,
+                        server=server, timeout_s=1200))  # fmt: skip
     print(figures)
     assert figures["problems"] == []
     assert figures["results"] == trials and figures["kills"] == kills and figures["unexpected_exits"] == 0
@@ -48,12 +37,11 @@ def test_the_chaos_checks_catch_a_study_left_unclean():
     left WAITING, a budget missed, a candidate run twice without being a retry."""
     import optuna
 
-    chaos = _chaos_module()
     study = optuna.create_study()
     dist = {"x": optuna.distributions.CategoricalDistribution(["a", "b", "c"])}
     for x in ("a", "b"):
         study.add_trial(optuna.create_trial(params={"x": x}, distributions=dist, value=1.0))
-    assert chaos.check_study(study.trials, 2) == []
+    assert check_finished(study.trials, 2) == []
     study.add_trial(
         optuna.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": "c"}, distributions=dist)
     )
@@ -61,7 +49,7 @@ def test_the_chaos_checks_catch_a_study_left_unclean():
     study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params={"x": "c"},
                                         distributions=dist, system_attrs=retry))  # fmt: skip
     study.add_trial(optuna.create_trial(params={"x": "a"}, distributions=dist, value=2.0))
-    problems = " ".join(chaos.check_study(study.trials, 2))
+    problems = " ".join(check_finished(study.trials, 2))
     for finding in ("3 results for a budget of 2", "RUNNING trials left: [2]", "WAITING trials left: [3]",
                     "parameter sets run by unrelated trials"):  # fmt: skip
         assert finding in problems
