@@ -32,6 +32,7 @@ dropped; the interval is the 2.5 and 97.5 percentiles of the rest.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
@@ -75,6 +76,8 @@ COST_RULE = (
     "made during training, so epoch_seconds_without_scores subtracts every timed score second."
 )
 COLLAPSE_RULE = "collapsed rows are counted and left out of every correlation and of the noise ceiling"
+#: the order of a folder's tables in results and figures: the known spaces first, then by name
+SPACE_ORDER = ("heads", "cells", "resnet", "resnet-variants")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -90,6 +93,13 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(row, dict) or not {"arch", "seed", "truth"} <= set(row):
             raise SelfnasError(f"{path}: record {i} is not a table row (it needs arch, seed and truth)")
     return rows
+
+
+def table_paths(folder: Path) -> list[Path]:
+    """The ``*.jsonl`` tables of ``folder`` (one space a file), known spaces first, then by name."""
+    paths = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    rank = {name: i for i, name in enumerate(SPACE_ORDER)}
+    return sorted(paths, key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
 
 
 def _number(value: object) -> float:
@@ -423,6 +433,15 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return jsonable(obj.item())
     return obj
+
+
+def compact_json(obj: Any, indent: int = 0) -> str:
+    """JSON with one key a line and every list on one line (a summary that reads in a terminal)."""
+    if isinstance(obj, dict) and obj:
+        pad = " " * (indent + 1)
+        items = [f"{pad}{json.dumps(str(k))}: {compact_json(v, indent + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    return json.dumps(obj)
 
 
 GOAL_RHO = 0.6  # issue 20: a label-free score with Spearman >= 0.6 against linear_val

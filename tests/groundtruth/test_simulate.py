@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -198,42 +197,3 @@ def test_tpe_with_the_halving_pruner_pays_an_epoch_per_pruned_trial(tmp_path: Pa
     assert 0 < sum(found) < 10
     with pytest.raises(SelfnasError, match="needs a score"):
         tpe_search(t, 5, np.random.default_rng(0), eta=2)
-
-
-def test_the_simulated_default_search_is_the_search_default(monkeypatch) -> None:
-    import importlib.util
-
-    from selfnas.config import SearchConfig
-    from selfnas.nas.optuna import optuna_search
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("strategies_sim", root / "benchmarks" / "strategies_sim.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    search = SearchConfig()
-    sampler = optuna_search._sampler(search.model_copy(update={"strategy": "tpe"}), seed=0)
-    pruner = optuna_search._pruner(search)
-    options = module.search_default("ssl_loss")
-    assert options == {"score": "ssl_loss", "startup": sampler._n_startup_trials,
-                       "multivariate": sampler._multivariate, "eta": pruner._reduction_factor}  # fmt: skip
-    assert search.pruner == "halving" and search.min_epochs == 1  # the simulation's one rung at epoch 1
-
-
-def test_replot_redraws_the_figures_from_the_json_without_simulating(tmp_path: Path, monkeypatch) -> None:
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("strategies_sim", root / "benchmarks" / "strategies_sim.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    table(tmp_path, NINE)  # writes tmp_path/heads.jsonl
-    out, figures = tmp_path / "sim.json", tmp_path / "figs"
-    common = ["--tables", str(tmp_path), "--out", str(out), "--figures", str(figures), "--repeats", "5",
-              "--trials", "6", "--search-scores", "rankme", "--tune", "2,1,2"]  # fmt: skip
-    first = module.main(common)
-    figure = figures / "strategies_heads.png"
-    assert figure.exists() and "tune[rankme,startup=2,mv=1,eta=2]" in first["heads"]
-    figure.unlink()
-    monkeypatch.setattr(module, "run_space", lambda *a, **k: pytest.fail("--replot simulated"))
-    assert module.main([*common, "--replot"]) == json.loads(json.dumps(first))
-    assert figure.exists()

@@ -1,21 +1,20 @@
-"""benchmarks/study_vs_default.py on a tiny cells table: the study's best retrained against the default."""
+"""The study's best retrained against the default on a tiny cells table (benchmarks/study_vs_default.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
+from selfnas.errors import ConfigError
+from selfnas.groundtruth.study_vs_default import compare, search_config
 from selfnas.groundtruth.tables import build_table, build_table_config
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
 
 from .test_tables import TINY_TABLE
 
-ROOT = Path(__file__).resolve().parents[2]
 # the heads' tiny table, its space swapped for tiny cells
 TINY_CELLS = [
     *(o for o in TINY_TABLE if not o.startswith("table.space_kwargs=")),
@@ -24,28 +23,19 @@ TINY_CELLS = [
 ]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "study_vs_default", ROOT / "benchmarks" / "study_vs_default.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_studys_best_is_retrained_at_the_tables_budget_and_compared_with_the_tables_default(
-    tmp_path, single_thread, capsys
+    tmp_path, single_thread
 ):
     tables = tmp_path / "tables"
     config = build_table_config({"archs": 2, "seeds": 2, "seeded_archs": 1}, TINY_CELLS)
     build_table(config, tables / "cells", export=tables / "cells.jsonl", limit=1)  # default.s0 only
     default = read_jsonl(tables / "cells.jsonl")
     assert [(r["arch"], r["seed"]) for r in default] == [("default", 0)]
-    script = _script()
-    argv = ["--tables", str(tables), "--space", "cells", "--trials", "2", "--seeds", "0",
-            "--threads", "1", "--out", str(tmp_path / "out.json")]  # fmt: skip
-    assert script.main(argv) == 0
-    result = json.loads((tmp_path / "out.json").read_text())["cells"]
+
+    def run():
+        return json.loads(json.dumps(compare(tables, "cells", tables / "studies", 2, [0], threads=1)))
+
+    result = run()
     work = tables / "studies" / "cells"
     study = json.loads((work / "search" / "study.json").read_text())
     assert study["space"] == "cells" and study["strategy"] == "tpe" and study["counted"] == 2
@@ -62,9 +52,7 @@ def test_the_studys_best_is_retrained_at_the_tables_budget_and_compared_with_the
     # a rerun continues the finished study (no new trial) and trains nothing
     stamps = {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")}
     trials = (work / "search" / "trials.jsonl").read_text()
-    capsys.readouterr()
-    assert script.main(argv) == 0
-    again = json.loads(capsys.readouterr().out)["cells"]
+    again = run()
     assert again["gain"] == result["gain"] and again["found"] == result["found"]
     assert {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")} == stamps
     assert (work / "search" / "trials.jsonl").read_text() == trials
@@ -75,28 +63,24 @@ def test_the_studys_best_is_retrained_at_the_tables_budget_and_compared_with_the
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in (work / "runs", work / "locks"):
         shutil.rmtree(path)
-    capsys.readouterr()
-    assert script.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["cells"]["gain"] == result["gain"]
+    assert run()["gain"] == result["gain"]
     assert {p: p.stat().st_mtime_ns for p in (work / "rows").glob("*.json")} == stamps
     assert sorted(p.name for p in (work / "search").iterdir()) == sorted(kept)
 
 
 def test_a_table_whose_space_has_no_study_is_refused(tmp_path):
-    script = _script()
     plan = {"config": build_table_config({}, ["data.name=synthetic"]).model_dump(mode="json")}  # heads
-    with pytest.raises(SystemExit, match="no study space"):
-        script.search_config(plan, trials=2, threads=1)
+    with pytest.raises(ConfigError, match="no study space"):
+        search_config(plan, trials=2, threads=1)
 
 
 def test_the_study_trains_like_a_table_row_and_takes_its_own_seed():
-    script = _script()
     config = build_table_config({"sample_seed": 3}, TINY_CELLS)
     plan = {"config": config.model_dump(mode="json")}
-    search = script.search_config(plan, trials=5, threads=1)
+    search = search_config(plan, trials=5, threads=1)
     assert search["run"]["seed"] == 3 and search["run"]["threads"] == 1
     assert search["optim"] == config.train.optim.model_dump(mode="json")
     assert search["data"] == config.train.data.model_dump(mode="json")
     assert search["search"] == {"space": "cells", "strategy": "tpe", "trials": 5, "trial_epochs": 4.0,
                                 "nodes": 1, "cell_width": 4, "cell_layers": 3}  # fmt: skip
-    assert script.search_config(plan, trials=5, threads=1, seed=7)["run"]["seed"] == 7
+    assert search_config(plan, trials=5, threads=1, seed=7)["run"]["seed"] == 7

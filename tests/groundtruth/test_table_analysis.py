@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +25,6 @@ from selfnas.groundtruth.table_analysis import (
 )
 from selfnas.io import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[2]
 LINEAR = [0.61, 0.55, 0.72, 0.68, 0.49, 0.66, 0.58, 0.70]
 SECONDS = {"features": 0.5, "ssl_loss": 1.0, "lidar_views": 0.2, "rankme": 0.01, "alignment": 0.02,
            "lidar": 0.03, "naswot": 0.4}  # fmt: skip
@@ -194,50 +190,6 @@ def test_reading_a_table(tmp_path):
     write_jsonl(tmp_path / "bad.jsonl", [{"arch": "a", "seed": 0}])
     with pytest.raises(SelfnasError, match="record 1 is not a table row"):
         read_table(tmp_path / "bad.jsonl")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("score_quality", ROOT / "benchmarks" / "score_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _strict(text):
-    def refuse(name):
-        raise AssertionError(f"{name} in strict JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def test_the_script_writes_results_and_a_figure_for_full_partial_and_missing_spaces(tmp_path, capsys):
-    folder = tmp_path / "tables"
-    rows = [make_row(f"a{i}", s, y, {"rankme": y, "ssl_loss": {"init": -y, "final": 1.0}})
-            for s in (0, 1) for i, y in enumerate(LINEAR)]  # fmt: skip
-    write_jsonl(folder / "cells.jsonl", rows)
-    write_jsonl(folder / "heads.jsonl", rows[:1])  # a table just started: one row
-    out, figure = tmp_path / "res" / "sq.json", tmp_path / "fig" / "sq.png"
-    argv = ["--tables", str(folder), "--out", str(out), "--figure", str(figure), "--resamples", "50"]
-    results = _load_script().main(argv)
-    assert list(results["spaces"]) == ["heads", "cells"]  # known spaces first; resnet absent
-    written = _strict(out.read_text())
-    assert written == _strict(json.dumps(results))
-    cells = written["spaces"]["cells"]
-    assert cells["archs"] == 8 and cells["noise_ceiling"]["linear_val"]["spearman"] == pytest.approx(1.0)
-    assert entry(cells["scores"], "rankme")["linear_val"]["spearman"] == pytest.approx(1.0)
-    assert entry(cells["scores"], "ssl_loss", "init")["linear_val"]["spearman"] == pytest.approx(1.0)
-    assert entry(cells["scores"], "ssl_loss")["linear_val"]["spearman"] is None  # constant: null
-    assert written["spaces"]["heads"]["seed0_usable"] == 1
-    assert entry(written["spaces"]["heads"]["scores"], "rankme")["linear_val"]["n"] == 1
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = _strict(capsys.readouterr().out)
-    summary = printed["spaces"]["cells"]["linear_val_spearman [rho, lo, hi, n, seconds]"]
-    assert summary["rankme@final"][:4] == [1.0, 1.0, 1.0, 8]
-    # an empty folder: still a JSON and a figure
-    empty = _load_script().main(
-        ["--tables", str(tmp_path / "none"), "--out", str(out), "--figure", str(figure), "--resamples", "10"]
-    )
-    assert empty["spaces"] == {} and _strict(out.read_text())["spaces"] == {} and figure.exists()
 
 
 def test_the_default_score_is_the_best_mean_rho_over_the_spaces_with_enough_architectures():

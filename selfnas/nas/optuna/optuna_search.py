@@ -58,7 +58,7 @@ PLOTTED = ("ssl_loss", "rankme", "alignment", "uniformity")
 #: seconds between two looks at the study while other processes' trials run
 POLL_S = 1.0
 #: the TPE sampler's fixed options (``search.startup_trials`` is configurable); the simulated
-#: studies of ``benchmarks/strategies_sim.py`` read them here
+#: studies of ``selfnas/groundtruth/strategy_replay.py`` read them here
 TPE_OPTIONS = {"multivariate": True, "constant_liar": True}
 OVER_CAP_LIMIT = 200  # candidates over the size cap in a row before a study gives up
 _JITTER = random.Random()  # seeded by the OS, not by the run's seed: processes must not wait alike
