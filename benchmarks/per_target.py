@@ -32,8 +32,8 @@ from selfnas.eval.linear import linear_probe
 from selfnas.eval.zero_cost import flops_per_image, param_count
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import load_genotype
+from selfnas.nas.optuna.optuna_search import run_search_study
 from selfnas.nas.spaces.macro import MACRO_SPACES
-from selfnas.nas.strategies.optuna_search import run_search_study
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
 

@@ -1,12 +1,12 @@
 """The default search against random search at equal compute, on the ground-truth tables.
 
 ``simulate``: NAS-Bench style (no training). For every table and every setting of the
-screening search (``selfnas/studies/simulate.py``, ``screen``: score ``--screen`` random members
+screening search (``selfnas/groundtruth/simulate.py``, ``screen``: score ``--screen`` random members
 of the space at initialisation, train the best ``--keep``, optionally through one halving rung),
 ``--repeats`` studies each report the trials (full-training equivalents, screening counted) to the
 table's top 5%, the architecture the label-free score picks among the trained ones, and the
 random search of the same space at the same compute (the same score choosing among ``floor`` or
-``ceil`` of the cost in random rows, exact over every draw: ``selfnas/studies/baselines.py``). The
+``ceil`` of the cost in random rows, exact over every draw: ``selfnas/groundtruth/baselines.py``). The
 gain is the pick's ``linear_test`` minus the control's, mean over repeats. The reference rows
 are today's default search (TPE, halving pruner) and random search with the score choosing.
 
@@ -28,9 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from selfnas.io import atomic_write_json, read_jsonl
-from selfnas.nas.scoring import DIRECTION
-from selfnas.studies.baselines import (
+from selfnas.groundtruth.baselines import (
     EQUAL_WIDTH_RULE,
     against_random,
     equal_compute_trainings,
@@ -40,15 +38,17 @@ from selfnas.studies.baselines import (
     random_search_expectation,
     search_epochs,
 )
-from selfnas.studies.simulate import (
+from selfnas.groundtruth.simulate import (
     STRATEGIES,
     SimTable,
     load_table,
     pick_by_score,
     screen_cost,
 )
-from selfnas.studies.table_analysis import score_value
-from selfnas.studies.tables import Row, TableDir, ensure_rows, row_config
+from selfnas.groundtruth.table_analysis import score_value
+from selfnas.groundtruth.tables import Row, TableDir, ensure_rows, row_config
+from selfnas.io import atomic_write_json, read_jsonl
+from selfnas.nas.scoring import DIRECTION
 
 SCORE = "view_retrieval"
 SPACES = ("cells", "resnet")

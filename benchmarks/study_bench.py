@@ -27,7 +27,7 @@ import torch
 
 from selfnas.config import build_config
 from selfnas.io import read_jsonl
-from selfnas.nas.strategies.optuna_search import run_search_study
+from selfnas.nas.optuna.optuna_search import run_search_study
 from selfnas.rundir import RunDir
 from selfnas.training.builder import load_config_data
 

@@ -15,14 +15,14 @@ from selfnas.build import load_pretrained, load_run_config, open_run
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.evaluation import evaluate
+from selfnas.groundtruth.tables import TableConfig, build_table
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
+from selfnas.nas.optuna.optuna_search import open_storage, run_search_study, storage_url
 from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
 from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
-from selfnas.nas.strategies.optuna_search import open_storage, run_search_study, storage_url
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
 from selfnas.studies.runner import run_scenario_study
-from selfnas.studies.tables import TableConfig, build_table
 from selfnas.training.builder import load_config_data, with_genotype
 from selfnas.training.finetune import check_resume, finetune_config, finetune_trainer
 from selfnas.training.supervised import SupervisedTrainer, check_labeled_resumable, supervised_config

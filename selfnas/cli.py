@@ -87,7 +87,7 @@ def _schema_defaults(command: str) -> dict[str, object]:
 
         own = StudyConfig().model_dump(mode="json")
     elif command == "table":
-        from selfnas.studies.tables import TableConfig
+        from selfnas.groundtruth.tables import TableConfig
 
         own = TableConfig().model_dump(mode="json")
     train = own.pop("train", TrainConfig(search={}, supervised={}, finetune={}).model_dump(mode="json"))
@@ -498,7 +498,7 @@ def table(
     """Ground-truth table of a search space: each architecture trained longer and judged with labels,
     with label-free scores at several fidelities. Run the same command again (or in several
     processes at once) to continue."""
-    from selfnas.studies.tables import build_table_config
+    from selfnas.groundtruth.tables import build_table_config
 
     typed = _typed("table", space=space, archs=archs, seeds=seeds, seeded_archs=seeded_archs, threads=threads)
     cfg = build_table_config(overrides=[*(set_ or []), *typed])

@@ -251,7 +251,7 @@ def check_storage_url(value: object) -> object:
     """Refuse a ``search.storage`` that is none of the accepted forms, saying what is wrong with it;
     None (the run's own SQLite file) and accepted URLs pass unchanged. Only the form is checked
     here: whether the database answers and the journal's folder exists are checked by the search
-    before it writes anything (:func:`selfnas.nas.strategies.optuna_search.storage_url`)."""
+    before it writes anything (:func:`selfnas.nas.optuna.optuna_search.storage_url`)."""
     if value is None:
         return None
     text = value.strip() if isinstance(value, str) else _storage_text(value)

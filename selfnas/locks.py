@@ -1,16 +1,23 @@
-"""One writer per folder: an exclusive ``flock`` on ``FOLDER/.lock`` that names its holder.
+"""File locks (``flock``): one writer per folder, and the plain claim of one lock file.
 
-The lock is taken without waiting: a second process refuses at once, in one line naming the
-holder (pid, host, command, since when), which the holder writes into the lock file. The kernel
-drops a ``flock`` when its process dies, so a killed holder never blocks anyone and there is no
-stale lock to delete by hand; the file itself is removed when the lock is released. On NFS, Linux
-maps ``flock`` onto the server's byte-range locks, so processes on several machines exclude each
-other as well; on a mount without lock support (NFS with ``nolock``, some FUSE file systems) the
-locks are local to each machine.
+One writer per folder: an exclusive ``flock`` on ``FOLDER/.lock`` that names its holder. It is taken
+without waiting: a second process refuses at once, in one line naming the holder (pid, host,
+command, since when), which the holder writes into the lock file. The kernel drops a ``flock`` when
+its process dies, so a killed holder never blocks anyone and there is no stale lock to delete by
+hand; the file itself is removed when the lock is released. On NFS, Linux maps ``flock`` onto the
+server's byte-range locks, so processes on several machines exclude each other as well; on a mount
+without lock support (NFS with ``nolock``, some FUSE file systems) the locks are local to each
+machine.
 
 Within one process the lock is reentrant (a command that trains and then evaluates one run holds
 it once). :func:`scope` releases the locks taken inside it; a lock nobody references any more is
 released as well.
+
+:class:`FileLock` is the plain exclusive ``flock`` on one lock file that the other claims share: a
+unit of a study, a row of a ground-truth table, an Optuna journal file. It waits or refuses as
+asked, names no holder, is not reentrant (two objects on one file exclude each other, even in one
+process) and leaves its file in place; the kernel drops it when its process dies, so a killed
+holder's claim is free again at once.
 """
 
 from __future__ import annotations
@@ -69,6 +76,44 @@ class FolderLock:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # at interpreter exit the kernel drops it anyway
             self.release()
+
+
+class FileLock:
+    """An exclusive ``flock`` on the file ``path`` (created, with its folder, when missing), held by
+    this object from :meth:`acquire` to :meth:`release`; ``with FileLock(path):`` waits for it."""
+
+    def __init__(self, path: str | Path, mode: int = 0o666) -> None:
+        self.path = Path(path)
+        self.mode = mode  # of a lock file this lock creates (less the umask)
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock; without ``wait``, return False at once when another holder has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        self.acquire(wait=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def acquire(folder: str | Path) -> FolderLock:

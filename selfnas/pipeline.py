@@ -8,7 +8,7 @@ the cells space, as CSNAS, or the ResNet variants)::
 
     OUT/search   the default search (screening at initialisation, TPE, halving pruner)
     OUT/found    the found backbone pretrained from scratch
-    OUT/default  the hand-crafted default at the find's feature width (selfnas.studies.baselines)
+    OUT/default  the hand-crafted default at the find's feature width (selfnas.groundtruth.baselines)
     OUT/random   a seeded random architecture of the same space (OUT/random.json), same budget
     OUT/summary.json   the three evaluations, sizes, both verdicts, the cost of each stage
     OUT/costs.json     wall-clock seconds per stage (timings: the one part that differs between runs)
@@ -228,9 +228,9 @@ def compare_backbones(
     config: TrainConfig, out: str | Path, overwrite: bool = False, quiet: bool = False
 ) -> dict[str, Any]:
     """Run (or resume) the label-free backbone search and its three-way comparison; the summary."""
+    from selfnas.groundtruth.baselines import equal_width_default, feature_width
     from selfnas.models.genotype import load_genotype
     from selfnas.nas.spaces.optuna_spaces import study_space
-    from selfnas.studies.baselines import equal_width_default, feature_width
 
     out = Path(out)
     search = config.search
@@ -356,8 +356,8 @@ def _stage_worker(out: str, configs: dict[str, TrainConfig], device: str, jobs: 
 
 def write_backbone_summary(config: TrainConfig, out: Path) -> dict[str, Any]:
     """``summary.json`` of a finished backbone pipeline: the three sides and both verdicts."""
+    from selfnas.groundtruth.baselines import EQUAL_WIDTH_RULE
     from selfnas.models.genotype import load_genotype
-    from selfnas.studies.baselines import EQUAL_WIDTH_RULE
 
     assert config.search is not None
     sides: dict[str, Any] = {}

@@ -10,8 +10,8 @@ back (:meth:`ScoreRecord.value_from_objective`). The families are derived here o
 * :mod:`selfnas.config` -- the allowed ``search.score`` values (:data:`SEARCH_SCORES`) and
   ``search.score_spec``, the configured score's record;
 * :mod:`selfnas.nas.scoring` -- ``DIRECTION``, the sign of every score it measures, and the families;
-* :mod:`selfnas.nas.strategies.trial_scores` -- the objective of a study trial;
-* :mod:`selfnas.nas.strategies.study_progress` -- the score read back from a trial's objective.
+* :mod:`selfnas.nas.optuna.trial_scores` -- the objective of a study trial;
+* :mod:`selfnas.nas.optuna.study_progress` -- the score read back from a trial's objective.
 
 Families: ``embedding`` scores read the backbone's features on held-out images, at any point of
 training; ``zero_cost`` scores read the network at initialisation, before any training step;

@@ -4,7 +4,7 @@ the trials against their val accuracy, the search's own score first."""
 from rich.console import Console
 
 from selfnas import cli
-from selfnas.nas.strategies.optuna_search import correlations
+from selfnas.nas.optuna.optuna_search import correlations
 
 
 def _row(rankme: float, view_retrieval: float, ssl_loss: float, linear: float) -> dict:

@@ -24,9 +24,9 @@ from selfnas.config import (
     SearchConfig,
     SupervisedConfig,
 )
+from selfnas.groundtruth.tables import TableConfig
 from selfnas.methods import METHOD_RECORDS
 from selfnas.studies.plan import StudyConfig, study_train_defaults
-from selfnas.studies.tables import TableConfig
 
 
 class Captured(Exception):

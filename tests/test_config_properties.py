@@ -1,8 +1,8 @@
 """Property tests of the config parser: whatever a user types, the only failure is a ConfigError,
 and every valid config survives the trip through ``config.yaml``.
 
-(The genotype parsers and the IDX reader have their own fuzz tests: tests/nas/test_genotype.py,
-tests/nas/test_cell_genotype.py, tests/data/test_idx.py.)
+(The genotype parsers and the IDX reader have their own fuzz tests: tests/models/test_genotype.py,
+tests/models/test_cell_genotype.py, tests/data/test_idx.py.)
 """
 
 from __future__ import annotations

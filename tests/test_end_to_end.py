@@ -137,7 +137,7 @@ def test_cell_search_then_retrain_then_eval_on_fashion_mnist(tmp_path, strategy)
     if strategy == "darts":
         cells += ["--epochs", "1"]
     else:
-        # label evaluation of trials is covered by tests/nas/test_trial_scores.py
+        # label evaluation of trials is covered by tests/nas/optuna/test_trial_scores.py
         cells += ["--trials", "3", "--set", "search.trial_epochs=1", "--set", "search.population=2",
                   "--set", "search.label_eval=false"]  # fmt: skip
     run_cli("search", *cells, *set_args(common), timeout=900, check=True)

@@ -156,7 +156,7 @@ def _losses(run: Path) -> list[tuple]:
 def _check_study(run: Path, reference: Path, trials: int) -> None:
     import optuna
 
-    from selfnas.nas.strategies.optuna_search import budget_trials, retry_of
+    from selfnas.nas.optuna.optuna_search import budget_trials, retry_of
 
     study = optuna.load_study(study_name="selfnas", storage=f"sqlite:///{run / 'study.db'}")
     numbers = [t.number for t in study.trials]

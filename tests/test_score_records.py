@@ -9,7 +9,7 @@ from selfnas.config import build_config
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.errors import ConfigError, RegistryError
 from selfnas.nas import scoring
-from selfnas.nas.strategies.trial_scores import AT_INIT, LABEL_FREE, SUPERVISED_PROXIES
+from selfnas.nas.optuna.trial_scores import AT_INIT, LABEL_FREE, SUPERVISED_PROXIES
 from selfnas.score_records import SCORE_NAMES, SCORE_RECORDS, SEARCH_SCORES, family_names, score_record
 from selfnas.training.builder import build_method
 

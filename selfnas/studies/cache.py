@@ -6,46 +6,37 @@
     DIR/locks/<unit>.lock             held (flock) by the process working on that unit
     DIR/failed/<unit>.txt             why a unit failed in the current invocation
 
-A finished pretraining or cell is never redone. A unit is claimed with an exclusive ``flock`` on
-its lock file, which the kernel releases when the holder exits, even by ``kill -9``: a killed
-worker's unit is free again at once, and two live workers never run the same unit.
+A finished pretraining or cell is never redone. Units are claimed as in every work folder
+(:class:`selfnas.workdir.WorkDir`): a killed worker's unit is free again at once, and two live
+workers never run the same unit.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from selfnas.rundir import RunDir
 from selfnas.studies.plan import Unit
+from selfnas.workdir import WorkDir
 
 
-class StudyDir:
+class StudyDir(WorkDir):
     """Paths and finished-work checks for one study directory."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    plan = property(lambda self: self.path / "plan.json")
     provenance = property(lambda self: self.path / "provenance.json")
     summary = property(lambda self: self.path / "summary.json")
     results = property(lambda self: self.path / "results.jsonl")
     markdown = property(lambda self: self.path / "study.md")
     plots = property(lambda self: self.path / "plots")
     cells = property(lambda self: self.path / "cells")
-    failed = property(lambda self: self.path / "failed")
 
     def run(self, unit: Unit) -> RunDir:
         return RunDir(self.path / "archs" / unit.key)
 
     def cell(self, arch: str, scenario: str) -> Path:
         return self.cells / f"{arch}.{scenario}.json"
-
-    def lock(self, unit: Unit) -> UnitLock:
-        return UnitLock(self.path / "locks" / f"{unit.key}.lock")
 
     def pretrained(self, unit: Unit) -> bool:
         run = self.run(unit)
@@ -61,29 +52,3 @@ class StudyDir:
             cell = json.loads(path.read_text(encoding="utf-8"))
             out[(cell["arch"], cell["scenario"])] = cell
         return out
-
-
-class UnitLock:
-    """An exclusive advisory lock on one file (POSIX ``flock``), released on exit or death."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, wait: bool) -> bool:
-        """Take the lock; without ``wait``, return False at once when another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None

@@ -24,7 +24,7 @@ from selfnas.io import atomic_write_json, atomic_write_text, write_jsonl
 from selfnas.render.markdown import md, md_table
 from selfnas.render.study_plots import plot_rank_scatter, plot_spearman
 from selfnas.studies.cache import StudyDir
-from selfnas.studies.plan import Plan
+from selfnas.studies.plan import StudyPlan
 
 SUMMARY_FORMAT = "selfnas-study-summary-1"
 BEST_NOTE = "Chosen by cross-validated accuracy on train (validation), never by test; test accuracy shown."
@@ -61,7 +61,7 @@ def correlation_matrix(
     return out
 
 
-def summarize(plan: Plan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+def summarize(plan: StudyPlan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """The study's results from its cells; missing cells (an unfinished study) are left out."""
     config = plan.config
     scenarios, source = config.scenarios, config.source
@@ -150,7 +150,7 @@ def headline_text(summary: dict[str, Any]) -> str:
     return text
 
 
-def write_outputs(study: StudyDir, plan: Plan, final: bool = True) -> dict[str, Any]:
+def write_outputs(study: StudyDir, plan: StudyPlan, final: bool = True) -> dict[str, Any]:
     """summary.json (``final`` only), results.jsonl, study.md and plots/ from the cells so far."""
     cells = study.read_cells()
     summary = summarize(plan, cells)

@@ -20,7 +20,6 @@ The scenarios are registered ones and the user's own folders (``user_scenarios``
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from selfnas.config import ModelConfig, TrainConfig, apply_override, first_error
 from selfnas.data.scenarios import check_folder, check_scenario_definition, scenario_names
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.nas.spaces.macro import MACRO_SPACES
+from selfnas.nas.spaces.sampling import sample_genotypes
 
 PLAN_FORMAT = "selfnas-study-1"
 DEFAULT_ARCH = "default"
@@ -206,7 +206,7 @@ class Unit:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StudyPlan:
     """The pinned study: its config, the architectures, and the input shape every scenario is
     loaded at (the source's channels and side, so one network reads every scenario)."""
 
@@ -245,7 +245,7 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
+    def from_json(cls, data: dict[str, Any]) -> StudyPlan:
         if data.get("format") != PLAN_FORMAT:
             raise RunDirError(f"plan.json has format {data.get('format')!r}, not {PLAN_FORMAT!r}")
         config = StudyConfig.model_validate(data["config"])
@@ -307,32 +307,7 @@ def check_scenarios(config: StudyConfig) -> None:
         check_folder(name, spec)
 
 
-def sample_genotypes(space: Any, n: int, seed: int) -> list[Any]:
-    """``n`` distinct genotypes of ``space``, a pure function of ``seed``.
-
-    Draws with ``space.sample`` until ``n`` distinct ones are found; when ``n`` is more than half
-    the space, picks ``n`` of its enumeration instead (rejection would take ever longer).
-    """
-    size = space.size()
-    if n > size:
-        raise ConfigError(
-            f"space {space.name} holds {size} architectures; ask for at most that many (--archs)"
-        )
-    rng = random.Random(seed)
-    if 2 * n > size:
-        return rng.sample(list(space.enumerate()), n)
-    seen: set[str] = set()
-    out = []
-    while len(out) < n:
-        genotype = space.sample(rng)
-        key = json.dumps(genotype.to_json(), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(genotype)
-    return out
-
-
-def sample_plan(config: StudyConfig, channels: int, size: int) -> Plan:
+def sample_plan(config: StudyConfig, channels: int, size: int) -> StudyPlan:
     """The default architecture, then ``config.archs`` distinct samples of each space, each space
     sampled with the study's seed (as in a study of it alone); ids ``a01``... for one space,
     ``<short name>01``... (``resnet01``, ``mobilenet01``) for several."""
@@ -348,7 +323,7 @@ def sample_plan(config: StudyConfig, channels: int, size: int) -> Plan:
             model = json.loads(json.dumps(space.model_update(genotype)))
             arch_id = f"{prefixes[name]}{i + 1:0{width}d}"
             archs.append(Arch(arch_id, model, genotype.describe(), genotype.to_json(), name))
-    return Plan(config, tuple(archs), channels, size)
+    return StudyPlan(config, tuple(archs), channels, size)
 
 
 def family_prefixes(spaces: list[str]) -> dict[str, str]:
@@ -361,12 +336,12 @@ def family_prefixes(spaces: list[str]) -> dict[str, str]:
     return {name: name if clash else prefix for name, prefix in short.items()}
 
 
-def read_plan(out: str | Path) -> Plan | None:
+def read_plan(out: str | Path) -> StudyPlan | None:
     path = Path(out) / "plan.json"
     if not path.exists():
         return None
     try:
-        return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return StudyPlan.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
         raise RunDirError(
             f"{path} is not a valid study plan ({type(exc).__name__}); use --overwrite"

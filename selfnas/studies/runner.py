@@ -11,7 +11,6 @@ worker when ``run.threads`` is pinned (float reductions depend on the thread cou
 from __future__ import annotations
 
 import dataclasses
-import gc
 import multiprocessing
 import queue as queue_lib
 import shutil
@@ -30,13 +29,13 @@ from selfnas.data.types import DatasetSplits, ImageSet
 from selfnas.device import die_with_parent, resolve_device
 from selfnas.errors import RunDirError, SelfnasError, TrainingError
 from selfnas.eval.probes import probe_features
-from selfnas.io import atomic_write_json, atomic_write_text
+from selfnas.io import atomic_write_json
 from selfnas.provenance import collect_provenance
 from selfnas.studies.cache import StudyDir
 from selfnas.studies.outputs import write_outputs
 from selfnas.studies.plan import (
-    Plan,
     StudyConfig,
+    StudyPlan,
     Unit,
     check_scenarios,
     plan_difference,
@@ -62,7 +61,7 @@ class StudyData:
         self._pretraining: dict[str, DatasetSplits] = {}
 
     @classmethod
-    def for_plan(cls, plan: Plan) -> StudyData:
+    def for_plan(cls, plan: StudyPlan) -> StudyData:
         return cls(plan.config, plan.channels, plan.size)
 
     def scenario(self, name: str) -> Any:
@@ -92,7 +91,7 @@ class StudyData:
 # -- one unit --------------------------------------------------------------------------------
 
 
-def pretrain(study: StudyDir, plan: Plan, unit: Unit, data: StudyData) -> None:
+def pretrain(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData) -> None:
     """Train ``unit`` into its run directory, resuming from its checkpoint when one exists."""
 
     run = study.run(unit)
@@ -107,7 +106,7 @@ def pretrain(study: StudyDir, plan: Plan, unit: Unit, data: StudyData) -> None:
 
 
 def load_backbone(
-    study: StudyDir, plan: Plan, unit: Unit, data: StudyData
+    study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData
 ) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], torch.device]:
     """The pretrained backbone from ``model.safetensors`` (always from the file, so a fresh and a
     resumed study probe the very same module), its input normalisation and device."""
@@ -144,7 +143,7 @@ def probe(
     }
 
 
-def run_unit(study: StudyDir, plan: Plan, unit: Unit, data: StudyData, report: Report) -> None:
+def run_unit(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData, report: Report) -> None:
     """Pretrain ``unit`` unless finished, then probe each of its scenarios without a cell yet."""
     if not study.pretrained(unit):
         report({"kind": "started", "unit": unit.key, "data": unit.data})
@@ -162,32 +161,20 @@ def run_unit(study: StudyDir, plan: Plan, unit: Unit, data: StudyData, report: R
         report({"kind": "probed", "unit": unit.key, "scenario": name})
 
 
-def work(study: StudyDir, plan: Plan, data: StudyData, order: list[Unit], report: Report) -> None:
+def run_units(study: StudyDir, plan: StudyPlan, data: StudyData, order: list[Unit], report: Report) -> None:
     """Do every unfinished unit of ``order`` that no other process holds; then wait for the held
     ones and do those their holder did not finish (it died). A unit that fails with a user error
     is recorded in ``failed/`` and skipped; the others go on."""
 
-    def attempt(unit: Unit, wait: bool) -> bool:
-        marker = study.failed / f"{unit.key}.txt"
-        if study.done(unit) or marker.exists():
-            return True
-        lock = study.lock(unit)
-        if not lock.acquire(wait=wait):
-            return False
-        try:
-            if not study.done(unit) and not marker.exists():
-                run_unit(study, plan, unit, data, report)
-        except SelfnasError as exc:
-            atomic_write_text(marker, str(exc))
-            report({"kind": "failed", "unit": unit.key, "message": str(exc)})
-        finally:
-            lock.release()
-            gc.collect()  # a long study must not grow: free the unit's model and optimizer
-        return True
+    def note_failure(unit: Unit, exc: SelfnasError) -> None:
+        report({"kind": "failed", "unit": unit.key, "message": str(exc)})
 
-    held = [unit for unit in order if not attempt(unit, wait=False)]
-    for unit in held:
-        attempt(unit, wait=True)
+    study.work_through(
+        order,
+        lambda unit: run_unit(study, plan, unit, data, report),
+        lambda unit: study.done(unit) or study.failure(unit.key).exists(),
+        note_failure,
+    )
 
 
 # -- the study -------------------------------------------------------------------------------
@@ -195,7 +182,7 @@ def work(study: StudyDir, plan: Plan, data: StudyData, order: list[Unit], report
 
 def open_scenario_study(
     config: StudyConfig, out: str | Path, resume: bool, overwrite: bool, argv: list[str] | None
-) -> tuple[StudyDir, Plan, StudyData | None]:
+) -> tuple[StudyDir, StudyPlan, StudyData | None]:
     """Check the request, then read the pinned plan or sample and write a new one.
 
     Nothing is written (or deleted) until the names are known and every scenario loads.
@@ -274,7 +261,7 @@ def run_scenario_study(
 
     try:
         if workers == 1 or len(units) == 1:
-            work(study, plan, data or StudyData.for_plan(plan), units, report)
+            run_units(study, plan, data or StudyData.for_plan(plan), units, report)
         else:
             data = None  # each worker loads its own
             _run_unit_workers(study, plan, min(workers, len(units)), report)
@@ -293,7 +280,7 @@ def run_scenario_study(
     return write_outputs(study, plan)
 
 
-def _run_unit_workers(study: StudyDir, plan: Plan, workers: int, report: Report) -> None:
+def _run_unit_workers(study: StudyDir, plan: StudyPlan, workers: int, report: Report) -> None:
     """``workers`` spawned processes share the units, each with its share of the CPU threads."""
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     events = ctx.Queue()
@@ -328,10 +315,10 @@ def _unit_worker(path: str, plan_json: dict[str, Any], index: int, threads: int,
     die_with_parent()
     torch.set_num_threads(threads)
     study = StudyDir(path)
-    plan = Plan.from_json(plan_json)
+    plan = StudyPlan.from_json(plan_json)
     units = plan.units()
     try:
-        work(study, plan, StudyData.for_plan(plan), units[index:] + units[:index], events.put)
+        run_units(study, plan, StudyData.for_plan(plan), units[index:] + units[:index], events.put)
     except SelfnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

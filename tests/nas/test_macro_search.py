@@ -61,7 +61,7 @@ def test_a_flops_cap_keeps_every_trained_candidate_under_it_and_does_not_count_t
 
 
 def test_a_cap_nothing_fits_under_is_a_one_line_error(tmp_path, tiny_overrides, monkeypatch):
-    from selfnas.nas.strategies import optuna_search
+    from selfnas.nas.optuna import optuna_search
 
     monkeypatch.setattr(optuna_search, "OVER_CAP_LIMIT", 5)
     cfg = build_config(

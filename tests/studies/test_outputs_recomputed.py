@@ -21,15 +21,15 @@ import pytest
 from scipy import stats
 
 from selfnas.studies.outputs import summarize
-from selfnas.studies.plan import Arch, Plan, StudyConfig
+from selfnas.studies.plan import Arch, StudyConfig, StudyPlan
 
 SOURCE, TARGETS = "src", ["t1", "t2", "t3", "t4"]
 ARCHS = ["default", "a01", "a02", "a03", "a04", "a05", "a06"]
 
 
-def _plan(archs: list[str], scenarios: list[str]) -> Plan:
+def _plan(archs: list[str], scenarios: list[str]) -> StudyPlan:
     config = StudyConfig(scenarios=scenarios, source=scenarios[0], space="resnet-variants")
-    return Plan(config, tuple(Arch(a, {}, f"arch {a}") for a in archs), channels=1, size=8)
+    return StudyPlan(config, tuple(Arch(a, {}, f"arch {a}") for a in archs), channels=1, size=8)
 
 
 def _cell(linear: float, cv: dict[str, float], knn: float = 0.5) -> dict:

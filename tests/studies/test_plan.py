@@ -3,7 +3,7 @@
 import pytest
 
 from selfnas.errors import ConfigError
-from selfnas.studies.plan import DEFAULT_ARCH, Plan, build_study_config, plan_difference, sample_plan
+from selfnas.studies.plan import DEFAULT_ARCH, StudyPlan, build_study_config, plan_difference, sample_plan
 
 
 def test_same_seed_same_plan_and_distinct_architectures(fake_config):
@@ -14,7 +14,7 @@ def test_same_seed_same_plan_and_distinct_architectures(fake_config):
     genotypes = [str(x.genotype) for x in a.archs[1:]]
     assert len(set(genotypes)) == 3
     assert a.archs[0].model == config.train.model.model_dump(mode="json")  # the configured backbone
-    assert Plan.from_json(a.to_json()) == a  # plan.json round-trips
+    assert StudyPlan.from_json(a.to_json()) == a  # plan.json round-trips
 
 
 def test_other_seed_other_plan_and_whole_space(fake_config):

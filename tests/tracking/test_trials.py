@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from selfnas.config import build_config
-from selfnas.nas.strategies.optuna_search import trial_config
+from selfnas.nas.optuna.optuna_search import trial_config
 from tests.conftest import TINY
 
 
