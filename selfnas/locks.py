@@ -80,7 +80,9 @@ class FolderLock:
 
 class FileLock:
     """An exclusive ``flock`` on the file ``path`` (created, with its folder, when missing), held by
-    this object from :meth:`acquire` to :meth:`release`; ``with FileLock(path):`` waits for it."""
+    this object from :meth:`acquire` to :meth:`release`; ``with FileLock(path):`` waits for it.
+    ``path`` may be an existing folder: the lock is then on the folder itself (for a
+    read-modify-write of a file in a folder whose ``.lock`` another lock holds)."""
 
     def __init__(self, path: str | Path, mode: int = 0o666) -> None:
         self.path = Path(path)
@@ -89,8 +91,11 @@ class FileLock:
 
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock; without ``wait``, return False at once when another holder has it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
+        if self.path.is_dir():
+            fd = os.open(self.path, os.O_RDONLY)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

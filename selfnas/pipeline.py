@@ -29,16 +29,12 @@ left, so a resumed pipeline trains each stage exactly as an uninterrupted one do
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import json
 import multiprocessing
-import os
 import queue
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +44,7 @@ from selfnas.device import die_with_parent, resolve_device
 from selfnas.errors import RunDirError, SelfnasError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
-from selfnas.locks import LOCK_FILE
+from selfnas.locks import LOCK_FILE, FileLock
 from selfnas.render.verdict import compare, record_decision_warning
 from selfnas.rundir import RunDir
 
@@ -159,22 +155,10 @@ def _run_stage(path: Path, config: TrainConfig | None, search: bool, device: str
     try:
         _advance_stage(path, config, search, device, quiet, state)
     finally:
-        with _pipeline_files_locked(path.parent):  # stages side by side add their costs one at a time
+        with FileLock(path.parent):  # stages side by side add their costs one at a time
             spent = _read_costs(path.parent)
             spent[path.name] = round(spent.get(path.name, 0.0) + time.perf_counter() - started, 1)
             atomic_write_json(path.parent / COSTS, spent)
-
-
-@contextlib.contextmanager
-def _pipeline_files_locked(out: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on the pipeline folder itself (not its ``.lock``, which the command
-    holds) around a read-modify-write of one of its files."""
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the flock
 
 
 def _read_costs(out: Path) -> dict[str, float]:

@@ -50,3 +50,15 @@ def test_with_waits_for_the_lock_and_releases_it(tmp_path):
     assert held.acquire(wait=False)
     held.release()
     assert path.exists()  # the file stays: only the lock is dropped
+
+
+def test_a_folder_itself_is_locked_without_a_file_in_it(tmp_path):
+    """The pipeline adds each stage's cost to costs.json under a lock on its folder."""
+    first = FileLock(tmp_path)
+    assert first.acquire(wait=False)
+    assert not FileLock(tmp_path).acquire(wait=False)  # another holder is refused
+    first.release()
+    second = FileLock(tmp_path)
+    assert second.acquire(wait=False)
+    second.release()
+    assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,7 @@ BACKENDS = {
 EXTRA = "pip install 'selfnas[tracking]'"
 #: the trial states that end a trial (the others are still running or waiting)
 DONE_TRIALS = ("COMPLETE", "PRUNED", "FAIL")
-#: where a search trains each trial: RUN/trials/NNNN (selfnas.nas.strategies.optuna_search)
+#: where a search trains each trial: RUN/trials/NNNN (selfnas.nas.optuna.optuna_search)
 TRIALS_FOLDER = "trials"
 
 
