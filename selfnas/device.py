@@ -44,7 +44,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
 Precision = Literal["fp32", "bf16"]
 
 #: /proc/cpuinfo flags of a CPU that computes bf16 natively: x86 AVX512-BF16 and AMX-BF16 (Intel
-#: Cooper Lake / Sapphire Rapids on, AMD Zen 4 on), Arm's BF16 extension. Without one of them torch
+#: Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later), Arm's BF16 extension. Without one, torch
 #: emulates bf16 with conversions: slower than fp32, for the same rounding.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
