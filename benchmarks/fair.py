@@ -1,5 +1,6 @@
 """What the fair benchmarks share: the machine record, selfnas timed by its own metric windows with
-the start-up left out, min / median summaries, and the JSON written to stdout and a file."""
+the start-up left out, min / median summaries, the bf16 check, and the JSON written to stdout and a
+file."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 
+from selfnas import device
 from selfnas.device import TORCH_DEFAULT_THREADS, cpu_cores
 from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.training.trainer import Trainer
@@ -80,6 +82,22 @@ def timed_fit(trainer: Trainer, warmup_windows: int = 1) -> dict[str, Any]:
         "step_s": timed_s / timed_steps,
         "windows_pairs_per_s": [round(r["pairs_per_s"], 1) for r in steps],
     }
+
+
+def precision_record(precision: str, emulated: bool) -> dict[str, Any]:
+    """Whether ``precision`` can be measured here, as a JSON record. On a CPU without native bf16,
+    ``bf16`` ends the benchmark unless ``emulated``: then selfnas's capability check is told yes for
+    this process, so the runs compute the same bf16 rounding by conversion (quality figures hold,
+    timings say nothing of a bf16 CPU)."""
+    native = device.cpu_has_bf16()
+    if precision == "bf16" and not native:
+        if not emulated:
+            raise SystemExit(
+                "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag): bf16 would be emulated and "
+                "its timings meaningless; add --emulated to run it anyway"
+            )
+        device.cpu_has_bf16 = lambda: True
+    return {"precision": precision, "cpu_bf16": native, "emulated": precision == "bf16" and not native}
 
 
 def emit(result: dict[str, Any], out: str | None) -> None:

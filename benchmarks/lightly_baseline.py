@@ -111,9 +111,12 @@ def train_baseline(
     warmup_steps: int = 0,
     compile: bool = False,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, float | int]:
     """Train ``model`` for ``steps`` steps of ``config.optim.batch_size`` pairs, as selfnas would:
     :func:`selfnas_optimizer` with the LR of :func:`warmup_cosine` at each step of ``plan``.
+    ``precision="bf16"``: the forward and the loss under ``torch.autocast("cpu", torch.bfloat16)``,
+    the one line a lightly user adds for it.
 
     The first ``warmup_steps`` steps (worker start-up, first batches, a compile) are left out of the
     timed window: ``pairs_per_s`` is over the rest; ``total_s`` includes them. The main process runs
@@ -146,7 +149,8 @@ def train_baseline(
             lr = warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = step_fn(x0, x1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = step_fn(x0, x1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -162,6 +166,7 @@ def train_baseline(
         "timed_s": t_end - t_timed,
         "total_s": t_end - t0,
         "pairs_per_s": timed * bs / (t_end - t_timed),
+        "precision": precision,
         **asdict(loader),
     }
 
@@ -177,6 +182,7 @@ def calibrate_loader(
     warmup_steps: int = 4,
     steps: int = 8,
     compile: bool = False,
+    precision: str = "fp32",
 ) -> tuple[LoaderSetting, list[dict[str, float | int]]]:
     """Time each candidate for ``steps`` steps after ``warmup_steps`` on a copy of ``model`` (which
     is left as it was); returns the fastest and every candidate's figures."""
@@ -184,7 +190,7 @@ def calibrate_loader(
     for setting in candidates:
         run = train_baseline(
             copy.deepcopy(model), images, mean, std, config, plan, warmup_steps + steps, setting,
-            warmup_steps=warmup_steps, compile=compile,
+            warmup_steps=warmup_steps, compile=compile, precision=precision,
         )  # fmt: skip
         table.append({**asdict(setting), "pairs_per_s": round(run["pairs_per_s"], 1), "timed_steps": steps})
     best = max(table, key=lambda r: r["pairs_per_s"])

@@ -14,7 +14,10 @@ Both sides leave ``--warmup-steps`` steps of start-up out of the timed window an
 
 The two alternate ``--repeats`` times (selfnas, baseline, selfnas, ...); each side reports the median
 and min / max of its repeats, and ``ratio`` = median selfnas / median baseline. ``--compile`` gives
-both the same lever: ``run.compile=true`` for selfnas, ``torch.compile`` of the lightly model.
+both the same lever: ``run.compile=true`` for selfnas, ``torch.compile`` of the lightly model; so
+does ``--precision bf16``: ``run.precision=bf16`` for selfnas, its forward and loss under
+``torch.autocast("cpu", torch.bfloat16)`` for the baseline (refused on a CPU without native bf16
+unless ``--emulated``, whose timings then say nothing of a bf16 CPU).
 
     python benchmarks/train_throughput.py --steps 40 --warmup-steps 10 --repeats 3 --out results.json
 """
@@ -26,7 +29,7 @@ import tempfile
 from dataclasses import replace
 
 import torch
-from fair import emit, load_average, machine_record, summary, timed_fit
+from fair import emit, load_average, machine_record, precision_record, summary, timed_fit
 from lightly_baseline import LightlySimSiam, calibrate_loader, loader_candidates, train_baseline
 
 from selfnas.config import build_config
@@ -56,10 +59,13 @@ def main() -> None:
     ap.add_argument("--calibration-steps", type=int, default=8, help="timed steps per loader candidate")
     ap.add_argument("--calibration-warmup", type=int, default=4, help="warm-up steps per loader candidate")
     ap.add_argument("--compile", action="store_true", help="selfnas run.compile, torch.compile of lightly")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="both sides: bf16 autocast")
+    ap.add_argument("--emulated", action="store_true", help="allow bf16 on a CPU without native bf16")
     ap.add_argument("--out", help="also write the JSON to this file (atomically)")
     args = ap.parse_args()
     if args.steps % args.warmup_steps:
         ap.error("--steps must be a multiple of --warmup-steps (the trainer's log window)")
+    precision = precision_record(args.precision, args.emulated)
     load_start = load_average(warn=True)
     cores = cpu_cores()
     threads = args.threads or cores
@@ -78,6 +84,7 @@ def main() -> None:
             f"run.threads={threads}",
             "run.channels_last=true",
             f"run.compile={str(args.compile).lower()}",
+            f"run.precision={args.precision}",
         ]
     )
     plan = make_plan(cfg, len(data.train))  # the baseline's schedule: the same steps, the same plan
@@ -90,6 +97,7 @@ def main() -> None:
     setting, table = calibrate_loader(
         fresh_model(), imgs, data.mean, data.std, cfg, plan, loader_candidates(cores),
         warmup_steps=args.calibration_warmup, steps=args.calibration_steps, compile=args.compile,
+        precision=args.precision,
     )  # fmt: skip
     ours, base = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +115,7 @@ def main() -> None:
                     setting,
                     warmup_steps=args.warmup_steps,
                     compile=args.compile,
+                    precision=args.precision,
                 )  # fmt: skip
             )
     ours_pps = summary([r["pairs_per_s"] for r in ours], 1)
@@ -119,6 +128,7 @@ def main() -> None:
             "data": "fashion-mnist 28 px",
             "device": "cpu",
             "batch_size": bs,
+            **precision,
             "timed_steps": args.steps,
             "warmup_steps": args.warmup_steps,
             "repeats": args.repeats,
@@ -133,6 +143,7 @@ def main() -> None:
                 "threads": threads,
                 "channels_last": cfg.run.channels_last,
                 "compile": cfg.run.compile,
+                "precision": cfg.run.precision,
                 "per_view_bn": ours[0]["per_view_bn"],
                 "views": "both views as one batch through the backbone, batched uint8 augmentation",
                 "batch": bs,
@@ -147,6 +158,10 @@ def main() -> None:
                 "threads": setting.threads,
                 "worker_threads": 1,
                 "compile": args.compile,
+                "precision": args.precision,
+                "autocast": "torch.autocast('cpu', torch.bfloat16) around forward + loss"
+                if args.precision == "bf16"
+                else None,
                 "views": "lightly heads + loss, one backbone pass per view, torchvision v2 per sample",
                 "batch": bs,
                 "timed_steps": args.steps,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from selfnas import distributed, locks
 from selfnas.build import load_pretrained, load_run_config, open_run
 from selfnas.config import SearchConfig, TrainConfig, build_config, config_to_yaml
+from selfnas.device import resolve_device, resolve_precision
 from selfnas.errors import ConfigError, RunDirError
 from selfnas.evaluation import evaluate
 from selfnas.groundtruth.tables import TableConfig, build_table
@@ -133,10 +134,11 @@ def _search_study(
         open_storage(url)  # a malformed or unreachable storage URL fails here, before anything is written
     run, config = _prepare(config, out, resume, overwrite, overrides, "search")
     with _cleanup_on_error(run):
+        precision = resolve_precision(config.run.precision, resolve_device(config.run.device))  # each trial's
         data = load_config_data(config)
     if not resume:
         atomic_write_text(run.config, config_to_yaml(config))
-        atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv))
+        atomic_write_json(run.provenance, collect_provenance(config.run.seed, argv, precision))
     try:  # a finished study resumed is reported and changes nothing, status.json included
         summary = run_search_study(
             config, run, quiet=quiet, data=data, on_start=lambda: run.write_status("running")

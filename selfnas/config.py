@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from selfnas.errors import ConfigError
@@ -82,7 +82,11 @@ class OptimConfig(_Strict):
 class RunConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**31)
     device: str = "auto"
-    amp: bool = Field(True, description="bf16 autocast on CUDA")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        description="fp32, or bf16 autocast (weights, optimizer, BatchNorm statistics and losses stay "
+        "fp32); auto: bf16 on CUDA or a CPU with native bf16 (avx512_bf16 / amx_bf16), else fp32",
+    )
     channels_last: bool = True
     compile: bool = False
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
@@ -109,6 +113,38 @@ class RunConfig(_Strict):
         default_factory=list,
         description="experiment trackers fed with every metric line (pip install 'selfnas[tracking]')",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amp_is_precision(cls, data: Any) -> Any:
+        """``run.amp``, the setting ``run.precision`` replaced, read with the meaning it had."""
+        if not isinstance(data, dict) or "amp" not in data:
+            return data
+        data = dict(data)
+        amp = data.pop("amp")
+        if "precision" in data:
+            raise PydanticCustomError(
+                "amp", "amp is the old name of run.precision; drop run.amp and keep run.precision"
+            )
+        if not isinstance(amp, bool):
+            raise PydanticCustomError("amp", "amp must be true or false (better: set run.precision instead)")
+        data["precision"] = legacy_amp_precision(amp, data.get("device", "auto"))
+        return data
+
+
+def legacy_amp_precision(amp: bool, device: object) -> str:
+    """The ``run.precision`` an old config's ``run.amp`` meant: amp was bf16 autocast on CUDA only,
+    so ``amp: true`` is bf16 where the run's device is CUDA and fp32 on the CPU (old runs resume
+    and re-evaluate as they ran); ``amp: false`` is fp32."""
+    if not amp or not isinstance(device, str) or device == "cpu":
+        return "fp32"
+    if device.startswith("cuda"):
+        return "bf16"
+    if device != "auto":
+        return "fp32"  # not a device: run.device's own check says so
+    import torch  # only for an old config on device auto: CUDA's presence decided what amp did
+
+    return "bf16" if torch.cuda.is_available() else "fp32"
 
 
 #: the candidate ops of every searched head layer (NASiam's, with Mish); one home, the head space reads it

@@ -1,12 +1,15 @@
-"""One device abstraction: CPU by default; CUDA with bf16 autocast, channels_last, optional compile;
-and the CPU thread count, chosen from the cores that are free."""
+"""One device abstraction: CPU by default, or CUDA; the precision (fp32, or bf16 autocast on the CPU
+as on CUDA), channels_last, optional compile; and the CPU thread count, chosen from the cores that
+are free."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -37,14 +40,90 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+#: a resolved ``run.precision``: what the model's matmuls and convolutions compute in
+Precision = Literal["fp32", "bf16"]
+
+#: /proc/cpuinfo flags of a CPU that computes bf16 natively: x86 AVX512-BF16 and AMX-BF16 (Intel
+#: Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later), Arm's BF16 extension. Without one, torch
+#: emulates bf16 with conversions: slower than fp32, for the same rounding.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (:func:`cpuinfo_has_bf16` of /proc/cpuinfo); False
+    where /proc/cpuinfo cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return cpuinfo_has_bf16(f.read())
+    except OSError:
+        return False
+
+
+def cpuinfo_has_bf16(cpuinfo: str) -> bool:
+    """Whether the ``flags`` (x86) or ``Features`` (Arm) lines of /proc/cpuinfo text name one of
+    :data:`BF16_CPU_FLAGS`."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(spec: str, device: torch.device) -> Precision:
+    """``run.precision`` -> what the model computes in on ``device``: ``fp32``; ``bf16``; ``auto`` =
+    bf16 on CUDA or on a CPU with native bf16 (:func:`cpu_has_bf16`), else fp32. ``bf16`` asked for
+    on a CPU without native bf16 is a one-line ConfigError (it would only be slower)."""
+    if spec == "fp32":
+        return "fp32"
+    native = device.type == "cuda" or cpu_has_bf16()
+    if spec == "auto":
+        return "bf16" if native else "fp32"
+    if spec != "bf16":
+        raise ConfigError(f"unknown precision {spec!r}; use fp32, bf16 or auto")
+    if not native:
+        raise ConfigError(
+            "run.precision=bf16 asked for, but this CPU has no native bf16 (no avx512_bf16 / amx_bf16 "
+            "flag): it would be emulated and slower than fp32; use run.precision=fp32 or auto"
+        )
+    return "bf16"
+
+
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    """bf16 autocast on CUDA when ``enabled``; a no-op on CPU (fp32 keeps CPU runs bit-exact)."""
-    if enabled and device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
+    """bf16 autocast on ``device`` (CPU or CUDA) when ``precision`` is ``bf16``: matmuls and
+    convolutions compute in bf16, while the weights, the optimizer state and BatchNorm's running
+    statistics stay fp32 (losses: :func:`in_float32`). ``fp32``: a no-op, so fp32 runs stay
+    bit-exact."""
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
     else:
         yield
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def in_float32(fn: _F) -> _F:
+    """Run ``fn`` (a loss) outside autocast, its bf16 / fp16 tensor arguments cast to float32: a
+    loss reduces over the batch and compares near-equal numbers, where bf16's 8-bit mantissa loses
+    what the gradient needs. Outside autocast, ``fn`` runs as it is (fp32 and float64 untouched)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not (torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")):
+            return fn(*args, **kwargs)
+        low = (torch.bfloat16, torch.float16)
+
+        def up(x: Any) -> Any:
+            return x.float() if isinstance(x, torch.Tensor) and x.dtype in low else x
+
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return fn(*map(up, args), **{k: up(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
 
 
 def prepare_module(module: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:

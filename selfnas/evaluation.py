@@ -38,7 +38,7 @@ from selfnas.data import load_dataset
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.splits import limit_images
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import configure_threads, resolve_device
+from selfnas.device import Precision, configure_threads, resolve_device, resolve_precision
 from selfnas.errors import DatasetError
 from selfnas.eval.eta import EvalEta
 from selfnas.eval.probes import ProbeProgress, probe_features
@@ -60,9 +60,11 @@ def evaluate_features(
     seed: int = 0,
     linear: bool = True,
     progress: ProbeProgress | None = None,
+    precision: Precision = "fp32",
 ) -> dict[str, Any]:
     """kNN and linear-probe accuracies of ``backbone`` on ``data``'s held-out splits; ``progress``
-    hears how far the features, kNN and probe got (see :class:`selfnas.eval.probes.ProbeProgress`).
+    hears how far the features, kNN and probe got (see :class:`selfnas.eval.probes.ProbeProgress`);
+    the features are computed in ``precision`` (recorded in the result).
 
     ``knn_k`` in the result is the k the kNN vote used: ``knn_k`` clipped to the bank (the train
     images), recorded because a k clipped to a small bank depresses the kNN accuracy (see
@@ -74,11 +76,12 @@ def evaluate_features(
     t0 = time.perf_counter()
     probe = probe_features(
         backbone, normalize, train, held_out, device, knn_k=knn_k, linear=linear, seed=seed,
-        progress=progress,
+        progress=progress, precision=precision,
     )  # fmt: skip
     result: dict[str, Any] = {"data": data.name, "n_train": probe.n_train, "feature_dim": probe.feature_dim}
     result["knn"] = probe.knn
     result["knn_k"] = probe.knn_k
+    result["precision"] = precision
     if probe.linear is not None:
         result["linear"] = {
             **probe.linear,
@@ -166,6 +169,7 @@ def evaluate(
         _held_out(splits)  # a user mistake stays a one-line error: before anything is printed
         _check_channels(weights_in_channels(config, weights), splits)
         dev = resolve_device(device)
+        precision = run_precision(run, config, dev)
         backbone = load_backbone(run, weights).to(dev)
         progress = TrainProgress(
             None, 0, f"evaluate {run.path.name}", not sys.stderr.isatty() if quiet is None else quiet
@@ -176,7 +180,7 @@ def evaluate(
             progress.log(f"evaluating {run.path} on {_what(splits, linear)}; {_budget_note(limits_from)}")
             eta = EvalEta(progress, progress.log, _images(splits))
             result = evaluate_features(
-                backbone, splits, dev, seed=config.run.seed, linear=linear, progress=eta
+                backbone, splits, dev, seed=config.run.seed, linear=linear, progress=eta, precision=precision
             )
         finally:
             progress.close()
@@ -249,6 +253,19 @@ def _check_channels(trained: int, splits: DatasetSplits) -> None:
             f"the backbone was trained on {trained}-channel images and {splits.name} has "
             f"{splits.train.channels}; evaluate on a dataset like the one it was trained on (--data)"
         )
+
+
+def run_precision(run: RunDir, config: TrainConfig, device: torch.device) -> Precision:
+    """The precision a run's features are measured in: the one it trained in (``precision`` of its
+    provenance.json), so that a bf16 run is measured as it trained on any machine; for a run that
+    recorded none (older runs), its ``run.precision`` resolved on ``device``."""
+    try:
+        recorded = json.loads(run.provenance.read_text(encoding="utf-8")).get("precision")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded in ("fp32", "bf16"):
+        return recorded
+    return resolve_precision(config.run.precision, device)
 
 
 def _trained_sections(run: RunDir) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any
 
 from selfnas import api
 from selfnas.config import TrainConfig, config_to_yaml
-from selfnas.device import die_with_parent, resolve_device
+from selfnas.device import die_with_parent, resolve_device, resolve_precision
 from selfnas.errors import RunDirError, SelfnasError
 from selfnas.evaluation import evaluate
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
@@ -132,6 +132,7 @@ def search_decision(search_dir: Path) -> str | None:
 
 
 def _open_pipeline(config: TrainConfig, out: Path, stages: tuple[str, ...], overwrite: bool) -> None:
+    resolve_precision(config.run.precision, resolve_device(config.run.device))  # a refusal writes nothing
     if out.exists() and overwrite:
         for stage in stages:
             if (out / stage).exists():

@@ -2,7 +2,7 @@
 
 RUN/
   config.yaml          resolved config (all defaults filled in)
-  provenance.json      command, seed, versions of Python / torch / torchvision / selfnas
+  provenance.json      command, seed, precision, versions of Python / torch / torchvision / selfnas
   status.json          state (running | evaluating | finished | failed | interrupted), step, message,
                        warnings, threads (the torch threads training started with)
   metrics.jsonl        one JSON object per line: kind=step | epoch | eval

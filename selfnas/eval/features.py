@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from selfnas.device import Precision, autocast
+
 
 def extract_features(
     backbone: nn.Module,
@@ -14,15 +16,15 @@ def extract_features(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    precision: Precision = "fp32",
 ) -> torch.Tensor:
     """Embed every image with ``backbone`` in eval mode, without gradients.
 
     images: uint8, N x C x H x W (any device; batches are moved to ``device``).
     normalize: maps a uint8 batch (on ``device``) to the float batch the backbone expects,
         e.g. ``lambda x: (x.float() / 255 - mean) / std``.
-    autocast_dtype: mixed-precision dtype (e.g. ``torch.bfloat16``), used only when ``device``
-        is CUDA; CPU extraction always runs in float32.
+    precision: ``bf16``: the backbone runs under bf16 autocast (CPU or CUDA, as it trained; see
+        :func:`selfnas.device.autocast`); ``fp32``: in float32.
     Returns float32, N x D on the CPU (backbone outputs are flattened after the batch dim).
     The train/eval flag of every submodule is restored afterwards, even on error.
     """
@@ -33,15 +35,11 @@ def extract_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
-    use_autocast = autocast_dtype is not None and device.type == "cuda"
     modes = [(module, module.training) for module in backbone.modules()]
     backbone.eval()
     chunks: list[torch.Tensor] = []
     try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device_type=device.type, dtype=autocast_dtype, enabled=use_autocast),
-        ):
+        with torch.inference_mode(), autocast(device, precision):
             for start in range(0, images.shape[0], batch_size):
                 batch = images[start : start + batch_size].to(device, non_blocking=True)
                 out = backbone(normalize(batch))

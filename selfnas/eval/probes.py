@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from selfnas.data.types import ImageSet
+from selfnas.device import Precision
 from selfnas.errors import DatasetError
 from selfnas.eval.features import extract_features
 from selfnas.eval.knn import effective_k, knn_accuracy
@@ -43,17 +44,22 @@ def embed(
     device: torch.device | str,
     progress: ProbeProgress | None = None,
     phase: str = "features",
+    precision: Precision = "fp32",
 ) -> torch.Tensor:
     """:func:`extract_features` of ``images`` (uint8, N x C x H x W) -> float32 N x D on the CPU,
     one batch at a time so that ``progress`` hears after each (the same batches, so the same numbers)."""
     if progress is None:
-        return extract_features(backbone, images, normalize, device=device)
+        return extract_features(backbone, images, normalize, device=device, precision=precision)
     n = len(images)
     progress(phase, 0, n)
     chunks = []
     for start in range(0, n, FEATURE_CHUNK):
         chunk = images[start : start + FEATURE_CHUNK]
-        chunks.append(extract_features(backbone, chunk, normalize, batch_size=FEATURE_CHUNK, device=device))
+        chunks.append(
+            extract_features(
+                backbone, chunk, normalize, batch_size=FEATURE_CHUNK, device=device, precision=precision
+            )
+        )
         progress(phase, start + len(chunk), n)
     return torch.cat(chunks) if chunks else extract_features(backbone, images, normalize, device=device)
 
@@ -107,6 +113,7 @@ def probe_features(
     max_iter: int = 100,
     nan_if_nonfinite: bool = False,
     progress: ProbeProgress | None = None,
+    precision: Precision = "fp32",
 ) -> ProbeResult:
     """kNN (and optionally a linear probe) of ``backbone``'s frozen features, fitted on ``train``
     and measured on every split of ``held_out``.
@@ -125,6 +132,8 @@ def probe_features(
         accuracy instead of fitting anything.
     progress: told after every batch of images embedded, every chunk of kNN queries and every
         linear probe fitted (see :class:`ProbeProgress`).
+    precision: what the backbone computes the features in (:func:`extract_features`); the kNN
+        vote and the probe always run in float32 on them.
     Features are extracted train first, then the held-out splits in order. Classes are
     ``train.num_classes``. Raises DatasetError for unlabeled splits or an empty ``held_out``.
     """
@@ -137,9 +146,9 @@ def probe_features(
             raise ValueError(f"train_limit must be >= 1, got {train_limit}")
         train = train.subset(torch.arange(min(train_limit, len(train))))
     assert train.labels is not None  # checked above; narrows the type
-    f_train = embed(backbone, train.images, normalize, device, progress, "features train")  # N x D
+    f_train = embed(backbone, train.images, normalize, device, progress, "features train", precision)  # N x D
     feats = {
-        n: embed(backbone, s.images, normalize, device, progress, f"features {n}")
+        n: embed(backbone, s.images, normalize, device, progress, f"features {n}", precision)
         for n, s in held_out.items()
     }
     n_train, dim = len(train), int(f_train.shape[1])

@@ -219,7 +219,8 @@ def build_row(
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
-    probe = probe_features(model.backbone, trainer.augment.normalize, data.train, splits, trainer.device)
+    normalize, precision = trainer.augment.normalize, trainer.precision
+    probe = probe_features(model.backbone, normalize, data.train, splits, trainer.device, precision=precision)
     truth = {f"knn_{s}": probe.knn[s] for s in splits} | {
         f"linear_{s}": (probe.linear or {})[s] for s in splits
     }

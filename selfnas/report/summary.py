@@ -115,19 +115,21 @@ def describe_runs(facts: RunFacts) -> str:
 
 def setup_line(facts: RunFacts) -> str | None:
     """``"simsiam on synthetic, backbone resnet_small, 2 epochs, batch 64, seed 0"``; a run trained
-    with labels names its protocol instead (see :func:`selfnas.report.protocols.labeled_setup_line`)."""
-    labeled = labeled_setup_line(facts)
-    if labeled is not None:
-        return labeled
-    method, data = facts.section("method").get("name"), facts.section("data").get("name")
-    if method is None and data is None:
-        return None
-    model, optim, run = facts.section("model"), facts.section("optim"), facts.section("run")
-    parts = _present(
-        (model, "backbone", "backbone {}"), (optim, "epochs", "{} epochs"),
-        (optim, "batch_size", "batch {}"), (run, "seed", "seed {}"),
-    )  # fmt: skip
-    return ", ".join([f"{method} on {data}", *parts])
+    with labels names its protocol instead (see :func:`selfnas.report.protocols.labeled_setup_line`);
+    ``", bf16 autocast"`` ends the line of a run that computed in bf16 (its provenance says so)."""
+    line = labeled_setup_line(facts)
+    if line is None:
+        method, data = facts.section("method").get("name"), facts.section("data").get("name")
+        if method is None and data is None:
+            return None
+        model, optim, run = facts.section("model"), facts.section("optim"), facts.section("run")
+        parts = _present(
+            (model, "backbone", "backbone {}"), (optim, "epochs", "{} epochs"),
+            (optim, "batch_size", "batch {}"), (run, "seed", "seed {}"),
+        )  # fmt: skip
+        line = ", ".join([f"{method} on {data}", *parts])
+    precision = facts.provenance.get("precision") if isinstance(facts.provenance, dict) else None
+    return f"{line}, bf16 autocast" if precision == "bf16" else line  # fp32, the default, goes unsaid
 
 
 def _present(*fields: tuple[dict[str, Any], str, str]) -> list[str]:

@@ -26,7 +26,7 @@ from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.datasets import channel_stats
 from selfnas.data.scenarios import load_scenario
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import die_with_parent, resolve_device
+from selfnas.device import Precision, die_with_parent, resolve_device, resolve_precision
 from selfnas.errors import RunDirError, SelfnasError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.io import atomic_write_json
@@ -126,11 +126,15 @@ def probe(
     scenario: Any,
     device: torch.device,
     seed: int,
+    precision: Precision = "fp32",
 ) -> dict[str, Any]:
-    """Linear probe (weight decay by 5-fold CV on train) and kNN (k=200) of frozen features,
-    both trained on the scenario's train split and reported on its test split."""
+    """Linear probe (weight decay by 5-fold CV on train) and kNN (k=200) of frozen features
+    (computed in ``precision``), both trained on the scenario's train split and reported on its
+    test split."""
     train, test = scenario.train, scenario.test
-    result = probe_features(backbone, normalize, train, {"test": test}, device, knn_k=200, seed=seed)
+    result = probe_features(
+        backbone, normalize, train, {"test": test}, device, knn_k=200, seed=seed, precision=precision
+    )
     assert result.linear is not None and result.cv_scores is not None
     return {
         "linear": result.linear["test"],
@@ -150,12 +154,14 @@ def run_unit(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData, repo
         pretrain(study, plan, unit, data)
         report({"kind": "pretrained", "unit": unit.key})
     backbone, normalize, device = load_backbone(study, plan, unit, data)
+    precision = resolve_precision(plan.config.train.run.precision, device)  # as the unit pretrained
     for name in unit.probes:
         path = study.cell(unit.arch.id, name)
         if path.exists():
             continue
         start = time.perf_counter()
-        result = probe(backbone, normalize, data.scenario(name), device, plan.config.train.run.seed)
+        seed = plan.config.train.run.seed
+        result = probe(backbone, normalize, data.scenario(name), device, seed, precision)
         cell = {"arch": unit.arch.id, "scenario": name, "pretrained_on": unit.data, **result}
         atomic_write_json(path, {**cell, "seconds": round(time.perf_counter() - start, 3)})
         report({"kind": "probed", "unit": unit.key, "scenario": name})

@@ -108,8 +108,9 @@ def finetune_trainer(
     assert config.finetune is not None
     if config.finetune.head_init == "probe":
         start = init_head_from_probe(
-            trainer.model.backbone, trainer.model.classifier, data, trainer.augment.normalize, trainer.device
-        )
+            trainer.model.backbone, trainer.model.classifier, data, trainer.augment.normalize,
+            trainer.device, trainer.precision,
+        )  # fmt: skip
         trainer.record.update(head_init="probe", **start)
     else:
         trainer.record["head_init"] = "random"

@@ -20,7 +20,7 @@ import torch
 
 from selfnas import distributed
 from selfnas.config import TrainConfig, config_to_yaml
-from selfnas.device import configure_threads
+from selfnas.device import Precision, configure_threads
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
@@ -104,15 +104,16 @@ class StepResult(NamedTuple):
 
 class TrainingLoop:
     """The shared loop. A trainer sets ``config``, ``run``, ``quiet``, ``argv``, ``device``,
-    ``model``, ``optimizers``, ``images`` (N x C x H x W on the device) and ``threads_note``,
-    defines ``steps_per_epoch``, ``total_steps`` and ``batch_size`` (the global batch), and
-    implements the pieces below marked "a trainer's own"."""
+    ``precision`` (:func:`selfnas.device.resolve_precision`), ``model``, ``optimizers``, ``images``
+    (N x C x H x W on the device) and ``threads_note``, defines ``steps_per_epoch``, ``total_steps``
+    and ``batch_size`` (the global batch), and implements the pieces below marked "a trainer's own"."""
 
     config: TrainConfig
     run: RunDir
     quiet: bool
     argv: list[str] | None
     device: torch.device
+    precision: Precision
     model: torch.nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
     images: torch.Tensor
@@ -214,7 +215,8 @@ class TrainingLoop:
             if self.run.metrics.exists():
                 self.run.metrics.unlink()
             atomic_write_text(self.run.config, config_to_yaml(self.config))
-            atomic_write_json(self.run.provenance, collect_provenance(self.config.run.seed, self.argv))
+            provenance = collect_provenance(self.config.run.seed, self.argv, self.precision)
+            atomic_write_json(self.run.provenance, provenance)
             self._save_checkpoint(counters)
         if self.main:
             self.run.write_status(

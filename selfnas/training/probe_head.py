@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from selfnas.data.types import DatasetSplits
+from selfnas.device import Precision
 from selfnas.eval.features import extract_features
 from selfnas.eval.linear import linear_probe, train_logreg
 
@@ -32,14 +33,20 @@ def fold_standardisation(
 
 @torch.no_grad()
 def init_head_from_probe(
-    backbone: nn.Module, head: nn.Linear, data: DatasetSplits, normalize: Any, device: torch.device
+    backbone: nn.Module,
+    head: nn.Linear,
+    data: DatasetSplits,
+    normalize: Any,
+    device: torch.device,
+    precision: Precision = "fp32",
 ) -> dict[str, float]:
     """Set ``head`` to the linear probe of ``backbone``'s frozen features of ``data.train`` (labeled);
-    returns ``{"probe_val": accuracy of that start on data.val, "probe_weight_decay": ...}``."""
+    returns ``{"probe_val": accuracy of that start on data.val, "probe_weight_decay": ...}``. The
+    features are computed in ``precision`` (:func:`extract_features`), the probe in float32."""
     train, val = data.train, data.val
     assert train.labels is not None and val is not None and val.labels is not None
-    feats = extract_features(backbone, train.images, normalize, device=device)  # N x D
-    val_feats = extract_features(backbone, val.images, normalize, device=device)  # M x D
+    feats = extract_features(backbone, train.images, normalize, device=device, precision=precision)  # N x D
+    val_feats = extract_features(backbone, val.images, normalize, device=device, precision=precision)  # M x D
     k = head.out_features
     probe = linear_probe(feats, train.labels, val_feats, val.labels, k)  # CV on train; accuracy on val
     mean, std = feats.mean(dim=0), feats.std(dim=0, correction=0)

@@ -32,7 +32,7 @@ from selfnas.data import load_dataset
 from selfnas.data.splits import carve_validation, limit_images
 from selfnas.data.supervised_augment import SupervisedAugment
 from selfnas.data.types import DatasetSplits, ImageSet
-from selfnas.device import autocast, prepare_module, resolve_device
+from selfnas.device import Precision, autocast, prepare_module, resolve_device, resolve_precision
 from selfnas.errors import ConfigError, DatasetError, RunDirError, TrainingError
 from selfnas.io import atomic_write_json
 from selfnas.models.backbones import create_backbone
@@ -121,14 +121,16 @@ def labeled_splits(config: TrainConfig) -> DatasetSplits:
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, images: ImageSet, normalize: Any, device: torch.device, amp: bool) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on a labeled split."""
+def accuracy(
+    model: Classifier, images: ImageSet, normalize: Any, device: torch.device, precision: Precision
+) -> float:
+    """Top-1 accuracy of ``model`` (eval mode, computing in ``precision``) on a labeled split."""
     assert images.labels is not None
     model.eval()
     correct = 0
     for i in range(0, len(images), EVAL_BATCH):
         x = normalize(images.images[i : i + EVAL_BATCH].to(device))  # B x C x H x W
-        with autocast(device, amp):
+        with autocast(device, precision):
             logits, _ = model(x)  # B x K
         correct += int((logits.argmax(1) == images.labels[i : i + EVAL_BATCH].to(device)).sum())
     return correct / len(images)
@@ -158,6 +160,7 @@ class SupervisedTrainer(TrainingLoop):
         self.recipe = r = make_recipe(config)
         self.record = record or {}
         self.device = resolve_device(config.run.device)
+        self.precision = resolve_precision(config.run.precision, self.device)
         self.threads_note = self._configure_threads()
         self.data = data or labeled_splits(config)
         train = self.data.train
@@ -264,7 +267,7 @@ class SupervisedTrainer(TrainingLoop):
         if r.drop_path > 0:
             backbone.drop_path_prob = drop_path_at(r.drop_path, step, self.total_steps)
             torch.manual_seed(stream_seed(seed, 3, step))  # the drop-path draws of this step
-        with autocast(self.device, self.config.run.amp):
+        with autocast(self.device, self.precision):
             logits, aux = self.model(x)  # B x K, B x K or None
         loss = supervised_loss(logits, aux, y, r.label_smoothing, r.auxiliary_weight)
         self.optimizer.zero_grad(set_to_none=True)
@@ -294,7 +297,7 @@ class SupervisedTrainer(TrainingLoop):
         msg = f"epoch {epoch}: loss {record['loss']:.4f}"
         if self.data.val is not None:
             record["val_acc"] = accuracy(
-                self.model, self.data.val, self.augment.normalize, self.device, self.config.run.amp
+                self.model, self.data.val, self.augment.normalize, self.device, self.precision
             )
             msg += f"  val {100 * record['val_acc']:.2f}%"
             if self.recipe.select_on_val and (best is None or record["val_acc"] > best["val_acc"]):
@@ -319,7 +322,7 @@ class SupervisedTrainer(TrainingLoop):
         if drop_path:
             backbone.drop_path_prob = 0.0
         try:
-            with autocast(self.device, self.config.run.amp):
+            with autocast(self.device, self.precision):
                 batches = (self.augment.normalize(b) for b in chosen.split(self.recipe.batch_size))
                 recompute_batchnorm(self.model, batches)
         finally:
@@ -347,7 +350,7 @@ class SupervisedTrainer(TrainingLoop):
         for name, split in (("val", data.val), ("test", data.test)):
             if split is not None:
                 scores[name] = accuracy(
-                    self.model, split, self.augment.normalize, self.device, self.config.run.amp
+                    self.model, split, self.augment.normalize, self.device, self.precision
                 )
         section: dict[str, Any] = {**self.record, **scores, "epochs": r.epochs, "steps": self.total_steps}
         if r.select_on_val:

@@ -21,7 +21,7 @@ from selfnas import distributed
 from selfnas.config import TrainConfig
 from selfnas.data.augment import TwoViewAugment, augment_preset
 from selfnas.data.types import DatasetSplits
-from selfnas.device import autocast, prepare_module, resolve_device
+from selfnas.device import autocast, prepare_module, resolve_device, resolve_precision
 from selfnas.errors import ConfigError, RunDirError, TrainingError
 from selfnas.eval.probes import probe_features
 from selfnas.eval.scores import normalized_std
@@ -81,6 +81,7 @@ class Trainer(TrainingLoop):
         self.quiet = quiet
         self.argv = argv
         self.device = resolve_device(config.run.device)
+        self.precision = resolve_precision(config.run.precision, self.device)
         # torchrun: each rank trains on its contiguous slice of every global batch (see distributed)
         distributed.init()
         self.rank, self.world = distributed.rank(), distributed.world()
@@ -185,7 +186,7 @@ class Trainer(TrainingLoop):
         lr = warmup_cosine(step, plan.total_steps, plan.warmup_steps, plan.peak_lr) * scale
         for group in self.optimizer.param_groups:
             group["lr"] = plan.peak_lr * scale if group.get("fixed_lr") else lr
-        with autocast(self.device, cfg.run.amp):
+        with autocast(self.device, self.precision):
             out = self.step_fn(x1, x2)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -201,7 +202,7 @@ class Trainer(TrainingLoop):
         return self._roll_back(step)  # or stop, per run.nan_policy
 
     def _step_line(self, done: int, loss: float, result: StepResult, per_s: float) -> dict[str, Any]:
-        embedding = distributed.gather(result.out.embedding)  # the global batch's
+        embedding = distributed.gather(result.out.embedding).float()  # the global batch's
         std = normalized_std(embedding)
         return {
             "kind": "step",
@@ -234,6 +235,7 @@ class Trainer(TrainingLoop):
             train_limit=self.config.run.knn_bank,
             knn_k=200,
             linear=False,
+            precision=self.precision,
             progress=lambda phase, done, total: progress(f"kNN monitor: {phase}", done, total),
         )
         return result.knn["val"]

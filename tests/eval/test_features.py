@@ -68,12 +68,16 @@ def test_batch_size_does_not_change_features() -> None:
     torch.testing.assert_close(small, large, rtol=1e-6, atol=1e-6)
 
 
-def test_autocast_is_ignored_on_cpu() -> None:
+def test_bf16_features_on_the_cpu_are_float32_close_to_fp32() -> None:
     net = tiny_net()
     plain = extract_features(net, images(), normalize)
-    autocast = extract_features(net, images(), normalize, autocast_dtype=torch.bfloat16)
-    assert autocast.dtype == torch.float32
-    torch.testing.assert_close(plain, autocast, rtol=0.0, atol=0.0)
+    seen = []
+    net[0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    bf16 = extract_features(net, images(), normalize, precision="bf16")
+    assert seen == [torch.bfloat16]  # the convolution ran under autocast, on the CPU
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(plain, bf16, rtol=0.05, atol=0.05)
+    assert not torch.equal(plain, bf16)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -81,7 +85,7 @@ def test_cuda_autocast_returns_float32_on_cpu() -> None:
     net = tiny_net().cuda()
     mean, std = MEAN.cuda(), STD.cuda()
     feats = extract_features(
-        net, images(), lambda x: (x.float() / 255 - mean) / std, device="cuda", autocast_dtype=torch.bfloat16
+        net, images(), lambda x: (x.float() / 255 - mean) / std, device="cuda", precision="bf16"
     )
     reference = extract_features(tiny_net(), images(), normalize)
     assert feats.dtype == torch.float32 and feats.device.type == "cpu"

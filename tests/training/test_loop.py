@@ -51,7 +51,7 @@ class Toy(TrainingLoop):
         self.config = build_config(overrides=["run.log_every=2", "run.checkpoint_every=4", "run.seed=1"])
         self.run = RunDir.prepare(tmp_path / "run")
         self.quiet, self.argv, self.threads_note = True, None, None
-        self.device = torch.device("cpu")
+        self.device, self.precision = torch.device("cpu"), "fp32"
         self.model = torch.nn.Linear(1, 1)
         self.optimizers = {"weights": torch.optim.SGD(self.model.parameters(), lr=0.1)}
         self.images = torch.arange(12)

@@ -160,6 +160,7 @@ class TrialTrainer(Trainer):
             knn_k=200,
             seed=self.config.run.seed,
             nan_if_nonfinite=True,  # a diverged candidate scores (nan, nan)
+            precision=self.precision,
         )
         assert result.linear is not None
         return {"knn": result.knn["val"], "linear": result.linear["val"]}

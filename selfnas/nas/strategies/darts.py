@@ -10,6 +10,9 @@ Second order unrolls the *head* weights one SGD step (``w' = w - xi * grad_w L_t
 and corrects the architecture gradient with the finite-difference Hessian-vector product
 of DARTS (``eps = 0.01 / ||grad_w' L_val||``); the backbone is held fixed within the step.
 
+Under ``run.precision=bf16`` the architecture step runs under the same autocast as the weight step,
+except second order's finite difference, which needs fp32 to resolve its small perturbation.
+
 Momentum encoders (MoCo's key encoder, BYOL's target) hold a copy of the searched
 heads: their weights follow the EMA, their alphas are copied from the online network
 after every step (see :class:`selfnas.ssl.base.MomentumTarget`).
@@ -24,6 +27,7 @@ from torch.func import functional_call
 
 from selfnas import distributed
 from selfnas.config import SearchConfig, TrainConfig
+from selfnas.device import Precision, autocast
 from selfnas.models.backbones import create_backbone
 from selfnas.models.genotype import HeadGenotype, save_genotype
 from selfnas.nas.spaces.cells import CellSearchSpace, CellSupernet
@@ -127,7 +131,8 @@ class HeadSearchTrainer(Trainer):
             if search.order == 2:
                 self._unrolled_arch_grad(step, epoch, x1, x2)
             else:
-                loss = self._arch_loss(self.model(x1, x2).loss)
+                with autocast(self.device, self.precision):
+                    loss = self._arch_loss(self.model(x1, x2).loss)
                 grads = torch.autograd.grad(loss, self.arch_parameters())
                 for p, g in zip(self.arch_parameters(), grads, strict=True):
                     p.grad = g
@@ -153,8 +158,11 @@ class HeadSearchTrainer(Trainer):
         xt1, xt2 = self.augment(self.images[idx.to(self.device)], g, part=self.part)
         xi = self.optimizer.param_groups[0]["lr"]
 
-        def loss_at(ws: list[torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.model, dict(zip(names, ws, strict=True)), (a, b)).loss
+        def loss_at(
+            ws: list[torch.Tensor], a: torch.Tensor, b: torch.Tensor, precision: Precision = self.precision
+        ) -> torch.Tensor:
+            with autocast(self.device, precision):
+                return functional_call(self.model, dict(zip(names, ws, strict=True)), (a, b)).loss
 
         # several ranks: average the weight gradients so that the unrolled weights and eps are the
         # global batch's; the alpha gradient is linear in the rest and averaged by the caller
@@ -168,8 +176,10 @@ class HeadSearchTrainer(Trainer):
         with torch.no_grad():
             plus = [w + eps * d for w, d in zip(weights, d_w, strict=True)]
             minus = [w - eps * d for w, d in zip(weights, d_w, strict=True)]
-        g_plus = torch.autograd.grad(loss_at(plus, xt1, xt2), alphas)
-        g_minus = torch.autograd.grad(loss_at(minus, xt1, xt2), alphas)
+        # the finite difference in fp32: bf16's 8-bit mantissa cannot resolve a perturbation of
+        # the weights that small (a relative 0.01 / ||grad||), so bf16 would difference noise
+        g_plus = torch.autograd.grad(loss_at(plus, xt1, xt2, "fp32"), alphas)
+        g_minus = torch.autograd.grad(loss_at(minus, xt1, xt2, "fp32"), alphas)
         for a, da, gp, gm in zip(alphas, d_alpha, g_plus, g_minus, strict=True):
             a.grad = da - xi * (gp - gm) / (2 * eps)
 

@@ -1,11 +1,15 @@
-"""NT-Xent (SimCLR) and InfoNCE with a queue of negatives (MoCo v2)."""
+"""NT-Xent (SimCLR) and InfoNCE with a queue of negatives (MoCo v2); both in float32, under bf16
+autocast too (:func:`selfnas.device.in_float32`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from selfnas.device import in_float32
 
+
+@in_float32
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """SimCLR's normalized-temperature cross entropy over 2N views.
 
@@ -20,6 +24,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     return F.cross_entropy(logits, targets)
 
 
+@in_float32
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """MoCo's InfoNCE: the positive key against a queue of negatives.
 
