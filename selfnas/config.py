@@ -154,14 +154,30 @@ HEAD_SEARCH_OPS = (
 )  # fmt: skip
 
 
-class SearchConfig(_Strict):
-    """Architecture search settings (``selfnas search``)."""
+class _SearchKind(_Strict):
+    """What is searched and how: the space and the strategy (the other parts read them)."""
 
     space: Literal["heads", "cells", "resnet-variants", "mobilenet-variants"] = "heads"
     strategy: Literal["darts", "tpe", "random", "evolution"] = "darts"
+
+
+class DartsSettings(_Strict):
+    """``search.strategy=darts``: the supernet's architecture step and its collapse remedies."""
+
     order: Literal[1, 2] = Field(1, description="DARTS first order, or second order (unrolled)")
     arch_lr: float = Field(1e-3, gt=0, le=1)
     arch_weight_decay: float = Field(1e-3, ge=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
+    beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
+    max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")
+    entropy_stop: float | None = Field(
+        None, gt=0, description="freeze alphas once their mean entropy (nats) falls below this"
+    )
+
+
+class HeadSpaceSettings(_Strict):
+    """``search.space=heads``: the projector / predictor supernets (NASiam's setting)."""
+
     projector_layers: int = Field(6, ge=1, le=32)
     predictor_layers: int = Field(4, ge=1, le=32)
     width: int | None = Field(
@@ -178,11 +194,22 @@ class SearchConfig(_Strict):
         description="heads: selfnas (every method alike) or nasiam (NASiam's layer counts per method, "
         "BatchNorm after pools, a proj_out/4 predictor bottleneck)",
     )
+
+
+class CellSpaceSettings(_Strict):
+    """``search.space=cells``: the DARTS cell network (CSNAS's setting)."""
+
     nodes: int = Field(4, ge=1, le=8, description="cells: intermediate nodes per cell")
     cell_width: int = Field(16, ge=1, le=1024, description="cells: channels C of the first cell")
     cell_layers: int = Field(
         8, ge=3, le=64, description="cells: cells in the network (reductions at 1/3, 2/3)"
     )
+
+
+class StudySettings(_Strict):
+    """``search.strategy=tpe|random|evolution``: the Optuna study (trials, score, pruner, screening,
+    size caps, storage and workers); also the variant spaces' scale."""
+
     trials: int = Field(20, ge=1, le=100000, description="tpe/random/evolution: trials in the study")
     trial_epochs: float = Field(2.0, gt=0, le=1000, description="tpe/random/evolution: pretraining per trial")
     score: Literal[SEARCH_SCORES] = Field(  # type: ignore[valid-type]  # the score records' selectable names
@@ -232,12 +259,12 @@ class SearchConfig(_Strict):
         description="Optuna study name; processes with the same storage and name share the study",
     )
     n_workers: int = Field(1, ge=1, le=64, description="tpe/random/evolution: local worker processes")
-    warmup_epochs: float = Field(0.0, ge=0, description="epochs with frozen alphas (collapse remedy)")
-    beta_decay: float = Field(0.0, ge=0, description="beta-DARTS regulariser weight on logsumexp(alpha)")
-    max_parameter_free: int | None = Field(None, ge=0, description="cap on parameter-free ops per head")
-    entropy_stop: float | None = Field(
-        None, gt=0, description="freeze alphas once their mean entropy (nats) falls below this"
-    )
+
+
+class SearchConfig(StudySettings, CellSpaceSettings, HeadSpaceSettings, DartsSettings, _SearchKind):
+    """Architecture search settings (``selfnas search``): one flat ``search`` section, defined here
+    in parts by what each setting is for (fields validate in the order kind, DARTS, heads, cells,
+    study)."""
 
     @property
     def score_spec(self) -> ScoreRecord:

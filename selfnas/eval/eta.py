@@ -13,19 +13,10 @@ import time
 from collections.abc import Callable
 
 from selfnas.eval.probes import ProbeProgress
+from selfnas.render.durations import duration
 
 #: seconds between two lines of time left
 ETA_EVERY_S = 30.0
-
-
-def duration(seconds: float) -> str:
-    """``42`` -> ``"42 s"``, ``200`` -> ``"3 min 20 s"``, ``4000`` -> ``"1 h 7 min"``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 class EvalEta:

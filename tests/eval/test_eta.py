@@ -1,6 +1,7 @@
 """The time left of an evaluation: from the rate shown so far, every report passed on unchanged."""
 
-from selfnas.eval.eta import EvalEta, duration
+from selfnas.eval.eta import EvalEta
+from selfnas.render.durations import duration
 
 
 class Clock:
@@ -13,6 +14,7 @@ class Clock:
 
 def test_durations_read_as_a_person_would_say_them():
     assert [duration(s) for s in (0, 42, 200, 4000)] == ["0 s", "42 s", "3 min 20 s", "1 h 6 min"]
+    assert [duration(s, compact=True) for s in (0, 42, 200, 4000)] == ["0s", "42s", "3m20s", "1h06m"]
 
 
 def test_the_embedding_eta_pools_every_feature_phase():

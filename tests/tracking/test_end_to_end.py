@@ -149,6 +149,27 @@ def test_a_finished_study_resumed_sends_no_trial_again(tmp_path, monkeypatch):
     assert client.get_run(parent).info.status == "FINISHED"
 
 
+def test_trials_a_killed_search_had_not_sent_are_sent_when_it_is_resumed(tmp_path, monkeypatch):
+    """Killed after study.json was written but before its last trial reached MLflow: the resumed
+    (finished) study sends that trial, and only that one."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "runs" / "s"
+    run_cli("search", "--out", str(run), "--quiet", *set_args([*TINY, *STUDY, MLFLOW]), check=True)
+    client = local_client(tmp_path / "runs")
+    experiment = client.get_run(mlflow_id(run)).info.experiment_id
+    state = json.loads((run / "trackers.json").read_text())
+    client.delete_run(state["mlflow"]["trials"].pop("2"))  # as if the kill came before trial 2 was sent
+    (run / "trackers.json").write_text(json.dumps(state))
+
+    def nested() -> list[int]:
+        found = client.search_runs([experiment])
+        return sorted(int(r.data.tags["selfnas.trial"]) for r in found if "mlflow.parentRunId" in r.data.tags)
+
+    assert nested() == [0, 1]
+    run_cli("search", "--resume", "--out", str(run), check=True)
+    assert nested() == [0, 1, 2]
+
+
 def test_a_tracker_that_is_down_warns_once_and_the_run_trains_to_the_end(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

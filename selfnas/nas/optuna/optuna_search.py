@@ -450,6 +450,7 @@ def _write_results(
                          for k, c in correlations(rows).items()},
     }  # fmt: skip
     if only_if_changed and _says(run, rows, summary):
+        log_trials(run, rows, summary["best_trial"])  # what a killed run had not sent yet (none twice)
         return summary
     write_jsonl(run.path / "trials.jsonl", rows)
     if best is None:

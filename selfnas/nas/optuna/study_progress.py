@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from selfnas.nas.optuna.study_ledger import budget_trials, cancelled, retry_of
+from selfnas.render.durations import duration
 from selfnas.score_records import ScoreRecord
 
 #: the run's log file of a study (Optuna's messages, each trial's parameters)
@@ -63,15 +64,6 @@ def score_of(trial: FrozenTrial, score: ScoreRecord) -> float | None:
     if trial.value is None or not math.isfinite(trial.value):
         return None
     return score.value_from_objective(trial.value)
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class StudyProgress:
@@ -172,7 +164,7 @@ class StudyProgress:
         if done <= done0:
             return "?"
         rate = (done - done0) / max(time.monotonic() - t0, 1e-9)
-        return duration((self.budget - done) / rate)
+        return duration((self.budget - done) / rate, compact=True)
 
 
 def _finished_at(t: FrozenTrial) -> float:
