@@ -5,7 +5,7 @@ validation accuracy, never by test: the scenarios have no val split, so that is 
 5-fold cross-validated accuracy on the scenario's train split at the weight decay it chose. Test
 accuracy is only reported (the table, the ranks, how the champion fares on the targets).
 
-``summary.json`` holds only numbers that the cells determine (no timings), so an interrupted and
+``summary.json`` holds only numbers that the probe results determine (no timings), so an interrupted and
 resumed study writes the very same file as an uninterrupted one.
 
 A study of several families (ResNet and MobileNetV2 variants) ranks all its architectures as one
@@ -61,19 +61,19 @@ def correlation_matrix(
     return out
 
 
-def summarize(plan: StudyPlan, cells: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
-    """The study's results from its cells; missing cells (an unfinished study) are left out."""
+def summarize(plan: StudyPlan, probes: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """The study's results from its probe results; missing ones (an unfinished study) are left out."""
     config = plan.config
     scenarios, source = config.scenarios, config.source
     order = [a.id for a in plan.archs]
-    accuracy = {s: {a: cells[a, s]["linear"] for a in order if (a, s) in cells} for s in scenarios}
-    val = {s: {a: validation_accuracy(cells[a, s]) for a in order if (a, s) in cells} for s in scenarios}
+    accuracy = {s: {a: probes[a, s]["linear"] for a in order if (a, s) in probes} for s in scenarios}
+    val = {s: {a: validation_accuracy(probes[a, s]) for a in order if (a, s) in probes} for s in scenarios}
     rank = {s: ranks(accuracy[s]) for s in scenarios}
     table = []
     for arch in plan.archs:
         scores = {}
         for s in scenarios:
-            cell = cells.get((arch.id, s))
+            cell = probes.get((arch.id, s))
             if cell is not None:
                 scores[s] = {
                     "linear": cell["linear"], "knn": cell["knn"], "rank": rank[s][arch.id],
@@ -100,7 +100,7 @@ def summarize(plan: StudyPlan, cells: dict[tuple[str, str], dict[str, Any]]) -> 
             {"id": a.id, "family": a.family, "description": a.description, "model": a.model}
             for a in plan.archs
         ],
-        "complete": len(cells) == len(order) * len(scenarios),
+        "complete": len(probes) == len(order) * len(scenarios),
         "table": table,
         "spearman": correlation_matrix(accuracy, scenarios, spearman),
         "kendall": correlation_matrix(accuracy, scenarios, kendall),
@@ -151,11 +151,11 @@ def headline_text(summary: dict[str, Any]) -> str:
 
 
 def write_outputs(study: StudyDir, plan: StudyPlan, final: bool = True) -> dict[str, Any]:
-    """summary.json (``final`` only), results.jsonl, study.md and plots/ from the cells so far."""
-    cells = study.read_cells()
-    summary = summarize(plan, cells)
+    """summary.json (``final`` only), results.jsonl, study.md and plots/ from the probe results so far."""
+    probes = study.read_probes()
+    summary = summarize(plan, probes)
     order = {(a.id, s): i for i, (a, s) in enumerate((a, s) for a in plan.archs for s in plan.scenarios)}
-    write_jsonl(study.results, [cells[k] for k in sorted(cells, key=lambda k: order.get(k, len(order)))])
+    write_jsonl(study.results, [probes[k] for k in sorted(probes, key=lambda k: order.get(k, len(order)))])
     plots = [plot_spearman(summary, study.plots / "spearman.png")]
     plots += [plot_rank_scatter(summary, study.plots / "ranks.png")]
     if final:
@@ -233,7 +233,7 @@ def _best_name(summary: dict[str, Any], best: dict[str, Any]) -> str:
 def render_markdown(summary: dict[str, Any], plots: list[Any], study: StudyDir) -> str:
     lines = [f"# {md(title(summary))}", "", md(setup_text(summary)), ""]
     if not summary["complete"]:
-        lines += ["**Unfinished:** cells still missing are shown as -.", ""]
+        lines += ["**Unfinished:** probe results still missing are shown as -.", ""]
     lines += [f"**Headline:** {md(headline_text(summary))}", "", "## Ranking (linear accuracy, rank)", ""]
     lines += md_table(*ranking_rows(summary))
     lines += ["", "## Best architecture per scenario", "", md(BEST_NOTE), ""]

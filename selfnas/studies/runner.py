@@ -156,7 +156,7 @@ def run_unit(study: StudyDir, plan: StudyPlan, unit: Unit, data: StudyData, repo
     backbone, normalize, device = load_backbone(study, plan, unit, data)
     precision = resolve_precision(plan.config.train.run.precision, device)  # as the unit pretrained
     for name in unit.probes:
-        path = study.cell(unit.arch.id, name)
+        path = study.probe(unit.arch.id, name)
         if path.exists():
             continue
         start = time.perf_counter()
@@ -248,7 +248,7 @@ def run_scenario_study(
     units = plan.units()
     total = len(units) + sum(len(u.probes) for u in units)
     finished = sum(study.pretrained(u) for u in units) + sum(
-        study.cell(u.arch.id, s).exists() for u in units for s in u.probes
+        study.probe(u.arch.id, s).exists() for u in units for s in u.probes
     )
     families = " + ".join(plan.config.spaces)
     title = f"study {families}: {len(plan.archs)} archs x {len(plan.scenarios)} scenarios"

@@ -92,7 +92,7 @@ def test_one_study_ranks_both_families_and_a_user_folder_together(real_spaces, t
     header, rows = ranking_rows(summary)
     assert header[:3] == ["arch", "family", "architecture"]
     assert [row[1] for row in rows] == ["reference", *["resnet-variants"] * 2, *["mobilenet-variants"] * 2]
-    cell = json.loads((out / "cells" / "mobilenet02.pngs.json").read_text())
+    cell = json.loads((out / "probes" / "mobilenet02.pngs.json").read_text())
     assert cell["n_test"] == 6 and 0.0 <= cell["linear"] <= 1.0  # the folder's 20% test, 2 per class
     text = (out / "study.md").read_text()
     assert f"- syn-source: {best}{f' from {family}' if family else ''} (" in text
@@ -111,7 +111,7 @@ def test_a_plan_written_before_families_and_folders_resumes_unchanged(fake_confi
         del arch["family"]  # as the study wrote it before it knew families ...
     del plan["config"]["user_scenarios"]  # ... or folders
     (out / "plan.json").write_text(json.dumps(plan))
-    (out / "cells" / "a02.syn-coarse.json").unlink()
+    (out / "probes" / "a02.syn-coarse.json").unlink()
     assert run_scenario_study(fake_config(), out, resume=True, quiet=True) == first
 
 

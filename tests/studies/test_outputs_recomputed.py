@@ -1,7 +1,7 @@
-"""The study's summary recomputed independently from its cells: ranks by plain sorting, rank
+"""The study's summary recomputed independently from its probe results: ranks by plain sorting, rank
 correlations with scipy.stats, the best architectures and the headline by hand.
 
-What :func:`selfnas.studies.outputs.summarize` is meant to compute, from the cells (one per
+What :func:`selfnas.studies.outputs.summarize` is meant to compute, from the probe results (one per
 architecture and scenario; ``linear`` is the test accuracy, ``cv`` the probe's 5-fold CV accuracy
 on train per weight decay):
 
@@ -37,11 +37,11 @@ def _cell(linear: float, cv: dict[str, float], knn: float = 0.5) -> dict:
     return {"linear": linear, "knn": knn, "weight_decay": float(wd), "cv": cv}
 
 
-def _synthetic_cells(seed: int) -> dict[tuple[str, str], dict]:
-    """Accuracies on a 1/32 grid (so that ties occur), a few cells missing, one constant target."""
+def _synthetic_probes(seed: int) -> dict[tuple[str, str], dict]:
+    """Accuracies on a 1/32 grid (so that ties occur), a few results missing, one constant target."""
     rng = random.Random(seed)
     grid = lambda: rng.randint(8, 32) / 32  # noqa: E731
-    cells = {}
+    probes = {}
     for arch in ARCHS:
         for scenario in [SOURCE, *TARGETS]:
             if (arch, scenario) in {("a05", "t2"), ("a06", "t2"), ("a03", "t3")}:
@@ -49,8 +49,8 @@ def _synthetic_cells(seed: int) -> dict[tuple[str, str], dict]:
             if scenario == "t4" and arch not in ("a01", "a02"):
                 continue  # only two probed ...
             linear = 0.5 if scenario == "t4" else grid()  # ... with the same accuracy: rho undefined
-            cells[arch, scenario] = _cell(linear, {"0.0001": grid(), "0.01": grid()}, knn=grid())
-    return cells
+            probes[arch, scenario] = _cell(linear, {"0.0001": grid(), "0.01": grid()}, knn=grid())
+    return probes
 
 
 def _competition_ranks(scores: dict[str, float]) -> dict[str, int]:
@@ -67,9 +67,9 @@ def _correlation(test: dict[str, dict[str, float]], a: str, b: str, measure) -> 
     return float(measure(xs, ys).statistic)
 
 
-def _by_scenario(cells, key) -> dict[str, dict[str, float]]:
+def _by_scenario(probes, key) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {s: {} for s in [SOURCE, *TARGETS]}
-    for (arch, scenario), cell in cells.items():
+    for (arch, scenario), cell in probes.items():
         out[scenario][arch] = key(cell)
     return out
 
@@ -80,19 +80,19 @@ def _expected_best(val: dict[str, float]) -> str:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_summary_matches_an_independent_recomputation(seed):
-    cells = _synthetic_cells(seed)
+    probes = _synthetic_probes(seed)
     scenarios = [SOURCE, *TARGETS]
-    summary = summarize(_plan(ARCHS, scenarios), cells)
-    test = _by_scenario(cells, lambda c: c["linear"])
-    val = _by_scenario(cells, lambda c: max(c["cv"].values()))
+    summary = summarize(_plan(ARCHS, scenarios), probes)
+    test = _by_scenario(probes, lambda c: c["linear"])
+    val = _by_scenario(probes, lambda c: max(c["cv"].values()))
     rank = {s: _competition_ranks(test[s]) for s in scenarios}
 
     assert [row["arch"] for row in summary["table"]] == ARCHS
     for row in summary["table"]:
         arch = row["arch"]
-        assert set(row["scores"]) == {s for s in scenarios if (arch, s) in cells}
+        assert set(row["scores"]) == {s for s in scenarios if (arch, s) in probes}
         for s, score in row["scores"].items():
-            cell = cells[arch, s]
+            cell = probes[arch, s]
             assert score == {
                 "linear": cell["linear"], "knn": cell["knn"], "rank": rank[s][arch], "val": val[s][arch],
                 "weight_decay": cell["weight_decay"],
@@ -134,13 +134,13 @@ def test_summary_matches_an_independent_recomputation(seed):
 def test_the_source_best_is_chosen_on_validation_not_on_test():
     """Two architectures whose validation and test orders disagree on the source: the champion is
     the one validation prefers; its test accuracy is reported, and it is judged on the target."""
-    cells = {
+    probes = {
         ("first", SOURCE): _cell(0.90, {"0.0001": 0.60, "0.01": 0.55}),  # better on test
         ("second", SOURCE): _cell(0.80, {"0.0001": 0.65, "0.01": 0.70}),  # better on validation
         ("first", "t1"): _cell(0.40, {"0.0001": 0.40}),
         ("second", "t1"): _cell(0.30, {"0.0001": 0.50}),
     }
-    summary = summarize(_plan(["first", "second"], [SOURCE, "t1"]), cells)
+    summary = summarize(_plan(["first", "second"], [SOURCE, "t1"]), probes)
     assert summary["best"][SOURCE] == {"arch": "second", "linear": 0.80, "val": 0.70}
     assert summary["best"]["t1"]["arch"] == "second"  # on validation, though "first" wins t1's test
     head = summary["headline"]
@@ -150,8 +150,8 @@ def test_the_source_best_is_chosen_on_validation_not_on_test():
 
 
 def test_a_validation_tie_goes_to_the_earlier_architecture():
-    cells = {
+    probes = {
         ("first", SOURCE): _cell(0.50, {"0.0001": 0.70}),
         ("second", SOURCE): _cell(0.90, {"0.0001": 0.70}),
     }
-    assert summarize(_plan(["first", "second"], [SOURCE]), cells)["best"][SOURCE]["arch"] == "first"
+    assert summarize(_plan(["first", "second"], [SOURCE]), probes)["best"][SOURCE]["arch"] == "first"

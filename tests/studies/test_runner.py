@@ -66,7 +66,7 @@ def test_finished_units_are_never_redone(fake_config, tmp_path, calls):
     assert len(calls["fit"]) == 3 and calls["probe"] == 6
     assert run_scenario_study(fake_config(), out, quiet=True) == first
     assert len(calls["fit"]) == 3 and calls["probe"] == 6  # nothing redone
-    (out / "cells" / "a02.syn-coarse.json").unlink()
+    (out / "probes" / "a02.syn-coarse.json").unlink()
     assert run_scenario_study(fake_config(), out, resume=True, quiet=True) == first
     assert len(calls["fit"]) == 3 and calls["probe"] == 7  # just the missing cell, weights from disk
 
@@ -85,7 +85,7 @@ def test_interrupted_pretraining_resumes_to_the_same_summary(fake_config, tmp_pa
     out = tmp_path / "study"
     with pytest.raises(KeyboardInterrupt):
         run_scenario_study(fake_config(), out, quiet=True)
-    assert (out / "cells" / "default.syn-coarse.json").exists() and not list((out / "cells").glob("a01.*"))
+    assert (out / "probes" / "default.syn-coarse.json").exists() and not list((out / "probes").glob("a01.*"))
     assert (out / "archs" / "a01" / "checkpoints" / "last.safetensors").exists()
     from selfnas.report.write import write_report
 
@@ -135,7 +135,7 @@ def test_a_failed_unit_does_not_stop_the_others(fake_config, tmp_path, monkeypat
     out = tmp_path / "study"
     with pytest.raises(TrainingError, match=r"1 of 3 pretrainings failed \(a01: loss became NaN"):
         run_scenario_study(fake_config(), out, quiet=True)
-    assert (out / "cells" / "a02.syn-coarse.json").exists() and not (out / "summary.json").exists()
+    assert (out / "probes" / "a02.syn-coarse.json").exists() and not (out / "summary.json").exists()
     monkeypatch.setattr(runner, "pretrain", pretrain)
     assert run_scenario_study(fake_config(), out, quiet=True)["complete"]
 

@@ -95,7 +95,7 @@ def test_kill_9_then_rerun_matches_uninterrupted(tmp_path, reference):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists()
-    finished = [out / "archs" / "default" / "model.safetensors", *sorted((out / "cells").glob("default.*"))]
+    finished = [out / "archs" / "default" / "model.safetensors", *sorted((out / "probes").glob("default.*"))]
     assert len(finished) == 3
     stamps = [p.stat().st_mtime_ns for p in finished]
     run_cli("study", "--out", str(out), "--resume", check=True)
