@@ -19,7 +19,7 @@ from selfnas.evaluation import evaluate
 from selfnas.groundtruth.tables import TableConfig, build_table
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
 from selfnas.nas.optuna.optuna_search import open_storage, run_search_study, storage_url
-from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES
+from selfnas.nas.spaces.optuna_spaces import STUDY_SPACES, study_space
 from selfnas.nas.strategies.darts import CellSearchTrainer, HeadSearchTrainer
 from selfnas.provenance import collect_provenance
 from selfnas.rundir import RunDir
@@ -261,6 +261,7 @@ def search(
     elif resume and out is not None and RunDir(out).config.exists():  # else _prepare says "no run"
         search_cfg = load_run_config(RunDir(out)).search or search_cfg
     if search_cfg.strategy != "darts":
+        study_space(search_cfg)  # a space the settings cannot build is refused before anything is written
         if distributed.launched():
             raise ConfigError(
                 f"torchrun runs DARTS searches; run a {search_cfg.strategy} study without torchrun "

@@ -225,6 +225,12 @@ class StudySettings(_Strict):
     scale: Literal["small", "full"] = Field(
         "small", description="resnet/mobilenet variants: small (28-32 px, CPU) or full (ImageNet size)"
     )
+    space_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="resnet/mobilenet variants: the grid, as a ground-truth table's table.space_kwargs "
+        "(blocks, bottleneck_blocks, widths, groups, block_types | repeats, width_mults); "
+        "default: the scale's grid",
+    )
     pruner: Literal["none", "halving", "hyperband"] = "halving"
     reduction_factor: int = Field(
         2, ge=2, le=16, description="halving / hyperband: keep 1 in this many trials at each rung"

@@ -70,3 +70,31 @@ def test_a_cap_nothing_fits_under_is_a_one_line_error(tmp_path, tiny_overrides, 
     with pytest.raises(ConfigError, match="all over the cap") as info:
         search(cfg, out=tmp_path / "s", quiet=True)
     assert "\n" not in str(info.value)
+
+
+def test_a_variant_study_searches_the_grid_it_is_given(tmp_path, tiny_overrides):
+    """search.space_kwargs: a ground-truth table's grid, so a search runs on the table's space."""
+    grid = "search.space_kwargs={widths: [4], groups: [2], block_types: [basic], blocks: [1]}"
+    cfg = build_config(overrides=[*tiny_overrides, *STUDY, "search.space=resnet-variants", grid])
+    search(cfg, out=tmp_path / "s", quiet=True)
+    for row in read_jsonl(tmp_path / "s" / "trials.jsonl"):
+        genotype = row["genotype"]
+        assert (genotype["width_per_group"], genotype["groups"], genotype["block"]) == (4, 2, "basic")
+        assert set(genotype["blocks"]) == {1}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["search.space=resnet-variants", "search.space_kwargs={depth: [2]}"], "depth"),
+        (["search.space=resnet-variants", "search.space_kwargs={widths: [0]}"], "invalid"),
+        (["search.space=cells", "search.space_kwargs={widths: [4]}"], "not of cells"),
+    ],
+)
+def test_a_grid_the_space_cannot_take_is_refused_before_anything_is_written(
+    tmp_path, tiny_overrides, extra, fragment
+):
+    cfg = build_config(overrides=[*tiny_overrides, *STUDY, *extra])
+    with pytest.raises(ConfigError, match=fragment):
+        search(cfg, out=tmp_path / "s", quiet=True)
+    assert not (tmp_path / "s").exists()

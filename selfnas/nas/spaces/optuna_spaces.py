@@ -55,10 +55,16 @@ class CellStudySpace:
 
 def study_space(search: SearchConfig) -> Any:
     """The space ``search.space`` names, for a TPE / random / evolutionary study."""
+    if search.space_kwargs and search.space not in MACRO_SPACES:
+        spaces = ", ".join(MACRO_SPACES)
+        raise ConfigError(f"search.space_kwargs sets the grid of {spaces}, not of {search.space}")
     if search.space == "cells":
         return CellStudySpace(search)
     if search.space in STUDY_SPACES:
-        return MACRO_SPACES[search.space](scale=search.scale)
+        try:
+            return MACRO_SPACES[search.space](scale=search.scale, **search.space_kwargs)
+        except TypeError as exc:  # a key the space does not have
+            raise ConfigError(f"search.space_kwargs: {exc}".replace("__init__() ", "")[:300]) from None
     raise ConfigError(
         f"--strategy {search.strategy} searches {', '.join(STUDY_SPACES)}; "
         f"the {search.space!r} space is searched with --strategy darts"
