@@ -261,7 +261,8 @@ def search(
     elif resume and out is not None and RunDir(out).config.exists():  # else _prepare says "no run"
         search_cfg = load_run_config(RunDir(out)).search or search_cfg
     if search_cfg.strategy != "darts":
-        study_space(search_cfg)  # a space the settings cannot build is refused before anything is written
+        if search_cfg.space_kwargs:  # a grid the space cannot take is refused before anything is written
+            study_space(search_cfg)
         if distributed.launched():
             raise ConfigError(
                 f"torchrun runs DARTS searches; run a {search_cfg.strategy} study without torchrun "
