@@ -92,6 +92,23 @@ def run_cli(
     return proc
 
 
+def run_cli_together(
+    argvs: list[list[str]], cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 600
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start ``selfnas ARGV`` for each of ``argvs`` at once (as on several machines), wait for all."""
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", **(env or {}))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "selfnas.cli", *argv], cwd=cwd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv in argvs
+    ]  # fmt: skip
+    done = []
+    for proc, argv in zip(procs, argvs, strict=True):
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    return done
+
+
 def run_cli_here(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """Run ``selfnas ARGS`` through the same ``selfnas.cli.main`` in this interpreter, its output
     captured and its exit code kept: for commands that end early (refusing bad input), where a

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, TINY, set_args
+from tests.conftest import REPO, TINY, run_cli_together, set_args
 from tests.tracking.test_end_to_end import MLFLOW, STUDY
 
 pytestmark = pytest.mark.slow
@@ -28,20 +26,13 @@ def test_a_study_two_processes_share_is_one_experiment_with_every_trial_once(
     name = f"t{uuid.uuid4().hex[:8]}"
     runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
     elsewhere.mkdir()  # the processes' cwd: MLflow's default artifact root would be ./mlruns here
-    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+    env = dict(PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
                MLFLOW_TRACKING_URI=fresh_postgres_url, MLFLOW_EXPERIMENT_NAME=EXPERIMENT)  # fmt: skip
     args = ["search", "--storage", postgres_url, "--study-name", name, "--quiet",
             *set_args([*TINY, *STUDY, "search.trials=4", MLFLOW])]  # fmt: skip
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(runs / f"m{i}")],
-                         cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]  # fmt: skip
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-2000:]
-        assert "warning: tracker" not in err, err[-2000:]
+    for done in run_cli_together([[*args, "--out", str(runs / f"m{i}")] for i in range(2)], elsewhere, env):
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "warning: tracker" not in done.stderr, done.stderr[-2000:]
 
     trained = {int(t.name): f"m{i}" for i in range(2) for t in (runs / f"m{i}").glob("trials/[0-9]*")}
     assert len(trained) >= 4  # the budget (one more when a process raced the end and its trial was cancelled)

@@ -22,7 +22,7 @@ from selfnas.nas.optuna.optuna_search import (
 )
 from selfnas.nas.spaces.optuna_spaces import study_space
 from selfnas.rundir import RunDir
-from tests.conftest import REPO, set_args
+from tests.conftest import REPO, run_cli_together, set_args
 
 CELLS = ["search.space=cells", "search.nodes=2", "search.cell_width=4", "search.cell_layers=3",
          "search.trial_epochs=1", "search.pruner=none", "search.label_eval=false"]  # fmt: skip
@@ -60,15 +60,8 @@ def test_two_processes_with_their_own_run_directories_join_one_postgres_study(
     name = f"m{uuid.uuid4().hex[:8]}"
     args = ["search", "--space", "cells", "--strategy", "random", "--trials", "4", "--storage", postgres_url,
             "--study-name", name, "--quiet", *set_args([*tiny_overrides, *CELLS])]  # fmt: skip
-    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "selfnas.cli", *args, "--out", str(tmp_path / f"m{i}")],
-                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]  # fmt: skip
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-2000:]
+    for done in run_cli_together([[*args, "--out", str(tmp_path / f"m{i}")] for i in range(2)]):
+        assert done.returncode == 0, done.stderr[-2000:]
     trials = _trials(postgres_url, name)
     numbers = sorted(t.number for t in trials)
     assert numbers == list(range(len(trials)))  # contiguous: no trial lost
