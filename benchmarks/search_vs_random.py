@@ -45,9 +45,13 @@ from selfnas.groundtruth.simulate import (
     pick_by_score,
     screen_cost,
 )
+from selfnas.groundtruth.study_vs_default import FOUND, with_found
+from selfnas.groundtruth.study_vs_default import run_study as run_search
 from selfnas.groundtruth.table_analysis import score_value
+from selfnas.groundtruth.table_picks import REFERENCE, TRUTH
 from selfnas.groundtruth.tables import Row, TableDir, ensure_rows, row_config
 from selfnas.io import atomic_write_json, read_jsonl
+from selfnas.locks import FileLock
 from selfnas.nas.scoring import DIRECTION
 
 SCORE = "view_retrieval"
@@ -176,9 +180,6 @@ def run_study(
     keep: int,
 ) -> dict[str, Any]:
     """One real study of the default search over the table's space, its find against the baselines."""
-    from study_vs_default import FOUND, REFERENCE, TRUTH, with_found
-    from study_vs_default import run_study as run_search
-
     table = TableDir(tables / space)
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
     folder = work_root / f"{space}.screen{study_seed}"
@@ -186,30 +187,25 @@ def run_study(
         plan, folder, keep, threads, study_seed, {"screen": screen, "screen_keep": keep}
     )
     extended = with_found(plan, study["genotype"])
-    found_dim = (
-        feature_width(row_config(extended, Row(FOUND, 0)).model.model_dump()) if space == "cells" else None
+    found_dim = feature_width(row_config(extended, Row(FOUND, 0)).model.model_dump())
+    extended["archs"].append(  # every space: the default widened to the find's feature width
+        {
+            "id": WIDE_DEFAULT,
+            "genotype": None,
+            "model": equal_width_default(found_dim),
+            "description": f"resnet_small widened to {found_dim} features",
+        }
     )
-    if found_dim is not None:
-        extended["archs"].append(
-            {
-                "id": WIDE_DEFAULT,
-                "genotype": None,
-                "model": equal_width_default(found_dim),
-                "description": f"resnet_small widened to {found_dim} features",
-            }
-        )
     work = TableDir(folder)
     atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
     data_box: dict[str, Any] = {}
     found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
-    wide = (
-        ensure_rows(
-            table, TableDir(work_root / f"{space}.wide"), extended, WIDE_DEFAULT, seeds, threads, data_box
-        )
-        if found_dim is not None
-        else []
-    )
     ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
+    if found_dim == feature_width(row_config(extended, Row(REFERENCE, 0)).model.model_dump()):
+        wide = ref  # the default already gives the probe the find's width
+    else:  # one folder per width: finds of the same width share the widened default's rows
+        wide_dir = TableDir(work_root / f"{space}.wide{found_dim}")
+        wide = ensure_rows(table, wide_dir, extended, WIDE_DEFAULT, seeds, threads, data_box)
     rows = [json.loads(line) for line in (tables / f"{space}.jsonl").read_text().splitlines() if line]
     members = sorted({r["arch"] for r in rows if r["arch"] != REFERENCE})
     test, val = per_arch_mean(rows, "linear_test"), per_arch_mean(rows, "linear_val")
@@ -283,6 +279,26 @@ def summarise(studies: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def record(
+    out: Path, lock_dir: Path, space: str, study: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Merge one finished study into ``out`` (other studies kept, one of the same space and study
+    seed replaced) and rewrite the summary: several ``run`` processes may share the file."""
+    with FileLock(lock_dir):
+        old = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        studies: dict[str, list[dict[str, Any]]] = old.get("studies", {})
+        kept = [s for s in studies.get(space, []) if s["study_seed"] != study["study_seed"]]
+        studies[space] = sorted([*kept, study], key=lambda s: s["study_seed"])
+        result = {
+            "benchmark": "search_vs_random run",
+            "args": {k: str(v) for k, v in vars(args).items()},
+            **summarise(studies),
+            "studies": studies,
+        }
+        atomic_write_json(out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -302,29 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     if args.command == "run":
-        studies: dict[str, list[dict[str, Any]]] = {sp: [] for sp in args.spaces}
         for study_seed in args.study_seeds:  # seed by seed across spaces: results land early
             for sp in args.spaces:
-                studies[sp].append(
-                    run_study(
-                        args.tables,
-                        sp,
-                        args.tables / "studies",
-                        study_seed,
-                        args.seeds,
-                        args.threads,
-                        args.screen,
-                        args.keep,
-                    )
+                study = run_study(
+                    args.tables,
+                    sp,
+                    args.tables / "studies",
+                    study_seed,
+                    args.seeds,
+                    args.threads,
+                    args.screen,
+                    args.keep,
                 )
-                result = {
-                    "benchmark": "search_vs_random run",
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    **summarise(studies),
-                    "studies": studies,
-                    "seconds_this_call": round(time.perf_counter() - start, 1),
-                }
-                atomic_write_json(args.out, result)
+                result = record(args.out, args.tables / "studies", sp, study, args)
         json.dump(result, sys.stdout, indent=1)
         return 0
     result = {

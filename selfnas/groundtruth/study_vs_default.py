@@ -53,8 +53,6 @@ def search_config(
     table = TableConfig.model_validate(plan["config"])
     if table.space not in SEARCH_SPACE:
         raise ConfigError(f"a {table.space} table has no study space; use cells or resnet-variants")
-    if table.space == "resnet-variants" and table.space_kwargs:
-        raise ConfigError("the table's ResNet grid differs from the search's; use a cells table")
     train = table.train.model_dump(mode="json")
     kwargs = table.space_kwargs
     search = {"space": SEARCH_SPACE[table.space], "strategy": "tpe", "trials": trials,
@@ -62,6 +60,8 @@ def search_config(
     if table.space == "cells":
         search |= {"nodes": kwargs.get("nodes", 4), "cell_width": kwargs.get("width", 8),
                    "cell_layers": kwargs.get("layers", 5)}  # fmt: skip
+    elif kwargs:  # the search samples the table's grid, so its finds are members of the table's space
+        search["space_kwargs"] = dict(kwargs)
     train["search"] = search | (extra or {})
     train["run"] |= {"seed": table.sample_seed if seed is None else seed, "threads": threads}
     return train

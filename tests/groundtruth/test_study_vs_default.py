@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import optuna
 import pytest
 
+from selfnas.config import SearchConfig
 from selfnas.errors import ConfigError
 from selfnas.groundtruth.study_vs_default import compare, search_config
 from selfnas.groundtruth.tables import build_table, build_table_config
 from selfnas.io import read_jsonl
 from selfnas.models.genotype import load_genotype
+from selfnas.nas.spaces.optuna_spaces import study_space
 
 from .test_tables import TINY_TABLE
 
@@ -84,3 +87,23 @@ def test_the_study_trains_like_a_table_row_and_takes_its_own_seed():
     assert search["search"] == {"space": "cells", "strategy": "tpe", "trials": 5, "trial_epochs": 4.0,
                                 "nodes": 1, "cell_width": 4, "cell_layers": 3}  # fmt: skip
     assert search_config(plan, trials=5, threads=1, seed=7)["run"]["seed"] == 7
+
+
+def test_a_resnet_tables_grid_becomes_the_searchs_grid_so_every_find_is_a_member_of_the_tables_space():
+    grid = {"blocks": [1], "bottleneck_blocks": [1], "groups": [1, 2], "widths": [4]}
+    overrides = [
+        *(o for o in TINY_TABLE if not o.startswith("table.space_kwargs=")),
+        "table.space=resnet-variants",
+        "table.space_kwargs={blocks: [1], bottleneck_blocks: [1], groups: [1, 2], widths: [4]}",
+    ]
+    plan = {"config": build_table_config({}, overrides).model_dump(mode="json")}
+    search = search_config(plan, trials=2, threads=1)["search"]
+    assert search["space"] == "resnet-variants" and search["space_kwargs"] == grid
+    space = study_space(SearchConfig.model_validate(search))
+    seen = set()
+    for seed in range(20):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+        g = space.suggest(trial)
+        seen.add((tuple(g.blocks), g.groups, g.width_per_group))
+    assert {groups for _, groups, _ in seen} == {1, 2}
+    assert all(set(blocks) == {1} and width == 4 for blocks, _, width in seen)
