@@ -16,6 +16,7 @@ recorded for reporting only. Several processes may build one table: each row is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfnas.config import TrainConfig, apply_override, first_error
+from selfnas.data.splits import carve_validation, limit_images
 from selfnas.data.types import DatasetSplits
 from selfnas.errors import ConfigError, RunDirError, SelfnasError
 from selfnas.eval.probes import probe_features
@@ -204,23 +206,25 @@ class TableTrainer(Trainer):
         atomic_write_json(self.scores_path, saved)
 
 
-def build_row(
-    table: TableDir, plan: dict[str, Any], row: Row, data: DatasetSplits, threads: int | None
-) -> None:
+def build_row(table: TableDir, plan: dict[str, Any], row: Row, data: TableData, threads: int | None) -> None:
     """Train ``row`` (resuming a killed one), then measure its ground truth and write the row."""
     config = row_config(plan, row, threads)
     run = table.run(row)
     resume = run.checkpoint.exists() and run.config.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    trainer = TableTrainer(config, run, TableConfig.model_validate(plan["config"]).score_images, data=data)
+    score_images = TableConfig.model_validate(plan["config"]).score_images
+    trainer = TableTrainer(config, run, score_images, data=data.ssl)
     trainer.fit(resume=resume)
     model = trainer.model.eval()
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
+    labeled = data.truth
+    splits = {name: s for name, s in (("val", labeled.val), ("test", labeled.test)) if s is not None}
     normalize, precision = trainer.augment.normalize, trainer.precision
-    probe = probe_features(model.backbone, normalize, data.train, splits, trainer.device, precision=precision)
+    probe = probe_features(
+        model.backbone, normalize, labeled.train, splits, trainer.device, precision=precision
+    )
     truth = {f"knn_{s}": probe.knn[s] for s in splits} | {
         f"linear_{s}": (probe.linear or {})[s] for s in splits
     }
@@ -236,7 +240,7 @@ def build_row(
         "description": arch["description"],
         "genotype": arch["genotype"],
         "seed": row.seed,
-        **size_scores(model, tuple(data.train.images.shape[1:])),
+        **size_scores(model, tuple(data.ssl.train.images.shape[1:])),
         "scores": scores,
         "truth": truth,
         "collapsed": bool(measured["final"]["scores"]["collapsed"]),
@@ -249,9 +253,33 @@ def build_row(
 # -- the table -------------------------------------------------------------------------------
 
 
-def table_data(config: TableConfig) -> DatasetSplits:
-    """The table's images: one split for every row (seeded by ``sample_seed``, not the row's seed)."""
-    return load_config_data(config.train, seed=config.sample_seed)
+@dataclass(frozen=True)
+class TableData:
+    """A table's images, one split for every row (seeded by ``sample_seed``, not the row's seed):
+    ``ssl`` is what each row pretrains on (its ``val`` what the label-free scores are measured on),
+    ``truth`` the labeled splits its ground truth probes (fitted on ``train``, reported on ``val``
+    and ``test``)."""
+
+    ssl: DatasetSplits
+    truth: DatasetSplits
+
+
+def table_data(config: TableConfig) -> TableData:
+    """The table's images. On a dataset both views are the same splits (the probe fits on the
+    labeled images the rows pretrain on). On a scenario (``data.name=fashion-rotated``, ...) the
+    rows pretrain on its pretraining view (unlabeled and train images, no labels); the truth
+    carves a seeded ``val_fraction`` of its labeled train split as val, fits the probe on
+    ``train_limit`` of the rest and reports its test split."""
+    ssl = load_config_data(config.train, seed=config.sample_seed)
+    if ssl.train.labels is not None:
+        return TableData(ssl, ssl)
+    data, seed = config.train.data, config.sample_seed
+    probe = load_config_data(config.train, seed=seed, pretraining=False, train_limit=None)
+    train, val = carve_validation(probe.train, data.val_fraction, seed)
+    if val is None:
+        raise ConfigError("a table on a scenario needs data.val_fraction > 0: linear_val is its truth")
+    train = limit_images(train, data.train_limit, seed)
+    return TableData(ssl, dataclasses.replace(probe, train=train, val=val))
 
 
 def ensure_rows(
@@ -315,8 +343,8 @@ def open_table(
                 )
             return table, plan
         data = table_data(config)
-        make_plan(config.train, len(data.train))  # a batch larger than the images fails every row
-        plan = sample_table(config, data.train.channels)
+        make_plan(config.train, len(data.ssl.train))  # a batch larger than the images fails every row
+        plan = sample_table(config, data.ssl.train.channels)
         atomic_write_json(table.plan, plan)
         atomic_write_json(table.path / "provenance.json", collect_provenance(config.sample_seed, argv))
         return table, plan
