@@ -10,8 +10,20 @@ random search of the same space at the same compute (the same score choosing amo
 gain is the pick's ``linear_test`` minus the control's, mean over repeats. The reference rows
 are today's default search (TPE, halving pruner) and random search with the score choosing.
 
+``run``: real studies of the screened search (``--screen`` candidates, ``--keep`` trials) over a
+table's space at its budget, one per ``--study-seeds`` (``TABLES/studies/SPACE.screenN``), each
+judged as ``judge`` does; several processes may share ``--out`` (one study seed each).
+
+``judge``: a finished study's find trained with ``--seeds`` at the table's budget (missing rows
+trained, resumable) against the three baselines: random search at equal compute (the study's
+trial epochs, pruned ones included, plus its screening; exact over the table's random members),
+the space's random-architecture median / percentile / RI (``linear_test`` and ``linear_val``, top
+10% by ``linear_val``), and ``resnet_small`` widened to the find's feature width.
+
     python benchmarks/search_vs_random.py simulate --tables benchmarks/tables --repeats 200 \
         --out benchmarks/results_screen_sim.json
+    python benchmarks/search_vs_random.py run --spaces cells --study-seeds 0 1 2 3 4 --threads 1
+    python benchmarks/search_vs_random.py judge --space cells --folders cells cells.study1 cells.study2
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ from selfnas.groundtruth.table_picks import REFERENCE, TRUTH
 from selfnas.groundtruth.tables import Row, TableDir, ensure_rows, row_config
 from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.locks import FileLock
+from selfnas.models.genotype import load_genotype
 from selfnas.nas.scoring import DIRECTION
 
 SCORE = "view_retrieval"
@@ -155,17 +168,28 @@ def per_arch_mean(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {a: float(np.mean(v)) for a, v in values.items()}
 
 
-def spent(study_dir: Path, trial_epochs: float, seconds_per_epoch: float) -> dict[str, float]:
-    """The study's training epochs (pruned ones included) plus its screening in epochs."""
+def spent(
+    study_dir: Path, trial_epochs: float, seconds_per_epoch: float, screen_each: float
+) -> dict[str, float]:
+    """The study's training epochs (pruned and failed ones included, ``search_epochs``) plus its
+    screening, charged at the table's own rate as in the simulation: ``screen_each`` trainings a
+    candidate (the init score's seconds over the training seconds of the same rows, so machine
+    load cancels). The screening's wall seconds at the find's seconds per epoch are shown beside
+    it: they mix the loads of two moments (a screening on a busy machine, a training on a quiet
+    one) and are not charged."""
     trials = read_jsonl(study_dir / "trials.jsonl")
     screen = study_dir / "screen.jsonl"
-    screen_s = sum(r.get("seconds") or 0.0 for r in read_jsonl(screen)) if screen.exists() else 0.0
+    screened = read_jsonl(screen) if screen.exists() else []
+    screen_s = sum(r.get("seconds") or 0.0 for r in screened)
     epochs = search_epochs(trials, trial_epochs)
+    charged = len(screened) * screen_each * trial_epochs
     return {
         "trial_epochs": epochs,
+        "screened": len(screened),
+        "screen_epochs": charged,
         "screen_seconds": round(screen_s, 1),
-        "screen_epochs": screen_s / seconds_per_epoch,
-        "total_epochs": epochs + screen_s / seconds_per_epoch,
+        "screen_epochs_at_measured_seconds": screen_s / seconds_per_epoch,
+        "total_epochs": epochs + charged,
     }
 
 
@@ -180,13 +204,25 @@ def run_study(
     keep: int,
 ) -> dict[str, Any]:
     """One real study of the default search over the table's space, its find against the baselines."""
-    table = TableDir(tables / space)
-    plan = json.loads(table.plan.read_text(encoding="utf-8"))
+    plan = json.loads((tables / space / "plan.json").read_text(encoding="utf-8"))
     folder = work_root / f"{space}.screen{study_seed}"
     study, search_seconds = run_search(
         plan, folder, keep, threads, study_seed, {"screen": screen, "screen_keep": keep}
     )
-    extended = with_found(plan, study["genotype"])
+    judged = judge(tables, space, folder, study["genotype"], seeds, threads)
+    return {"study_seed": study_seed, "search_seconds_this_call": round(search_seconds, 1), **judged}
+
+
+def judge(
+    tables: Path, space: str, folder: Path, genotype: Any, seeds: list[int], threads: int | None
+) -> dict[str, Any]:
+    """A finished study in ``folder`` (its ``search/`` run at the table's budget) against the three
+    baselines: its find trained with ``seeds`` at the table's budget (missing rows trained), the
+    equal-compute random search, the space's random architectures and the default at equal width."""
+    work_root = folder.parent
+    table = TableDir(tables / space)
+    plan = json.loads(table.plan.read_text(encoding="utf-8"))
+    extended = with_found(plan, genotype)
     found_dim = feature_width(row_config(extended, Row(FOUND, 0)).model.model_dump())
     extended["archs"].append(  # every space: the default widened to the find's feature width
         {
@@ -200,6 +236,9 @@ def run_study(
     atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
     data_box: dict[str, Any] = {}
     found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
+    want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
+    if any(r["genotype"] != want for r in found):
+        raise SystemExit(f"search_vs_random: {work.rows} holds rows of another study's find; move it away")
     ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
     if found_dim == feature_width(row_config(extended, Row(REFERENCE, 0)).model.model_dump()):
         wide = ref  # the default already gives the probe the find's width
@@ -215,29 +254,30 @@ def run_study(
     mean = {
         name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
         for name, rs in ((FOUND, found), (REFERENCE, ref), (WIDE_DEFAULT, wide))
-        if rs
     }
     epochs = float(plan["config"]["train"]["optim"]["epochs"])
     per_epoch = statistics.median(r["seconds"]["train"] for r in found) / epochs
-    cost = spent(folder / "search", epochs, per_epoch)
+    each = screen_cost(load_table(tables / f"{space}.jsonl", epochs=epochs), SCORE)
+    cost = spent(folder / "search", epochs, per_epoch, each)
     budget = equal_compute_trainings(cost["total_epochs"], epochs)
     control = random_search_expectation([test[a] for a in usable], score, max(1.0, budget))
     found_test = mean[FOUND]["linear_test"]
+    summary = json.loads((folder / "search" / "study.json").read_text(encoding="utf-8"))
     return {
-        "study_seed": study_seed,
+        "folder": str(folder),
         "seeds": seeds,
-        "search_seconds_this_call": round(search_seconds, 1),
         "find": {
             "description": found[0]["description"],
             "genotype": found[0]["genotype"],
             "params": found[0]["params"],
             "flops": found[0]["flops"],
+            "feature_width": found_dim,
             **mean[FOUND],
             "per_seed_linear_test": [r["truth"]["linear_test"] for r in found],
         },
         "cost": {**cost, "seconds_per_epoch": round(per_epoch, 1), "full_trainings": budget},
-        "trials": study["summary"]["trials"],
-        "screen": study["summary"].get("screen"),
+        "trials": summary["trials"],
+        "screen": summary.get("screen"),
         "random_search": {
             "linear_test": control,
             "trainings": budget,
@@ -251,16 +291,13 @@ def run_study(
             "in_top10_linear_val": in_top(mean[FOUND]["linear_val"], [val[a] for a in usable], 0.10),
         },
         "default": {"params": ref[0]["params"], "flops": ref[0]["flops"], **mean[REFERENCE]},
-        "default_equal_width": (
-            {
-                "params": wide[0]["params"],
-                "flops": wide[0]["flops"],
-                **mean[WIDE_DEFAULT],
-                "rule": EQUAL_WIDTH_RULE,
-            }
-            if wide
-            else None
-        ),
+        "default_equal_width": {
+            "params": wide[0]["params"],
+            "flops": wide[0]["flops"],
+            **mean[WIDE_DEFAULT],
+            "rule": EQUAL_WIDTH_RULE,
+            "same_as_default": wide is ref,
+        },
     }
 
 
@@ -315,8 +352,30 @@ def main(argv: list[str] | None = None) -> int:
     real.add_argument("--keep", type=int, default=2)
     real.add_argument("--threads", type=int, default=None)
     real.add_argument("--out", type=Path, default=Path("benchmarks/results_search_vs_random.json"))
+    old = sub.add_parser("judge", help="finished studies' finds against the same baselines")
+    old.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
+    old.add_argument("--space", default="cells")
+    old.add_argument("--folders", nargs="+", default=["cells", "cells.study1", "cells.study2"])
+    old.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    old.add_argument("--threads", type=int, default=None)
+    old.add_argument("--out", type=Path, default=Path("benchmarks/results_study_baselines.json"))
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    if args.command == "judge":
+        judged = []
+        for name in args.folders:
+            folder = args.tables / "studies" / name
+            genotype = load_genotype(folder / "search" / "genotype.json")
+            judged.append(judge(args.tables, args.space, folder, genotype, args.seeds, args.threads))
+        result = {
+            "benchmark": "search_vs_random judge",
+            "args": {k: str(v) for k, v in vars(args).items()},
+            **summarise({args.space: judged}),
+            "studies": {args.space: judged},
+        }
+        atomic_write_json(args.out, result)
+        json.dump(result, sys.stdout, indent=1)
+        return 0
     if args.command == "run":
         for study_seed in args.study_seeds:  # seed by seed across spaces: results land early
             for sp in args.spaces:
