@@ -44,11 +44,16 @@ def equal_compute_trainings(spent_epochs: float, epochs_per_training: float) -> 
 def search_epochs(trials: Sequence[Mapping[str, Any]], trial_epochs: float) -> float:
     """Training epochs a study's trials spent: ``trial_epochs`` for a completed (or failed after
     training) trial, the last reported epoch for a pruned one, nothing for a trial cancelled or over
-    the size cap before it trained. ``trials`` are ``trials.jsonl`` rows (``state``,
-    ``intermediate``: epoch -> value, ``cancelled``, ``over_cap``)."""
+    the size cap before it trained, nothing for a failed trial that was retried (its worker died:
+    a crash of the machine, not a choice of the search; the retry trains from scratch and is
+    charged). ``trials`` are ``trials.jsonl`` rows (``number``, ``state``, ``intermediate``: epoch
+    -> value, ``cancelled``, ``over_cap``, ``retry_of``)."""
+    retried = {t.get("retry_of") for t in trials if t.get("retry_of") is not None}
     spent = 0.0
     for t in trials:
         if t.get("over_cap") or t.get("cancelled"):
+            continue
+        if t.get("state") == "FAIL" and t.get("number") in retried:
             continue
         reported = [float(k) for k in (t.get("intermediate") or {})]
         if t.get("state") == "COMPLETE":

@@ -56,11 +56,13 @@ def test_equal_compute_counts_pruned_epochs_and_not_skipped_trials() -> None:
         {"state": "PRUNED", "intermediate": {}, "over_cap": True, "cancelled": "over the cap"},
         {"state": "FAIL", "intermediate": {}, "cancelled": "budget taken"},
         {"state": "FAIL", "intermediate": {"1": 0.0, "2": 0.0}},  # collapsed after two epochs
+        {"number": 7, "state": "FAIL", "intermediate": {"1": -0.1, "2": -0.2, "3": -0.3}},  # worker died
+        {"number": 8, "state": "PRUNED", "intermediate": {"1": -0.1, "2": -0.2}, "retry_of": 7},
     ]
     spent = search_epochs(trials, trial_epochs=4)
-    assert spent == 4 + 1 + 2
-    # a random search given these epochs (plus one epoch of screening) trains exactly 2 rows' worth
-    assert equal_compute_trainings(spent + 1, 4) == 2.0
+    assert spent == 4 + 1 + 2 + 2  # the retry is charged, the crashed run it replaced is not
+    # a random search given these epochs (plus three epochs of screening) trains exactly 3 rows' worth
+    assert equal_compute_trainings(spent + 3, 4) == 3.0
     with pytest.raises(SelfnasError):
         equal_compute_trainings(1, 0)
 
