@@ -7,9 +7,13 @@ on the scenario's images, labels dropped, and ranks them by a label-free score (
 score, view retrieval) on a held-out part of those images: no label is seen. With ``--cap flops``
 (the default) only backbones needing no more FLOPs per image than the default ``resnet_small`` are
 trained, so a win is not a bigger network. The control is random search of the same space at equal
-compute: the same cap, the same score choosing among its completed trials, no pruner, and as many
-trials as the search's spent epochs pay for (completed and pruned epochs counted,
-``selfnas/groundtruth/baselines.py``; rounded to whole trials, both epoch counts in the JSON). Then
+compute: the same cap, the same score choosing among its completed trials, no pruner, and the
+trials the search's spent epochs pay for (completed and pruned epochs counted, a retried crash not:
+``selfnas/groundtruth/baselines.py``): ``ceil(b)`` trials run, and the result is the score's pick
+among the first ``floor(b)`` with weight ``1 - frac(b)`` and among all ``ceil(b)`` with ``frac(b)``,
+so on average it trains exactly the search's epochs. The control shares the search's seed, so
+TPE's random start-up trials and the control's first trials coincide (a paired comparison); it is
+one random study per scenario, so a per-scenario win is one draw, not an expectation. Then
 the found backbone, the random search's pick and ``resnet_small`` are each pretrained at the same
 budget with several seeds, and a linear probe (weight decay by 5-fold cross-validation) on the
 scenario's labeled train split is reported on its test split. Both studies are kept in
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -45,8 +50,9 @@ from selfnas.eval.zero_cost import flops_per_image, param_count
 from selfnas.groundtruth.baselines import percentile, search_epochs
 from selfnas.io import atomic_write_json, atomic_write_text, read_jsonl
 from selfnas.models.backbones import create_backbone
-from selfnas.models.genotype import load_genotype
+from selfnas.models.genotype import genotype_from_json, load_genotype
 from selfnas.nas.optuna.optuna_search import run_search_study
+from selfnas.nas.scoring import DIRECTION
 from selfnas.nas.spaces.macro import MACRO_SPACES
 from selfnas.rundir import RunDir
 from selfnas.training.trainer import Trainer
@@ -130,6 +136,15 @@ def model_overrides(space_name: str, genotype) -> list[str]:
     ]
 
 
+def pick_first(trials: list[dict], k: int, score: str) -> dict:
+    """The trial a random search of ``k`` trainings returns: the best by ``score`` (its direction
+    applied) among its first ``k`` completed trials."""
+    done = sorted((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["number"])[: max(1, k)]
+    if not done:
+        raise SystemExit("per_target: the random search completed no trial")
+    return max(done, key=lambda t: DIRECTION[score] * t["scores"][score])
+
+
 def trial_rows(trials: list[dict], probes: dict[int, float]) -> list[dict]:
     keep = ("number", "state", "value", "genotype", "intermediate", "over_cap")
     return [
@@ -186,22 +201,34 @@ def main() -> None:
         )
         search_s = time.perf_counter() - t_search
         spent = search_epochs(trials, args.trial_epochs)
-        n_random = max(1, round(spent / args.trial_epochs))
-        _, r_trials, r_genotype = run_study(
+        budget = max(1.0, spent / args.trial_epochs)  # full trials the search's epochs pay for
+        n_random = math.ceil(budget)
+        _, r_trials, _ = run_study(
             work / "random",
             [*study, "search.strategy=random", "search.pruner=none", f"search.trials={n_random}"],
             splits,
         )
+        # floor(budget) trials with probability 1 - frac, ceil(budget) with frac: as many epochs as the
+        # search on average; each way the score picks among the first trained trials
+        lo, frac = math.floor(budget), budget - math.floor(budget)
+        picks = {"lo": pick_first(r_trials, lo, args.score), "hi": pick_first(r_trials, n_random, args.score)}
+        weights = {"lo": 1.0 - frac, "hi": frac}
+        r_genotype = genotype_from_json(picks["lo"]["genotype"])
         update = MACRO_SPACES[args.space](scale="small").model_update(genotype)
         entry = {"found": genotype.describe(), "random_search_pick": r_genotype.describe(),
+                 "random_search_picks": {k: {"trial": t["number"], "weight": weights[k],
+                                             "architecture": genotype_from_json(t["genotype"]).describe()}
+                                         for k, t in picks.items()},
                  "search_seconds_this_call": round(search_s, 1),
                  "search_trials": summary["trials"], "over_cap": summary.get("over_cap"),
-                 "equal_compute": {"search_epochs": spent, "random_trials": n_random,
+                 "equal_compute": {"search_epochs": spent, "budget_trials": budget, "random_trials": n_random,
                                    "random_epochs": search_epochs(r_trials, args.trial_epochs)},
                  "found_size": backbone_size(update["backbone"], update["backbone_kwargs"], shape),
                  "default_size": default_size, "per_seed": []}  # fmt: skip
-        arms = {"found": model_overrides(args.space, genotype),
-                "random": model_overrides(args.space, r_genotype), "default": []}  # fmt: skip
+        arms = {"found": model_overrides(args.space, genotype), "default": [],
+                "random": model_overrides(args.space, r_genotype)}  # fmt: skip
+        if picks["hi"]["number"] != picks["lo"]["number"] and frac > 0:  # the last trial won: both picks
+            arms["random_hi"] = model_overrides(args.space, genotype_from_json(picks["hi"]["genotype"]))
         for seed in args.seeds:
             train = [*common, f"optim.epochs={args.epochs}", f"run.seed={seed}"]
             for arm, model in arms.items():
@@ -213,6 +240,8 @@ def main() -> None:
             print(json.dumps({name: entry["per_seed"][-1]}), flush=True)
         for arm in arms:
             entry[f"{arm}_mean"] = statistics.fmean(s[f"{arm}_linear_test"] for s in entry["per_seed"])
+        if "random_hi" in arms:  # the random search's expected accuracy at the search's epochs
+            entry["random_mean"] = (1 - frac) * entry["random_mean"] + frac * entry.pop("random_hi_mean")
         entry["found_wins"] = entry["found_mean"] > entry["default_mean"]
         entry["gain_vs_random_search"] = entry["found_mean"] - entry["random_mean"]
         found_probes = probe_trials(work / "search", trials, splits, scenario, cache)
