@@ -138,7 +138,10 @@ def simulate_all(tables: Path, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for space in SPACES:
         path = tables / f"{space}.jsonl"
-        table = load_table(path, epochs=table_epochs(path))
+        # the space's random members only: the hand-crafted default is not a member (cells) and
+        # the control never draws it, so no strategy may train it either
+        members = [r for r in read_jsonl(path) if r["arch"] != REFERENCE]
+        table = load_table(members, epochs=table_epochs(path))
         each = screen_cost(table, SCORE)
         rows = [
             run_setting(table, "tpe", repeats, 10.0, score=SCORE, eta=2, startup=5, multivariate=True),
@@ -150,6 +153,12 @@ def simulate_all(tables: Path, repeats: int) -> dict[str, Any]:
                 continue
             rows.append(
                 run_setting(table, "screen", repeats, 10.0, screen=screen, keep=keep, score=SCORE, eta=eta)
+            )
+        for screen, keep in ((20, 2), (40, 2), (40, 4), (80, 2)):  # pools drawn with replacement
+            rows.append(
+                run_setting(
+                    table, "screen", repeats, 10.0, screen=screen, keep=keep, score=SCORE, eta=2, replace=True
+                )
             )
         out[space] = {"n": table.n, "screen_cost": each, "top5_threshold": table.threshold, "settings": rows}
     return out
@@ -380,6 +389,32 @@ def record(
     return result
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """One row a study: the find (3-seed means, linear test) beside the three baselines."""
+
+    def pct(x: float | None) -> str:
+        return "pending" if x is None else f"{100 * x:.2f}"
+
+    lines = [
+        "| space | study | find, linear test (val) | equal-compute random search (trainings) | gain "
+        "| random median (find's percentile, RI) | top 10% by val | default at equal width | default |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for space, studies in results["studies"].items():
+        for s in studies:
+            f, r, ra = s["find"], s["random_search"], s["random_architectures"]
+            wide = s.get("default_equal_width")
+            name = s.get("study_seed", Path(s.get("folder", "?")).name)
+            lines.append(
+                f"| {space} | {name} | {pct(f['linear_test'])} ({pct(f['linear_val'])}) "
+                f"| {pct(r['linear_test'])} ({r['trainings']:.2f}) | {100 * s['gain_vs_random_search']:+.2f} "
+                f"| {pct(ra['linear_test']['random_median'])} ({ra['linear_test']['percentile']:.1f}th, "
+                f"{ra['linear_test']['ri']:+.2f}%) | {'yes' if ra['in_top10_linear_val'] else 'no'} "
+                f"| {pct(wide['linear_test']) if wide else 'pending'} | {pct(s['default']['linear_test'])} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -406,8 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     old.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     old.add_argument("--threads", type=int, default=None)
     old.add_argument("--out", type=Path, default=Path("benchmarks/results_study_baselines.json"))
+    show = sub.add_parser("markdown", help="the results file as a RESULTS.md table")
+    show.add_argument("files", type=Path, nargs="+")
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    if args.command == "markdown":
+        for path in args.files:
+            print(markdown(json.loads(path.read_text(encoding="utf-8"))))
+        return 0
     if args.command == "judge":
         judged = []
         for name in args.folders:

@@ -351,21 +351,28 @@ def screen_search(
     score: str = "view_retrieval",
     cost: float | None = None,
     eta: int | None = None,
+    replace: bool = False,
 ) -> Trace:
     """Screen, then train the few: ``screen`` architectures drawn at random (``first`` among them)
     are scored at initialisation (``score`` at ``init``, no training) for ``cost`` each (default
     :func:`screen_cost`); the best ``keep`` are then trained in that order at the full budget.
     With ``eta`` the trained ones pass a halving rung first: each gets one epoch, the best
     ``ceil(keep / eta)`` by ``score`` at ``epoch1`` continue to the full budget (a promoted run
-    continues, paying only the difference). Costs in full-training equivalents."""
+    continues, paying only the difference). With ``replace`` the pool is drawn with replacement
+    (each draw paid), as from a space much larger than the table: the table's distribution without
+    the certainty that its best member is screened. Costs in full-training equivalents."""
     direction = DIRECTION.get(score, 0.0)
     if direction == 0.0:
         raise SelfnasError(f"screening needs a score with a direction, got {score!r}")
     if screen < 1 or keep < 1:
         raise SelfnasError(f"screening needs screen >= 1 and keep >= 1, got {screen} and {keep}")
-    pool = _order(table, rng, first)[:screen]
-    each = screen_cost(table, score) if cost is None else float(cost)
-    spent = len(pool) * each
+    if replace:
+        draws = [int(i) for i in rng.choice(table.n, screen, replace=True)]
+        spent = len(draws) * (screen_cost(table, score) if cost is None else float(cost))
+        pool = list(dict.fromkeys([*first, *draws]))[:screen]
+    else:
+        pool = _order(table, rng, first)[:screen]
+        spent = len(pool) * (screen_cost(table, score) if cost is None else float(cost))
 
     alive = sorted(pool, key=lambda i: -_goodness(table, i, score, "init"))[:keep]
     trained = 0.0

@@ -17,6 +17,7 @@ from selfnas.groundtruth.simulate import (
     load_table,
     random_search,
     regret_curve,
+    screen_search,
     simulate,
     tpe_search,
 )
@@ -197,3 +198,24 @@ def test_tpe_with_the_halving_pruner_pays_an_epoch_per_pruned_trial(tmp_path: Pa
     assert 0 < sum(found) < 10
     with pytest.raises(SelfnasError, match="needs a score"):
         tpe_search(t, 5, np.random.default_rng(0), eta=2)
+
+
+def test_screening_a_pool_drawn_with_replacement_pays_every_draw_and_trains_distinct_members(
+    tmp_path: Path,
+) -> None:
+    t = table(tmp_path, NINE, epochs=4)
+    rng = np.random.default_rng(3)
+    # 30 draws from 9 members: every draw paid (0.01 each); the best 2 distinct by the init score
+    trace = screen_search(t, 40, rng, screen=30, keep=2, score="rankme", cost=0.01, replace=True)
+    assert [i for _, i in trace] == [2, 7]  # 0.72 and 0.70: 30 draws see all nine almost surely
+    assert trace[0][0] == pytest.approx(30 * 0.01 + 1.0) and trace[1][0] == pytest.approx(0.3 + 2.0)
+    # without replacement the pool is at most the table: 9 paid
+    trace = screen_search(t, 40, rng, screen=30, keep=2, score="rankme", cost=0.01)
+    assert trace[0][0] == pytest.approx(9 * 0.01 + 1.0)
+    # a small pool drawn with replacement may miss the best: over many draws it sometimes does
+    firsts = {
+        screen_search(t, 40, np.random.default_rng(s), screen=3, keep=1, score="rankme", cost=0.0,
+                      replace=True)[0][1]
+        for s in range(50)
+    }  # fmt: skip
+    assert 2 in firsts and len(firsts) > 1
