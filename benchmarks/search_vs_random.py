@@ -67,10 +67,10 @@ from selfnas.groundtruth.simulate import (
     pick_by_score,
     screen_cost,
 )
-from selfnas.groundtruth.study_vs_default import FOUND, with_found
+from selfnas.groundtruth.study_vs_default import FOUND, train_find, truth_means, with_found
 from selfnas.groundtruth.study_vs_default import run_study as run_search
 from selfnas.groundtruth.table_analysis import score_value
-from selfnas.groundtruth.table_picks import REFERENCE, TRUTH
+from selfnas.groundtruth.table_picks import REFERENCE
 from selfnas.groundtruth.tables import Row, TableDir, ensure_rows, row_config
 from selfnas.io import atomic_write_json, read_jsonl
 from selfnas.locks import FileLock
@@ -311,24 +311,14 @@ def judge(
     work_root = folder.parent
     table = TableDir(tables / space)
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
-    extended = with_found(plan, genotype)
-    found_dim = feature_width(row_config(extended, Row(FOUND, 0)).model.model_dump())
-    extended["archs"].append(  # every space: the default widened to the find's feature width
-        {
-            "id": WIDE_DEFAULT,
-            "genotype": None,
-            "model": equal_width_default(found_dim),
-            "description": f"resnet_small widened to {found_dim} features",
-        }
-    )
-    work = TableDir(folder)
-    atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
-    data_box: dict[str, Any] = {}
-    found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
-    want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
-    if any(r["genotype"] != want for r in found):
-        raise SystemExit(f"search_vs_random: {work.rows} holds rows of another study's find; move it away")
-    ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
+    found_dim = feature_width(row_config(with_found(plan, genotype), Row(FOUND, 0)).model.model_dump())
+    wide_arch = {  # every space: the default widened to the find's feature width
+        "id": WIDE_DEFAULT,
+        "genotype": None,
+        "model": equal_width_default(found_dim),
+        "description": f"resnet_small widened to {found_dim} features",
+    }
+    extended, found, ref, data_box = train_find(table, folder, plan, genotype, seeds, threads, [wide_arch])
     if found_dim == feature_width(row_config(extended, Row(REFERENCE, 0)).model.model_dump()):
         wide = ref  # the default already gives the probe the find's width
     else:  # one folder per width: finds of the same width share the widened default's rows
@@ -345,11 +335,7 @@ def judge(
     seed0 = {r["arch"]: r for r in rows if r["seed"] == 0}
     usable = [a for a in members if a in test and a in seed0]
     score = [DIRECTION[SCORE] * float(seed0[a]["scores"][SCORE]["final"]) for a in usable]
-    mean = {
-        name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
-        for name, rs in ((FOUND, found), (REFERENCE, ref), (WIDE_DEFAULT, wide))
-        if rs is not None
-    }
+    mean = truth_means({FOUND: found, REFERENCE: ref, WIDE_DEFAULT: wide})
     epochs = float(plan["config"]["train"]["optim"]["epochs"])
     trial_epochs = read_config_file(folder / "search.yaml")["search"]["trial_epochs"]
     if float(trial_epochs) != epochs:

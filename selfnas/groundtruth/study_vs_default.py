@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,41 @@ def with_found(plan: dict[str, Any], genotype: Any) -> dict[str, Any]:
     return {**plan, "archs": archs}
 
 
+def train_find(
+    table: TableDir,
+    folder: Path,
+    plan: dict[str, Any],
+    genotype: Any,
+    seeds: list[int],
+    threads: int | None,
+    extra_archs: Sequence[dict[str, Any]] = (),
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The find's rows and the table default's, with ``seeds`` at the table's budget (missing ones
+    trained, resumable) in ``folder``: the table's plan extended with the find (and
+    ``extra_archs``), its rows, the default's rows, and the loaded data for more rows. A folder
+    holding rows of another find is refused."""
+    extended = with_found(plan, genotype)
+    extended["archs"].extend(extra_archs)
+    work = TableDir(folder)
+    atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
+    data_box: dict[str, Any] = {}
+    found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
+    want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
+    if any(r["genotype"] != want for r in found):
+        raise RunDirError(f"{work.rows} holds rows of another study's find; move it away")
+    ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
+    return extended, found, ref, data_box
+
+
+def truth_means(rows: dict[str, list[dict[str, Any]] | None]) -> dict[str, dict[str, float]]:
+    """Each named group's :data:`TRUTH` averaged over its rows (seeds); a ``None`` group left out."""
+    return {
+        name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
+        for name, rs in rows.items()
+        if rs is not None
+    }
+
+
 def compare(
     tables: Path,
     space: str,
@@ -127,17 +163,8 @@ def compare(
     plan = json.loads(table.plan.read_text(encoding="utf-8"))
     folder = work_root / (space if study_seed is None else f"{space}.study{study_seed}")
     study, search_seconds = run_study(plan, folder, trials, threads, study_seed)
-    extended = with_found(plan, study["genotype"])
-    work = TableDir(folder)
-    atomic_write_json(work.plan, {**extended, "rows": [[FOUND, s] for s in seeds]})
-    data_box: dict[str, Any] = {}
-    ref = ensure_rows(table, work, extended, REFERENCE, seeds, threads, data_box)
-    found = ensure_rows(table, work, extended, FOUND, seeds, threads, data_box)
-    want = next(a["genotype"] for a in extended["archs"] if a["id"] == FOUND)
-    if any(r["genotype"] != want for r in found):
-        raise RunDirError(f"{work.rows} holds rows of another study's best; move it away")
-    mean = {name: {k: statistics.mean(r["truth"][k] for r in rs) for k in TRUTH}
-            for name, rs in ((REFERENCE, ref), (FOUND, found))}  # fmt: skip
+    _, found, ref, _ = train_find(table, folder, plan, study["genotype"], seeds, threads)
+    mean = truth_means({REFERENCE: ref, FOUND: found})
     summary = study["summary"]
     return {
         "found": {
