@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from search_vs_random import FIDELITIES, SCORE, run_setting, table_epochs
+from search_vs_random import FIDELITIES, SCORE, plan_epochs, run_setting
 
 from selfnas.groundtruth.copula import cross_seed_attenuation, draw_space, fit_copula, nearest_correlation
 from selfnas.groundtruth.simulate import load_table, screen_cost
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     for space in ("cells", "resnet"):
         path = args.tables / f"{space}.jsonl"
         rows = [r for r in read_jsonl(path) if r["arch"] != REFERENCE]
-        table = load_table(rows, epochs=table_epochs(path))
+        table = load_table(rows, epochs=plan_epochs(path))
         each = screen_cost(table, SCORE)
         attenuation = cross_seed_attenuation(rows, SCORE, FIDELITIES)
         base = fit_copula(table, SCORE, FIDELITIES, attenuation=attenuation)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from selfnas.groundtruth.quality_report import measure_score_quality
-from selfnas.groundtruth.table_analysis import DEFAULT_EPOCHS, RESAMPLES, compact_json
+from selfnas.groundtruth.table_analysis import RESAMPLES, compact_json
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tables", type=Path, default=Path("benchmarks/tables"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results_score_quality.json"))
     ap.add_argument("--figure", type=Path, default=Path("docs/score_quality.png"))
-    ap.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS, help="training epochs of a row")
+    ap.add_argument(
+        "--epochs", type=float, default=None, help="a row's training epochs (default: each table's plan.json)"
+    )
     ap.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = ap.parse_args(argv)

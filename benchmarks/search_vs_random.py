@@ -69,7 +69,7 @@ from selfnas.groundtruth.simulate import (
 )
 from selfnas.groundtruth.study_vs_default import FOUND, train_find, truth_means, with_found
 from selfnas.groundtruth.study_vs_default import run_study as run_search
-from selfnas.groundtruth.table_analysis import score_value
+from selfnas.groundtruth.table_analysis import score_value, table_epochs
 from selfnas.groundtruth.table_picks import REFERENCE
 from selfnas.groundtruth.tables import Row, TableDir, ensure_rows, row_config
 from selfnas.io import atomic_write_json, read_jsonl
@@ -82,9 +82,12 @@ FIDELITIES = ("init", "epoch1", "final")  # the screened search's: screen, halvi
 SPACES = ("cells", "resnet")
 
 
-def table_epochs(path: Path) -> float:
-    plan = json.loads((path.with_suffix("") / "plan.json").read_text(encoding="utf-8"))
-    return float(plan["config"]["train"]["optim"]["epochs"])
+def plan_epochs(path: Path) -> float:
+    """The table's training epochs from its ``plan.json`` (no default: a wrong budget skews costs)."""
+    epochs, source = table_epochs(path)
+    if source == "default":
+        raise SystemExit(f"search_vs_random: {path.with_suffix('')}/plan.json is missing or unreadable")
+    return epochs
 
 
 def random_members(table: SimTable) -> np.ndarray:
@@ -160,7 +163,7 @@ def simulate_all(tables: Path, repeats: int) -> dict[str, Any]:
         # the space's random members only: the hand-crafted default is not a member (cells) and
         # the control never draws it, so no strategy may train it either
         members = [r for r in read_jsonl(path) if r["arch"] != REFERENCE]
-        table = load_table(members, epochs=table_epochs(path))
+        table = load_table(members, epochs=plan_epochs(path))
         each = screen_cost(table, SCORE)
         rows = [
             run_setting(table, "tpe", repeats, 10.0, score=SCORE, eta=2, startup=5, multivariate=True),

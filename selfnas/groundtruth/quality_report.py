@@ -19,13 +19,13 @@ from typing import Any
 
 from selfnas.groundtruth.table_analysis import (
     BASELINE_FIDELITY,
-    DEFAULT_EPOCHS,
     FIDELITIES,
     RESAMPLES,
     analyse_table,
     choose_default_score,
     jsonable,
     read_table,
+    table_epochs,
     table_paths,
 )
 from selfnas.io import atomic_write_json
@@ -43,11 +43,16 @@ HEADLINE = "linear_val"
 
 
 def analyse_folder(
-    folder: Path, epochs: float = DEFAULT_EPOCHS, resamples: int = RESAMPLES, seed: int = 0
+    folder: Path, epochs: float | None = None, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, Any]:
+    """Every table of ``folder``; a row's training epochs from each table's ``plan.json`` unless
+    ``epochs`` is given (the cost of an epoch divides by them)."""
     spaces = {}
     for path in table_paths(folder):
-        spaces[path.stem] = {"table": str(path), **analyse_table(read_table(path), epochs, resamples, seed)}
+        budget, source = (epochs, "--epochs") if epochs else table_epochs(path)
+        analysed = analyse_table(read_table(path), budget, resamples, seed)
+        analysed["cost"]["epochs_from"] = source
+        spaces[path.stem] = {"table": str(path), **analysed}
     return {
         "benchmark": "score_quality",
         "tables": str(folder),
@@ -181,7 +186,7 @@ def measure_score_quality(
     tables: Path,
     out: Path,
     figure: Path,
-    epochs: float = DEFAULT_EPOCHS,
+    epochs: float | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from selfnas.config import SearchConfig
 from selfnas.groundtruth.simulate import BAND, TOP_FRACTION, SimTable, load_table, simulate
-from selfnas.groundtruth.table_analysis import DEFAULT_EPOCHS, jsonable, table_paths
+from selfnas.groundtruth.table_analysis import jsonable, table_epochs, table_paths
 from selfnas.io import atomic_write_json
 from selfnas.nas.optuna.optuna_search import TPE_OPTIONS
 from selfnas.render.plots import pyplot, save_figure
@@ -46,15 +46,6 @@ class Replay:
     eta: int = 3  # halving keeps the top 1/eta at each rung
     bracket: int = 9  # architectures a halving bracket starts with
     epochs: float | None = None  # full budget (None: each table's plan.json)
-
-
-def table_epochs(path: Path, default: float = DEFAULT_EPOCHS) -> tuple[float, str]:
-    """The full training budget of a table (``<stem>/plan.json``, else ``default``) and its source."""
-    plan = path.with_suffix("") / "plan.json"
-    try:
-        return float(json.loads(plan.read_text())["config"]["train"]["optim"]["epochs"]), str(plan)
-    except (OSError, KeyError, TypeError, ValueError):
-        return float(default), "default"
 
 
 def notes(table: SimTable, trials: int) -> list[str]:

@@ -346,6 +346,16 @@ def score_costs(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]
     return out
 
 
+def table_epochs(path: Path, default: float = DEFAULT_EPOCHS) -> tuple[float, str]:
+    """The full training budget of a table file (``<stem>/plan.json``, else ``default``) and where
+    it came from."""
+    plan = Path(path).with_suffix("") / "plan.json"
+    try:
+        return float(json.loads(plan.read_text())["config"]["train"]["optim"]["epochs"]), str(plan)
+    except (OSError, KeyError, TypeError, ValueError):
+        return float(default), "default"
+
+
 def epoch_cost(rows: Sequence[Mapping[str, Any]], epochs: float = DEFAULT_EPOCHS) -> dict[str, Any]:
     """Seconds of one training epoch: mean of ``seconds.train / epochs`` over the rows, and the same
     after subtracting every score second timed during training; the training seconds each fidelity

@@ -45,3 +45,21 @@ def test_the_report_writes_results_and_a_figure_for_full_partial_and_missing_spa
     # an empty folder: still a JSON and a figure
     empty, _ = measure_score_quality(tmp_path / "none", out, figure, resamples=10)
     assert empty["spaces"] == {} and _strict(out.read_text())["spaces"] == {} and figure.exists()
+
+
+def test_an_epoch_costs_the_training_seconds_over_the_epochs_each_tables_plan_trained(tmp_path):
+    folder = tmp_path / "tables"
+    rows = [make_row(f"a{i}", 0, y, {"rankme": y}, train=120.0) for i, y in enumerate(LINEAR)]
+    write_jsonl(folder / "cells.jsonl", rows)
+    write_jsonl(folder / "heads.jsonl", rows)
+    (folder / "cells").mkdir()
+    (folder / "cells" / "plan.json").write_text(json.dumps({"config": {"train": {"optim": {"epochs": 4}}}}))
+    out, figure = tmp_path / "sq.json", tmp_path / "sq.png"
+    results, _ = measure_score_quality(folder, out, figure, resamples=10)
+    cells, heads = results["spaces"]["cells"]["cost"], results["spaces"]["heads"]["cost"]
+    assert (cells["epochs"], cells["epochs_from"]) == (4.0, str(folder / "cells" / "plan.json"))
+    assert cells["epoch_seconds"] == pytest.approx(30.0)
+    assert (heads["epochs"], heads["epochs_from"]) == (6.0, "default")  # no plan: the tables' default
+    assert heads["epoch_seconds"] == pytest.approx(20.0)
+    forced, _ = measure_score_quality(folder, out, figure, epochs=2, resamples=10)
+    assert forced["spaces"]["cells"]["cost"]["epoch_seconds"] == pytest.approx(60.0)
