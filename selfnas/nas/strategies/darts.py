@@ -35,6 +35,7 @@ from selfnas.nas.spaces.heads import SearchHead, head_spaces
 from selfnas.render.plots import plot_alpha_evolution
 from selfnas.ssl.base import SSLMethod
 from selfnas.training.builder import assemble_method, head_specs
+from selfnas.training.memory import available_bytes, check_step_fits, step_bytes
 from selfnas.training.trainer import Trainer, stream_seed
 
 
@@ -256,6 +257,31 @@ class CellSearchTrainer(HeadSearchTrainer):
     and second order unrolls every weight, as in DARTS."""
 
     arch_step_freezes_backbone = False
+
+    def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse a supernet whose training step cannot fit in the memory left (one line), before
+        the kernel kills the run mid-step (see :mod:`selfnas.training.memory`)."""
+        search, local = self._search(), self.config.optim.batch_size // self.world
+        model = getattr(self.model, "module", self.model)  # under DDP: the network it wraps
+
+        def views(b: int) -> tuple[torch.Tensor, ...]:
+            return self.augment(self.images[:b], torch.Generator().manual_seed(0))
+
+        with autocast(self.device, self.precision):
+            needed = step_bytes(model, views, local)
+        note = check_step_fits(
+            f"the cells supernet ({search.cell_layers} cells of width {search.cell_width})",
+            needed,
+            available_bytes(self.device),
+            local,
+            ", search.cell_width or search.cell_layers, or train on a machine with more memory",
+        )
+        if note:  # logged with the thread count when training starts
+            self.threads_note = f"{self.threads_note}\n{note}" if self.threads_note else note
 
     def build_model(self, in_channels: int) -> SSLMethod:
         cfg, search = self.config, self._search()
