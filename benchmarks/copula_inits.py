@@ -3,9 +3,11 @@
 The init score's seed noise is as large as its spread between architectures (the tables' 9
 architectures trained with 3 seeds). Averaging it over ``k`` initialisations raises its
 reliability by Spearman-Brown, ``rel_k = k rel / (1 + (k - 1) rel)``, so its correlation with
-everything else by ``sqrt(rel_k / rel)``. This script raises the init column of each table's
-cross-seed copula (``selfnas/groundtruth/copula.py``) that way and runs the screened search on fresh
-drawn spaces as ``search_vs_random.py simulate`` does, charging ``k`` screenings per candidate.
+the truth by ``sqrt(rel_k / rel)`` (at most ``sqrt(rel_k)``; its correlation with the other
+fidelities, which share one training run, is left as measured). This script raises the init
+column of each table's cross-seed copula (``selfnas/groundtruth/copula.py``) that way and runs the
+screened search on fresh drawn spaces as ``search_vs_random.py simulate`` does, charging ``k``
+screenings per candidate.
 
     python benchmarks/copula_inits.py --repeats 200 --out benchmarks/results_copula_inits.json
 """
@@ -61,12 +63,20 @@ def main(argv: list[str] | None = None) -> int:
         attenuation = cross_seed_attenuation(rows, SCORE, FIDELITIES)
         base = fit_copula(table, SCORE, FIDELITIES, attenuation=attenuation)
         rel = init_reliability(rows)
+        if not 0 < rel < 1:
+            raise SystemExit(f"copula_inits: {space}: init reliability {rel:.2f} is outside (0, 1)")
+        truth = slice(len(FIDELITIES), None)  # the linear_val and linear_test columns
         per_k = []
         for k in args.inits:
-            factor = math.sqrt(k / (1 + (k - 1) * rel))  # sqrt(rel_k / rel)
+            rel_k = k * rel / (1 + (k - 1) * rel)
+            factor = math.sqrt(rel_k / rel)
             corr = base.corr.copy()
-            corr[0, 1:] *= factor
-            corr[1:, 0] *= factor
+            # only the correlation with the truth (of a run trained again) gains: the other
+            # fidelities share the one training run the averaged score is no longer tied to, so
+            # theirs is left as measured (conservative); a k-average can correlate with anything
+            # at most sqrt(rel_k)
+            raised = np.minimum(corr[0, truth] * factor, 0.999 * math.sqrt(rel_k))
+            corr[0, truth] = corr[truth, 0] = np.maximum(corr[0, truth], raised)
             cop = dataclasses.replace(base, corr=nearest_correlation(corr))
             draw = functools.partial(draw_space, cop, 1000)
             settings = [

@@ -6,9 +6,10 @@ defaults (8 cells of width 16 on 28-pixel images) a step of 256 images in two vi
 gigabytes. :func:`step_bytes` measures what a step's forward pass saves for the backward on a
 copy of the model (its BatchNorm statistics and the random streams untouched) at two tiny batch
 sizes and extends the line to the real batch: the tensors autograd keeps grow with the batch, the
-weights saved beside them do not. It is a lower bound of the step's peak (the backward adds
-gradients and transients), so refusing only when the bound exceeds the memory available never
-refuses a step that would fit.
+weights saved beside them do not. It is close to a lower bound of the step's peak (the backward
+adds gradients and transients), so a step refused because its bound exceeds the memory available
+would not have fitted, up to the weights (counted once in the bound; small beside a supernet's
+activations) and settings the probe does not mirror (``run.compile``, channels-last).
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ def check_step_fits(
     fitting = 1
     while fitting * 2 <= batch and per_image * fitting * 2 <= available / 2:
         fitting *= 2
+    hint = f"about {fitting} fits" if per_image * fitting <= available / 2 else "no batch size fits alone"
     sizes = (
         f"a training step of {batch} images needs at least {needed / 1e9:.1f} GB and "
         f"{available / 1e9:.1f} GB are available"
     )
     if needed > available:
-        raise ConfigError(f"{what}: {sizes}; lower optim.batch_size (about {fitting} fits){advice}")
+        raise ConfigError(f"{what}: {sizes}; lower optim.batch_size ({hint}){advice}")
     return f"memory: {what}: {sizes}, so it may not fit (optim.batch_size {fitting} would)"

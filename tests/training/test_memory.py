@@ -42,6 +42,8 @@ def test_a_step_over_the_memory_is_refused_near_it_noted_and_under_half_silent()
         ConfigError, match=r"256 images needs at least 50\.0 GB and 16\.0 GB .*\(about 32 fits\)"
     ):
         memory.check_step_fits("supernet", 50 * gb, 16 * gb, 256, "")
+    with pytest.raises(ConfigError, match=r"no batch size fits alone\), or smaller cells"):
+        memory.check_step_fits("supernet", 256 * 40 * gb, 16 * gb, 256, ", or smaller cells")
     note = memory.check_step_fits("supernet", 12 * gb, 16 * gb, 64, "")
     assert note is not None and "may not fit" in note and "batch_size 32" in note
     assert memory.check_step_fits("supernet", 7 * gb, 16 * gb, 64, "") is None

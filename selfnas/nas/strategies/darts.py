@@ -264,20 +264,23 @@ class CellSearchTrainer(HeadSearchTrainer):
 
     def _check_memory(self) -> None:
         """Refuse a supernet whose training step cannot fit in the memory left (one line), before
-        the kernel kills the run mid-step (see :mod:`selfnas.training.memory`)."""
-        search, local = self._search(), self.config.optim.batch_size // self.world
-        model = getattr(self.model, "module", self.model)  # under DDP: the network it wraps
+        the kernel kills the run mid-step (see :mod:`selfnas.training.memory`). One process only:
+        with several, the probe's BatchNorm would synchronise across ranks and a refusal read from
+        each rank's own memory figure could stop one rank and leave the others waiting."""
+        if self.world > 1:
+            return
+        search, batch = self._search(), self.config.optim.batch_size
 
         def views(b: int) -> tuple[torch.Tensor, ...]:
             return self.augment(self.images[:b], torch.Generator().manual_seed(0))
 
         with autocast(self.device, self.precision):
-            needed = step_bytes(model, views, local)
+            needed = step_bytes(self.model, views, batch)
         note = check_step_fits(
             f"the cells supernet ({search.cell_layers} cells of width {search.cell_width})",
             needed,
             available_bytes(self.device),
-            local,
+            batch,
             ", search.cell_width or search.cell_layers, or train on a machine with more memory",
         )
         if note:  # logged with the thread count when training starts
