@@ -108,5 +108,6 @@ def test_cell_search_arch_gradient_matches_finite_differences(tmp_path, tiny_ove
     trainer = _trainer(tmp_path, tiny_overrides, CellSearchTrainer, cells)
     assert _searched(trainer) == ["backbone.normal_alpha", "backbone.reduce_alpha"]
     # the cells' ReLUs and max-pools are kinks that a step of 1e-4 crosses (entries were off by 3%);
-    # the difference converges as the step shrinks: at 1e-7 the worst of all 80 entries was 1.4e-3
-    _check_against_finite_differences(trainer, entries_per_alpha=8, eps=1e-7, rel=1e-2)
+    # the difference converges as the step shrinks: at 1e-7 the worst of all 80 entries was 1.4e-3;
+    # 4 random entries of each alpha are checked (each costs two float64 passes of the supernet)
+    _check_against_finite_differences(trainer, entries_per_alpha=4, eps=1e-7, rel=1e-2)
