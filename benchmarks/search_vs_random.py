@@ -187,7 +187,7 @@ def simulate_all(tables: Path, repeats: int) -> dict[str, Any]:
             "screen_cost": each,
             "top5_threshold": table.threshold,
             "settings": rows,
-            "copula": copula_settings(table, path, repeats, each),
+            "copula": copula_settings(table, members, repeats, each),
         }
     return out
 
@@ -198,11 +198,13 @@ COPULA_SETTINGS = ((40, 2, None), (40, 2, 2), (40, 4, 2), (80, 2, 2), (80, 4, 2)
 COPULA_SPACE = 1000  # architectures in each drawn space
 
 
-def copula_settings(table: SimTable, path: Path, repeats: int, each: float) -> dict[str, Any]:
+def copula_settings(
+    table: SimTable, members: list[dict[str, Any]], repeats: int, each: float
+) -> dict[str, Any]:
     """The screened search on fresh spaces drawn from the table's copula, with and without the
-    cross-seed attenuation of the score's correlation with the truth."""
-    rows = [r for r in read_jsonl(path) if r["arch"] != REFERENCE]
-    attenuation = cross_seed_attenuation(rows, SCORE, FIDELITIES)
+    cross-seed attenuation of the score's correlation with the truth (from ``members``, the
+    table's rows of every seed)."""
+    attenuation = cross_seed_attenuation(members, SCORE, FIDELITIES)
     out: dict[str, Any] = {"space_size": COPULA_SPACE, "attenuation": attenuation}
     for name, factors in (("same_run", None), ("cross_seed", attenuation)):
         cop = fit_copula(table, SCORE, FIDELITIES, attenuation=factors)

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm, rankdata, spearmanr
+from scipy.stats import norm, rankdata
 
 from selfnas.errors import SelfnasError
+from selfnas.eval.correlation import spearman
 from selfnas.groundtruth.simulate import OBJECTIVE, REPORTED, SimTable
 from selfnas.groundtruth.table_analysis import is_collapsed, score_value, target_value
 from selfnas.nas.scoring import DIRECTION
@@ -95,10 +96,9 @@ def cross_seed_attenuation(
 
 
 def _spearman(pairs: list[tuple[float, float]]) -> float:
+    """The project's Spearman over the pairs with both values finite (nan below 3 pairs)."""
     x = np.array([p for p in pairs if math.isfinite(p[0]) and math.isfinite(p[1])], dtype=float)
-    if len(x) < 3:
-        return math.nan
-    return float(spearmanr(x[:, 0], x[:, 1]).statistic)
+    return spearman(x[:, 0], x[:, 1]) if len(x) >= 3 else math.nan
 
 
 def fit_copula(
